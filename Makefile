@@ -1,0 +1,55 @@
+# nuvem: `make dev` runs the whole system locally, `make test` runs every check.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := .venv
+PY := $(VENV)/bin/python
+EMULATOR_PORT ?= 4566
+API_PORT ?= 3000
+STACK ?= nuvem
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: venv build dev admin-key test lint fmt measure clean-local
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+build:
+	cargo build --workspace --bins
+
+## The emulator on 127.0.0.1:$(EMULATOR_PORT), then every function of
+## template.yaml behind the HTTP API on 127.0.0.1:$(API_PORT), its queue
+## consumers and its schedules. Ctrl-C stops everything.
+dev: venv build
+	@mkdir -p .local
+	@$(VENV)/bin/moto_server -H 127.0.0.1 -p $(EMULATOR_PORT) > .local/emulator.log 2>&1 & \
+	  moto=$$!; trap 'kill $$moto 2>/dev/null' EXIT INT TERM; \
+	  target/debug/nuvem-local --template template.yaml --port $(API_PORT) \
+	    --bin-dir target/debug --stack-name $(STACK) \
+	    --emulator-url http://127.0.0.1:$(EMULATOR_PORT) \
+	    --param PublicBaseUrl=http://127.0.0.1:$(API_PORT)
+
+## A new platform admin credential for the running `make dev` stack.
+admin-key:
+	@cargo build --quiet --bin nuvem-admin
+	@AWS_ENDPOINT_URL=http://127.0.0.1:$(EMULATOR_PORT) AWS_REGION=us-east-1 \
+	  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
+	  target/debug/nuvem-admin create-admin-key --table $(STACK)-Table
+
+fmt:
+	cargo fmt --all
+
+lint: venv
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
+
+test: venv lint
+	cargo build --workspace --bins
+	cargo test --workspace
+
+## Release sizes, cold-start init time and authorizer CPU (see README).
+measure: venv
+	scripts/measure.sh

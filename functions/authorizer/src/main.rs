@@ -1,0 +1,19 @@
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use nuvem_aws::config;
+use nuvem_aws::store::Store;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    config::init_tracing();
+    let sdk = config::sdk_config().await;
+    let deps = authorizer::Deps {
+        store: Store::new(&sdk, config::env("TABLE_NAME")?),
+    };
+    lambda_runtime::run(service_fn(
+        |event: LambdaEvent<authorizer::AuthorizerRequest>| {
+            let deps = &deps;
+            async move { Ok::<_, Error>(authorizer::handle(deps, event.payload).await) }
+        },
+    ))
+    .await
+}

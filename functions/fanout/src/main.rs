@@ -1,0 +1,15 @@
+use nuvem_aws::config;
+use nuvem_aws::mail::Mailer;
+use nuvem_aws::store::Store;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    config::init_tracing();
+    let sdk = config::sdk_config().await;
+    let deps = fanout::Deps {
+        store: Store::new(&sdk, config::env("TABLE_NAME")?),
+        mailer: Mailer::new(&sdk, config::env("MAIL_FROM")?),
+        public_base_url: config::env("PUBLIC_BASE_URL")?,
+    };
+    nuvem_aws::runtime::serve_sqs(|event| fanout::handle(&deps, event)).await
+}

@@ -1,0 +1,304 @@
+//! Activation and key management, driven through the real signup and
+//! approval handlers against the emulator.
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use nuvem_aws::Core;
+use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
+use nuvem_testkit::fixtures::{
+    as_principal, http_event, reply, with_json, with_path_id, with_source_ip,
+};
+use nuvem_testkit::inspect::{drain, scan_all};
+use nuvem_testkit::{Stack, emulator, unique_name};
+use serde_json::{Value, json};
+
+struct Env {
+    core: Core,
+    deps: keys::Deps,
+    db: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    stack: Stack,
+}
+
+async fn env() -> Env {
+    let emu = emulator().await;
+    let stack = Stack::create(emu, &unique_name("keys"), &Default::default())
+        .await
+        .expect("stack");
+    let sdk = emu.sdk_config().await;
+    let core = Core {
+        store: nuvem_aws::store::Store::new(&sdk, stack.table("Table")),
+        events: nuvem_aws::queue::EventQueue::new(&sdk, &stack.queue("EventsQueue").url),
+    };
+    Env {
+        deps: keys::Deps { core: core.clone() },
+        core,
+        db: aws_sdk_dynamodb::Client::new(&sdk),
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        stack,
+    }
+}
+
+/// Signs a company up and approves it; returns its id and activation token.
+async fn approved_account(env: &Env, document: &str, email: &str) -> (String, String) {
+    let signup = signup::Deps {
+        core: env.core.clone(),
+        per_address_per_hour: 100,
+    };
+    let body = json!({"organization_name": "Oficina Central", "document": document,
+        "phone": "+55 21 99876-5432", "email": email, "imperius_licenses": 1});
+    let req = with_source_ip(
+        with_json(http_event("signup/signup.json"), &body),
+        "203.0.113.9",
+    );
+    let (status, _, answer) = reply(&signup::handle(&signup, req).await);
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_owned();
+
+    let approval = approval::Deps {
+        core: env.core.clone(),
+    };
+    let req = with_json(
+        with_path_id(http_event("approval/approve.json"), &id),
+        &json!({"quota_gb": 1, "imperius_licenses": 1}),
+    );
+    let req = as_principal(req, "platform", "key_01jd00000000000000000000ad", "admin");
+    assert_eq!(reply(&approval::handle(&approval, req).await).0, 200);
+
+    let messages = drain(&env.sqs, &env.stack.queue("EventsQueue").url, 20).await;
+    let token = messages
+        .iter()
+        .find_map(|m| {
+            let attrs = m.message_attributes()?;
+            let t = attrs.get(ACTIVATION_TOKEN_ATTRIBUTE)?.string_value()?;
+            m.body()?.contains(&id).then(|| t.to_owned())
+        })
+        .expect("activation token queued");
+    (id, token)
+}
+
+async fn call(env: &Env, req: ApiGatewayV2httpRequest) -> (u16, Value) {
+    let (status, _, body) = reply(&keys::handle(&env.deps, req).await);
+    (status, body)
+}
+
+fn activate(token: &str) -> ApiGatewayV2httpRequest {
+    with_json(http_event("keys/activate.json"), &json!({ "token": token }))
+}
+
+fn as_owner(req: ApiGatewayV2httpRequest, account: &str, key: &str) -> ApiGatewayV2httpRequest {
+    as_principal(req, account, key, "owner")
+}
+
+#[tokio::test]
+async fn a_token_buys_one_owner_key_once_even_under_a_race() {
+    let env = env().await;
+    let (account, token) = approved_account(&env, "529.982.247-25", "a@example.com").await;
+    let results = futures::future::join_all((0..4).map(|_| call(&env, activate(&token)))).await;
+    let winners: Vec<&Value> = results
+        .iter()
+        .filter(|r| r.0 == 201)
+        .map(|r| &r.1)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert!(
+        results.iter().all(|r| r.0 == 201 || r.0 == 422),
+        "{results:?}"
+    );
+    let issued = winners[0];
+    assert_eq!(issued["key"]["role"], "owner");
+    let secret = issued["secret"].as_str().unwrap();
+    assert!(nuvem_domain::keys::checksum_ok(secret));
+    assert_eq!(
+        issued["credential"],
+        format!("{}.{}", issued["key"]["id"].as_str().unwrap(), secret)
+    );
+
+    // Stored only as a hash.
+    let dump = format!("{:?}", scan_all(&env.db, env.stack.table("Table")).await);
+    assert!(!dump.contains(secret));
+    let account = env.core.store.get_account(&account).await.unwrap().unwrap();
+    assert!(account.activated_at.is_some());
+
+    // A later use fails too.
+    assert_eq!(call(&env, activate(&token)).await.0, 422);
+}
+
+#[tokio::test]
+async fn unknown_and_expired_tokens_are_refused_and_store_nothing() {
+    let env = env().await;
+    let before = scan_all(&env.db, env.stack.table("Table")).await.len();
+    for body in [
+        json!({"token": "nvm_at_doesnotexist"}),
+        json!({"token": ""}),
+        json!({"token": 42}),
+        json!({"token": "x", "role": "admin"}),
+        json!({}),
+    ] {
+        let (status, problem) =
+            call(&env, with_json(http_event("keys/activate.json"), &body)).await;
+        assert_eq!(status, 422, "{body}: {problem}");
+    }
+    // An expired token: written as the approval writes it, a week in the past.
+    let token = "nvm_at_expiredexpiredexpiredexpiredexpired000";
+    let past = chrono::Utc::now() - chrono::Duration::days(8);
+    let write = env
+        .core
+        .store
+        .activation_write(
+            &nuvem_domain::token::hash_token(token),
+            &nuvem_aws::store::ActivationRecord {
+                account_id: "acc_01jd0000000000000000000000".into(),
+                created_at: past,
+                expires_at: nuvem_domain::token::activation_expires_at(past).timestamp(),
+                used_at: None,
+            },
+        )
+        .unwrap();
+    env.db
+        .transact_write_items()
+        .transact_items(write)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(call(&env, activate(token)).await.0, 422);
+    assert_eq!(
+        scan_all(&env.db, env.stack.table("Table")).await.len(),
+        before + 1
+    );
+}
+
+#[tokio::test]
+async fn owners_create_list_and_revoke_keys_of_their_own_account_only() {
+    let env = env().await;
+    let (a, token_a) = approved_account(&env, "529.982.247-25", "a@example.com").await;
+    let (b, token_b) = approved_account(&env, "11.222.333/0001-81", "b@example.com").await;
+    let owner_a = call(&env, activate(&token_a)).await.1["key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let owner_b = call(&env, activate(&token_b)).await.1["key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let create = |account: &str, key: &str, body: Value| {
+        as_owner(
+            with_json(http_event("keys/create-key.json"), &body),
+            account,
+            key,
+        )
+    };
+    let (status, op) = call(
+        &env,
+        create(
+            &a,
+            &owner_a,
+            json!({"name": "backup server", "role": "operator"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{op}");
+    let op_id = op["key"]["id"].as_str().unwrap().to_owned();
+
+    let (status, listed) = call(
+        &env,
+        as_owner(http_event("keys/list-keys.json"), &a, &owner_a),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&op_id.as_str()) && ids.contains(&owner_a.as_str()));
+    let text = listed.to_string();
+    assert!(!text.contains("secret") && !text.contains(op["secret"].as_str().unwrap()));
+
+    // B cannot see or revoke A's key.
+    let (_, listed_b) = call(
+        &env,
+        as_owner(http_event("keys/list-keys.json"), &b, &owner_b),
+    )
+    .await;
+    assert!(!listed_b.to_string().contains(&op_id));
+    let revoke = |account: &str, key: &str, id: &str| {
+        as_owner(
+            with_path_id(http_event("keys/revoke-key.json"), id),
+            account,
+            key,
+        )
+    };
+    assert_eq!(call(&env, revoke(&b, &owner_b, &op_id)).await.0, 404);
+    assert_eq!(
+        env.core
+            .store
+            .get_key(&op_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        nuvem_domain::keys::KeyStatus::Active
+    );
+
+    // A revokes it (twice: idempotent).
+    assert_eq!(call(&env, revoke(&a, &owner_a, &op_id)).await.0, 204);
+    assert_eq!(call(&env, revoke(&a, &owner_a, &op_id)).await.0, 204);
+    assert_eq!(
+        env.core
+            .store
+            .get_key(&op_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        nuvem_domain::keys::KeyStatus::Revoked
+    );
+    assert_eq!(
+        call(&env, revoke(&a, &owner_a, "key_01jd0000000000000000000099"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(call(&env, revoke(&a, &owner_a, "not-a-key")).await.0, 404);
+}
+
+#[tokio::test]
+async fn only_owners_manage_keys_and_bad_requests_store_nothing() {
+    let env = env().await;
+    let account = "acc_01jd0000000000000000000000";
+    let create = |body: Value| with_json(http_event("keys/create-key.json"), &body);
+    let operator = as_principal(
+        create(json!({"name": "x", "role": "operator"})),
+        account,
+        "key_01jd0000000000000000000005",
+        "operator",
+    );
+    assert_eq!(call(&env, operator).await.0, 403);
+    let before = scan_all(&env.db, env.stack.table("Table")).await.len();
+    for body in [
+        json!({"name": "x", "role": "admin"}),
+        json!({"name": "x", "role": "superuser"}),
+        json!({"name": "", "role": "operator"}),
+        json!({"name": "x", "role": "operator", "expires_at": "2001-01-01T00:00:00Z"}),
+        json!({"name": "x", "role": "operator", "expires_at": "tomorrow"}),
+        json!({"name": "x", "role": "operator", "account_id": "acc_01jd0000000000000000000009"}),
+    ] {
+        let (status, problem) = call(
+            &env,
+            as_owner(
+                create(body.clone()),
+                account,
+                "key_01jd0000000000000000000001",
+            ),
+        )
+        .await;
+        assert_eq!(status, 422, "{body}: {problem}");
+    }
+    assert_eq!(
+        scan_all(&env.db, env.stack.table("Table")).await.len(),
+        before
+    );
+}

@@ -1,0 +1,12 @@
+use nuvem_aws::{Core, config};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    config::init_tracing();
+    let sdk = config::sdk_config().await;
+    let deps = signup::Deps {
+        core: Core::from_env(&sdk)?,
+        per_address_per_hour: config::env_or("SIGNUPS_PER_HOUR_PER_ADDRESS", 5)?,
+    };
+    nuvem_aws::runtime::serve_http(|req| signup::handle(&deps, req)).await
+}

@@ -1,0 +1,40 @@
+//! Configuration read once at cold start.
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+/// Shared SDK configuration: the standard credential chain and region, and
+/// `AWS_ENDPOINT_URL` when set (the local emulator).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}
+
+/// A required environment variable; the error names it so a misconfigured
+/// deployment fails at init with a clear message.
+pub fn env(name: &str) -> Result<String, ConfigError> {
+    std::env::var(name).map_err(|_| ConfigError(format!("environment variable {name} is not set")))
+}
+
+/// An optional environment variable parsed as `T`, with a default.
+pub fn env_or<T: FromStr>(name: &str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: Display,
+{
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map_err(|e| ConfigError(format!("environment variable {name}: {e}"))),
+        Err(_) => Ok(default),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Logs as JSON lines without ANSI colours, as CloudWatch wants them.
+pub fn init_tracing() {
+    lambda_runtime::tracing::init_default_subscriber();
+}

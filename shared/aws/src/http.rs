@@ -1,0 +1,311 @@
+//! API Gateway HTTP API (payload 2.0) requests and replies: JSON bodies with
+//! strict parsing, RFC 9457 problem details, and the caller's identity as
+//! the authorizer handed it over.
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use base64::Engine;
+use http::HeaderValue;
+use http::header::CONTENT_TYPE;
+use nuvem_domain::keys::Role;
+use nuvem_domain::validation::FieldError;
+use serde::Serialize;
+
+use crate::store::{ListError, Page};
+use serde::de::DeserializeOwned;
+
+pub type Request = ApiGatewayV2httpRequest;
+pub type Response = ApiGatewayV2httpResponse;
+pub type HttpResult = Result<Response, Problem>;
+
+/// Largest JSON body any route accepts unless it says otherwise.
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+
+/// An RFC 9457 problem: every client error and the rare server error.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    fn new(status: u16, slug: &str, title: &str, detail: Option<String>) -> Self {
+        Problem {
+            kind: format!("https://nuvem.example/problems/{slug}"),
+            title: title.to_owned(),
+            status,
+            detail,
+            errors: Vec::new(),
+        }
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(400, "bad-request", "Bad request", Some(detail.into()))
+    }
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let mut p = Self::new(
+            422,
+            "validation",
+            "Validation failed",
+            Some("one or more fields are invalid".into()),
+        );
+        p.errors = errors;
+        p
+    }
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(401, "unauthorized", "Unauthorized", Some(detail.into()))
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", "Forbidden", Some(detail.into()))
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(404, "not-found", "Not found", Some(detail.into()))
+    }
+    pub fn method_not_allowed() -> Self {
+        Self::new(405, "method-not-allowed", "Method not allowed", None)
+    }
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(409, "conflict", "Conflict", Some(detail.into()))
+    }
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "payload-too-large",
+            "Payload too large",
+            Some(format!("the body must not exceed {limit} bytes")),
+        )
+    }
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            Some("send the body as application/json".into()),
+        )
+    }
+    pub fn too_many_requests(detail: impl Into<String>) -> Self {
+        Self::new(
+            429,
+            "too-many-requests",
+            "Too many requests",
+            Some(detail.into()),
+        )
+    }
+    /// A server fault. The cause goes to the log, never to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(500, "internal", "Internal server error", None)
+    }
+
+    pub fn into_response(self) -> Response {
+        let body = serde_json::to_string(&self).unwrap_or_default();
+        let mut r = raw_response(self.status, body);
+        r.headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        r
+    }
+}
+
+impl From<crate::store::StoreError> for Problem {
+    fn from(e: crate::store::StoreError) -> Self {
+        Problem::internal(e)
+    }
+}
+
+fn raw_response(status: u16, body: String) -> Response {
+    let mut r = Response::default();
+    r.status_code = i64::from(status);
+    r.body = Some(Body::Text(body));
+    r.headers
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A JSON reply.
+pub fn json<T: Serialize>(status: u16, value: &T) -> HttpResult {
+    let body = serde_json::to_string(value).map_err(Problem::internal)?;
+    let mut r = raw_response(status, body);
+    r.headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+pub fn no_content() -> HttpResult {
+    let mut r = Response::default();
+    r.status_code = 204;
+    Ok(r)
+}
+
+/// Turns a handler's result into the reply API Gateway expects.
+pub fn reply(result: HttpResult) -> Response {
+    result.unwrap_or_else(Problem::into_response)
+}
+
+/// `"POST /v1/keys"`: the template's route, as API Gateway names it.
+pub fn route(req: &Request) -> &str {
+    req.route_key
+        .as_deref()
+        .or(req.request_context.route_key.as_deref())
+        .unwrap_or("")
+}
+
+pub fn path_param<'a>(req: &'a Request, name: &str) -> Result<&'a str, Problem> {
+    req.path_parameters
+        .get(name)
+        .map(String::as_str)
+        .ok_or_else(|| Problem::not_found(format!("missing path parameter {name}")))
+}
+
+pub fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.query_string_parameters.first(name)
+}
+
+/// `?limit=` of a listing: 1–100, 25 by default.
+pub fn page_limit(req: &Request) -> Result<i32, Problem> {
+    match query(req, "limit") {
+        None => Ok(25),
+        Some(v) => v
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                Problem::validation(vec![FieldError::new(
+                    "limit",
+                    "must be an integer from 1 to 100",
+                )])
+            }),
+    }
+}
+
+/// A listing's page, with a forged cursor reported as the client's mistake.
+pub fn listing<T>(result: Result<Page<T>, ListError>) -> Result<Page<T>, Problem> {
+    result.map_err(|e| match e {
+        ListError::BadCursor => Problem::validation(vec![FieldError::new(
+            "cursor",
+            "is not a cursor this API returned",
+        )]),
+        ListError::Store(e) => e.into(),
+    })
+}
+
+pub fn source_ip(req: &Request) -> &str {
+    req.request_context
+        .http
+        .source_ip
+        .as_deref()
+        .unwrap_or("unknown")
+}
+
+/// Parses a JSON body strictly: size limit, content type, unknown fields and
+/// wrong types are all client errors that name the offending field.
+pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, Problem> {
+    let raw = body_bytes(req)?;
+    if raw.len() > limit {
+        return Err(Problem::payload_too_large(limit));
+    }
+    if let Some(ct) = req.headers.get(CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(Problem::unsupported_media_type());
+        }
+    }
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(Problem::bad_request(
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(&raw);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            Problem::bad_request(format!("the body is not valid JSON: {inner}"))
+        } else {
+            let field = if path == "." { "body".to_owned() } else { path };
+            Problem::validation(vec![FieldError::new(
+                field,
+                strip_position(&inner.to_string()),
+            )])
+        }
+    })
+}
+
+/// serde_json appends " at line 1 column 42"; the field name says more.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+fn body_bytes(req: &Request) -> Result<Vec<u8>, Problem> {
+    let Some(body) = req.body.as_deref() else {
+        return Ok(Vec::new());
+    };
+    if req.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|_| Problem::bad_request("the body is not valid base64"))
+    } else {
+        Ok(body.as_bytes().to_vec())
+    }
+}
+
+/// Who is calling, as the authorizer established it. Never taken from the
+/// request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub account_id: String,
+    pub key_id: String,
+    pub role: Role,
+}
+
+/// The caller, if the authorizer accepted its credential and its role is one
+/// of `allowed`: 401 without a valid credential, 403 with the wrong role.
+pub fn require(req: &Request, allowed: &[Role]) -> Result<Principal, Problem> {
+    let ctx = req.request_context.authorizer.as_ref().map(|a| &a.fields);
+    let field = |name: &str| {
+        ctx.and_then(|c| c.get(name))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let authenticated = ctx
+        .and_then(|c| c.get("authenticated"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let principal = match (
+        authenticated,
+        field("account_id"),
+        field("key_id"),
+        field("role"),
+    ) {
+        (true, Some(account_id), Some(key_id), Some(role)) => {
+            role.parse().ok().map(|role| Principal {
+                account_id,
+                key_id,
+                role,
+            })
+        }
+        _ => None,
+    };
+    let Some(principal) = principal else {
+        let reason = field("reason").unwrap_or_else(|| "a valid access key is required".into());
+        return Err(Problem::unauthorized(reason));
+    };
+    if allowed.contains(&principal.role) {
+        Ok(principal)
+    } else {
+        Err(Problem::forbidden(format!(
+            "the role {} may not use this route",
+            principal.role.as_str()
+        )))
+    }
+}

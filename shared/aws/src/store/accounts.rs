@@ -1,0 +1,248 @@
+//! Accounts, their one-per-document / one-per-email guards and audit trail.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+use nuvem_domain::account::{AccountStatus, Locale};
+use nuvem_domain::events::Envelope;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Item, ListError, Page, Store, StoreError, decode_cursor, encode_cursor, failed_conditions, n, s,
+};
+use crate::table_keys as k;
+
+/// An account as stored and as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub id: String,
+    pub organization_name: String,
+    pub document: String,
+    pub document_kind: String,
+    pub phone: String,
+    pub email: String,
+    pub locale: Locale,
+    pub status: AccountStatus,
+    /// Licences asked for at signup, then granted at approval.
+    pub imperius_licenses: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_gb: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<DateTime<Utc>>,
+    /// Optimistic-concurrency counter: every change is conditioned on it.
+    pub version: u64,
+}
+
+/// Who changed what on an account, with the state before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: String,
+    pub account_id: String,
+    pub action: String,
+    pub actor_key_id: String,
+    pub actor_role: String,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateAccountError {
+    #[error("an account with this document already exists")]
+    DocumentTaken,
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+const ACCOUNT_COLUMNS: [&str; 4] = [k::PK, k::SK, k::GSI1PK, k::GSI1SK];
+
+impl Store {
+    fn account_item(&self, account: &AccountRecord) -> Result<Item, StoreError> {
+        let mut item: Item = serde_dynamo::to_item(account)?;
+        item.insert(k::PK.into(), s(k::account_pk(&account.id)));
+        item.insert(k::SK.into(), s(k::ACCOUNT_SK));
+        item.insert(
+            k::GSI1PK.into(),
+            s(k::accounts_by_status(account.status.as_str())),
+        );
+        item.insert(
+            k::GSI1SK.into(),
+            s(k::accounts_by_status_sk(
+                &account.created_at.to_rfc3339(),
+                &account.id,
+            )),
+        );
+        Ok(item)
+    }
+
+    /// Stores a new `pending` account, its document and email guards and the
+    /// `account.signed_up` event in one transaction: a second signup with the
+    /// same document or email fails its condition, whoever comes first.
+    pub async fn create_account(
+        &self,
+        account: &AccountRecord,
+        email_normalized: &str,
+        event: &Envelope,
+    ) -> Result<(), CreateAccountError> {
+        let guard = |pk: String, sk: &str| -> Item {
+            [
+                (k::PK.to_owned(), s(pk)),
+                (k::SK.to_owned(), s(sk)),
+                ("account_id".to_owned(), s(&account.id)),
+            ]
+            .into()
+        };
+        let cond = Some("attribute_not_exists(pk)");
+        let items = vec![
+            self.put(self.account_item(account)?, cond)?,
+            self.put(
+                guard(k::document_pk(&account.document), k::DOCUMENT_SK),
+                cond,
+            )?,
+            self.put(guard(k::email_pk(email_normalized), k::EMAIL_SK), cond)?,
+            self.event_record(event)?,
+        ];
+        match self
+            .db
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match failed_conditions(&e).as_deref() {
+                Some([_, true, ..]) => Err(CreateAccountError::DocumentTaken),
+                Some([_, _, true, ..]) => Err(CreateAccountError::EmailTaken),
+                _ => Err(StoreError::sdk(e).into()),
+            },
+        }
+    }
+
+    pub async fn get_account(&self, account_id: &str) -> Result<Option<AccountRecord>, StoreError> {
+        let out = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .key(k::PK, s(k::account_pk(account_id)))
+            .key(k::SK, s(k::ACCOUNT_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        out.item
+            .map(|i| Ok(serde_dynamo::from_item(i)?))
+            .transpose()
+    }
+
+    /// Accounts in one status, oldest first.
+    pub async fn list_accounts(
+        &self,
+        status: AccountStatus,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<AccountRecord>, ListError> {
+        let start = decode_cursor(cursor, &ACCOUNT_COLUMNS)?;
+        let out = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .index_name(k::GSI1)
+            .key_condition_expression("gsi1pk = :p")
+            .expression_attribute_values(":p", s(k::accounts_by_status(status.as_str())))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        let items =
+            serde_dynamo::from_items(out.items.unwrap_or_default()).map_err(StoreError::from)?;
+        Ok(Page {
+            items,
+            next_cursor: encode_cursor(out.last_evaluated_key.as_ref()),
+        })
+    }
+
+    /// Writes an account change together with its audit entry, its event and
+    /// any further items (an activation token), only if nobody changed the
+    /// account since `before` was read. Returns false when someone did.
+    pub async fn save_account_change(
+        &self,
+        before: &AccountRecord,
+        after: &AccountRecord,
+        audit: &AuditRecord,
+        event: &Envelope,
+        extra: Vec<TransactWriteItem>,
+    ) -> Result<bool, StoreError> {
+        // A whole-item put conditioned on the version: simpler than a
+        // field-by-field update and just as safe.
+        let mut put_item = self.account_item(after)?;
+        put_item.insert("version".into(), n(before.version + 1));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(put_item))
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", n(before.version))
+            .build()
+            .map_err(StoreError::sdk)?;
+        let mut audit_item: Item = serde_dynamo::to_item(audit)?;
+        audit_item.insert(k::PK.into(), s(k::account_pk(&audit.account_id)));
+        audit_item.insert(
+            k::SK.into(),
+            s(k::audit_sk(&audit.at.to_rfc3339(), &audit.id)),
+        );
+        let mut items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.put(audit_item, Some("attribute_not_exists(pk)"))?,
+            self.event_record(event)?,
+        ];
+        items.extend(extra);
+        match self
+            .db
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match failed_conditions(&e).as_deref() {
+                Some([true, ..]) => Ok(false),
+                _ => Err(StoreError::sdk(e)),
+            },
+        }
+    }
+
+    /// An account's audit trail, newest first.
+    pub async fn list_audit(
+        &self,
+        account_id: &str,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditRecord>, ListError> {
+        let start = decode_cursor(cursor, &[k::PK, k::SK])?;
+        let out = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND begins_with(sk, :a)")
+            .expression_attribute_values(":p", s(k::account_pk(account_id)))
+            .expression_attribute_values(":a", AttributeValue::S(k::AUDIT_PREFIX.into()))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        let items =
+            serde_dynamo::from_items(out.items.unwrap_or_default()).map_err(StoreError::from)?;
+        Ok(Page {
+            items,
+            next_cursor: encode_cursor(out.last_evaluated_key.as_ref()),
+        })
+    }
+}

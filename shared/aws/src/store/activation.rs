@@ -1,0 +1,113 @@
+//! Single-use activation tokens, stored by hash and redeemed atomically
+//! together with the creation of the account's first key.
+
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Item, KeyRecord, Store, StoreError, failed_conditions, n, s};
+use crate::table_keys as k;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivationRecord {
+    pub account_id: String,
+    pub created_at: DateTime<Utc>,
+    /// Epoch seconds; also the item's TTL.
+    pub expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedeemError {
+    /// Unknown, expired or already used: the caller learns no more than that.
+    #[error("the activation token is invalid, expired or already used")]
+    Invalid,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Store {
+    /// The put of a new activation token, for the approval transaction.
+    pub fn activation_write(
+        &self,
+        token_hash: &str,
+        record: &ActivationRecord,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut item: Item = serde_dynamo::to_item(record)?;
+        item.insert(k::PK.into(), s(k::activation_pk(token_hash)));
+        item.insert(k::SK.into(), s(k::ACTIVATION_SK));
+        self.put(item, Some("attribute_not_exists(pk)"))
+    }
+
+    /// Marks the token used and creates the first key in one transaction.
+    /// The token's conditions (exists, unused, unexpired) make a second use
+    /// fail even when two requests race. Returns the account id.
+    pub async fn redeem_activation(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        first_key: impl FnOnce(&str) -> KeyRecord,
+    ) -> Result<KeyRecord, RedeemError> {
+        // The read only finds the account; the transaction's conditions decide.
+        let out = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .key(k::PK, s(k::activation_pk(token_hash)))
+            .key(k::SK, s(k::ACTIVATION_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        let Some(item) = out.item else {
+            return Err(RedeemError::Invalid);
+        };
+        let record: ActivationRecord = serde_dynamo::from_item(item).map_err(StoreError::from)?;
+        if record.used_at.is_some() || record.expires_at <= now.timestamp() {
+            return Err(RedeemError::Invalid);
+        }
+        let key = first_key(&record.account_id);
+        let redeem = Update::builder()
+            .table_name(&self.table)
+            .key(k::PK, s(k::activation_pk(token_hash)))
+            .key(k::SK, s(k::ACTIVATION_SK))
+            .update_expression("SET used_at = :now")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(used_at) AND expires_at > :epoch",
+            )
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_values(":epoch", n(now.timestamp()))
+            .build()
+            .map_err(StoreError::sdk)?;
+        let activated = Update::builder()
+            .table_name(&self.table)
+            .key(k::PK, s(k::account_pk(&record.account_id)))
+            .key(k::SK, s(k::ACCOUNT_SK))
+            .update_expression("SET activated_at = :now")
+            .condition_expression("#st = :active")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_values(":active", s("active"))
+            .build()
+            .map_err(StoreError::sdk)?;
+        let items = vec![
+            TransactWriteItem::builder().update(redeem).build(),
+            TransactWriteItem::builder().update(activated).build(),
+            self.new_key_write(&key)?,
+        ];
+        match self
+            .db
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(key),
+            Err(e) => match failed_conditions(&e) {
+                Some(failed) if failed.iter().take(2).any(|f| *f) => Err(RedeemError::Invalid),
+                _ => Err(StoreError::sdk(e).into()),
+            },
+        }
+    }
+}

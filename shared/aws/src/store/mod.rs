@@ -1,0 +1,175 @@
+//! The single DynamoDB table. Uniqueness is decided by conditional writes
+//! and transactions, never by reading first.
+
+mod accounts;
+mod activation;
+mod keys;
+mod rate;
+
+pub use accounts::{AccountRecord, AuditRecord, CreateAccountError};
+pub use activation::{ActivationRecord, RedeemError};
+pub use keys::{KeyRecord, RevokeOutcome};
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use nuvem_domain::events::Envelope;
+use serde::Serialize;
+
+use crate::table_keys as k;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("dynamodb: {0}")]
+    Dynamo(String),
+    #[error("stored item is malformed: {0}")]
+    Malformed(String),
+}
+
+impl StoreError {
+    pub(crate) fn sdk<E: std::error::Error>(e: E) -> Self {
+        StoreError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+    }
+}
+
+impl From<serde_dynamo::Error> for StoreError {
+    fn from(e: serde_dynamo::Error) -> Self {
+        StoreError::Malformed(e.to_string())
+    }
+}
+
+/// One page of a listing and the opaque cursor of the next, if any.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("the cursor is not valid")]
+    BadCursor,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// DynamoDB adapter bound to the table; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) db: Client,
+    pub(crate) table: String,
+}
+
+impl Store {
+    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Store {
+            db: Client::new(config),
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub(crate) fn put(
+        &self,
+        item: Item,
+        condition: Option<&str>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map_err(StoreError::sdk)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The outbox copy of a domain event, written in the same transaction as
+    /// the change that caused it and kept 30 days.
+    pub fn event_record(&self, event: &Envelope) -> Result<TransactWriteItem, StoreError> {
+        let mut item: Item = serde_dynamo::to_item(event)?;
+        item.insert(k::PK.into(), s(k::account_pk(&event.account_id)));
+        item.insert(k::SK.into(), s(k::event_sk(&event.id)));
+        item.insert(
+            k::EXPIRES_AT.into(),
+            n(event.occurred_at.timestamp() + 30 * 24 * 3600),
+        );
+        self.put(item, Some("attribute_not_exists(pk)"))
+    }
+}
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// Cursors are the base64url of the LastEvaluatedKey: opaque to clients, and
+/// checked on the way back in so that a forged cursor is a 400, not a 500.
+pub(crate) fn encode_cursor(key: Option<&Item>) -> Option<String> {
+    let key = key?;
+    let map: HashMap<&str, &str> = key
+        .iter()
+        .filter_map(|(name, v)| v.as_s().ok().map(|v| (name.as_str(), v.as_str())))
+        .collect();
+    let json = serde_json::to_vec(&map).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(json))
+}
+
+pub(crate) fn decode_cursor(
+    cursor: Option<&str>,
+    expected: &[&str],
+) -> Result<Option<Item>, ListError> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| ListError::BadCursor)?;
+    let map: HashMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|_| ListError::BadCursor)?;
+    if map.len() != expected.len() || !expected.iter().all(|name| map.contains_key(*name)) {
+        return Err(ListError::BadCursor);
+    }
+    Ok(Some(
+        map.into_iter().map(|(name, v)| (name, s(v))).collect(),
+    ))
+}
+
+/// Which items of a cancelled transaction failed their condition.
+pub(crate) fn failed_conditions<E>(err: &aws_sdk_dynamodb::error::SdkError<E>) -> Option<Vec<bool>>
+where
+    E: AsTransactionCancel,
+{
+    let reasons = err.as_service_error()?.cancellation_reasons()?;
+    Some(
+        reasons
+            .iter()
+            .map(|r| r.code() == Some("ConditionalCheckFailed"))
+            .collect(),
+    )
+}
+
+pub(crate) trait AsTransactionCancel {
+    fn cancellation_reasons(&self) -> Option<&[aws_sdk_dynamodb::types::CancellationReason]>;
+}
+
+impl AsTransactionCancel
+    for aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError
+{
+    fn cancellation_reasons(&self) -> Option<&[aws_sdk_dynamodb::types::CancellationReason]> {
+        match self {
+            Self::TransactionCanceledException(e) => Some(e.cancellation_reasons()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Every partition, sort and index key string of the single table is built
+//! here and nowhere else (see DESIGN "State: one DynamoDB table").
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const GSI1: &str = "gsi1";
+pub const GSI1PK: &str = "gsi1pk";
+pub const GSI1SK: &str = "gsi1sk";
+/// DynamoDB TTL attribute (epoch seconds).
+pub const EXPIRES_AT: &str = "expires_at";
+
+pub fn account_pk(account_id: &str) -> String {
+    format!("ACCOUNT#{account_id}")
+}
+pub const ACCOUNT_SK: &str = "ACCOUNT";
+
+/// gsi1 partition listing accounts by status, oldest first.
+pub fn accounts_by_status(status: &str) -> String {
+    format!("ACCOUNTS#{status}")
+}
+pub fn accounts_by_status_sk(created_at: &str, account_id: &str) -> String {
+    format!("{created_at}#{account_id}")
+}
+
+/// One account per CPF/CNPJ.
+pub fn document_pk(document: &str) -> String {
+    format!("DOCUMENT#{document}")
+}
+pub const DOCUMENT_SK: &str = "DOCUMENT";
+
+/// One account per (normalised) email address.
+pub fn email_pk(email: &str) -> String {
+    format!("EMAIL#{email}")
+}
+pub const EMAIL_SK: &str = "EMAIL";
+
+pub fn audit_sk(at: &str, audit_id: &str) -> String {
+    format!("AUDIT#{at}#{audit_id}")
+}
+pub const AUDIT_PREFIX: &str = "AUDIT#";
+
+pub fn event_sk(event_id: &str) -> String {
+    format!("EVENT#{event_id}")
+}
+
+pub fn key_pk(key_id: &str) -> String {
+    format!("KEY#{key_id}")
+}
+pub const KEY_SK: &str = "KEY";
+/// gsi1 partition listing an account's keys, oldest first.
+pub fn keys_of_account(account_id: &str) -> String {
+    format!("KEYS#{account_id}")
+}
+
+/// Activation tokens are found by the hash of the token, never the token.
+pub fn activation_pk(token_hash: &str) -> String {
+    format!("ACTIVATION#{token_hash}")
+}
+pub const ACTIVATION_SK: &str = "ACTIVATION";
+
+pub fn done_pk(consumer: &str, id: &str) -> String {
+    format!("DONE#{consumer}#{id}")
+}
+pub const DONE_SK: &str = "DONE";
+
+pub fn rate_pk(bucket: &str, subject: &str, window: i64) -> String {
+    format!("RATE#{bucket}#{subject}#{window}")
+}
+pub const RATE_SK: &str = "RATE";

@@ -1,0 +1,102 @@
+//! Field-level validation errors, shaped for API responses.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// One problem with one request field. `message` is short, English and
+/// safe to show to the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// A string that names none of an enum's variants (returned by `FromStr`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownVariant {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+impl UnknownVariant {
+    pub(crate) fn new(kind: &'static str, value: &str) -> Self {
+        Self {
+            kind,
+            value: value.to_owned(),
+        }
+    }
+}
+
+/// Trims `value` and checks its length in characters (not bytes) and that it
+/// holds no control characters (which would break logs, CSV exports and
+/// email headers).
+pub(crate) fn text_field(
+    field: &str,
+    value: &str,
+    min_chars: usize,
+    max_chars: usize,
+) -> Result<String, FieldError> {
+    let trimmed = value.trim();
+    let len = trimmed.chars().count();
+    if len == 0 && min_chars > 0 {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    if len < min_chars || len > max_chars {
+        return Err(FieldError::new(
+            field,
+            format!("must be between {min_chars} and {max_chars} characters"),
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_field_trims_and_counts_chars() {
+        assert_eq!(text_field("f", "  Ação  ", 2, 4).unwrap(), "Ação");
+        assert_eq!(
+            text_field("f", "   ", 1, 4).unwrap_err(),
+            FieldError::new("f", "must not be empty")
+        );
+        assert!(text_field("f", "a", 2, 4).is_err());
+        assert!(text_field("f", "abcde", 2, 4).is_err());
+        assert!(text_field("f", "a\u{7}b", 2, 4).is_err());
+    }
+
+    #[test]
+    fn field_error_serializes_flat() {
+        let json = serde_json::to_value(FieldError::new("email", "invalid domain")).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"field": "email", "message": "invalid domain"})
+        );
+    }
+}
