@@ -1,1 +1,125 @@
-fn main() {}
+//! `nuvem-local`: runs template.yaml's functions, HTTP API, queue consumers
+//! and schedules on this machine. See the crate docs and `--help`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use nuvem_local::{Options, Runner};
+
+const HELP: &str = "\
+nuvem-local: run template.yaml locally against the AWS emulator
+
+USAGE:
+  nuvem-local [OPTIONS]
+
+OPTIONS:
+  --template <file>        SAM template [default: template.yaml]
+  --port <port>            HTTP API port on 127.0.0.1 [default: 3000]
+  --bin-dir <dir>          where the function binaries are [default: target/debug]
+  --emulator-url <url>     use this emulator [default: $NUVEM_EMULATOR_URL, else start moto]
+  --stack-name <name>      resources are named <name>-<LogicalId> [default: nuvem]
+  --param <Name=Value>     template parameter override (repeatable)
+  --no-schedules           do not fire schedules
+  --quiet-functions        do not print the functions' output
+  -h, --help               this help
+";
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>> {
+    let mut o = Options {
+        template: PathBuf::from("template.yaml"),
+        port: 3000,
+        bin_dir: PathBuf::from("target/debug"),
+        ..Options::default()
+    };
+    let mut params = BTreeMap::new();
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => args.next().with_context(|| format!("{name} needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--template" => o.template = value("--template")?.into(),
+            "--port" => o.port = value("--port")?.parse().context("--port")?,
+            "--bin-dir" => o.bin_dir = value("--bin-dir")?.into(),
+            "--emulator-url" => o.emulator_url = Some(value("--emulator-url")?),
+            "--stack-name" => o.stack_name = value("--stack-name")?,
+            "--param" => {
+                let p = value("--param")?;
+                let (k, v) = p
+                    .split_once('=')
+                    .with_context(|| format!("--param {p}: expected Name=Value"))?;
+                params.insert(k.to_owned(), v.to_owned());
+            }
+            "--no-schedules" => o.schedules = false,
+            "--quiet-functions" => o.log_functions = false,
+            other => bail!("unknown argument {other} (see --help)"),
+        }
+    }
+    o.params = params;
+    Ok(Some(o))
+}
+
+fn main() -> Result<()> {
+    let Some(options) = parse(std::env::args().skip(1))? else {
+        print!("{HELP}");
+        return Ok(());
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let runner = Runner::start(options).await?;
+        let mut out = std::io::stdout().lock();
+        write!(out, "{}", runner.describe())?;
+        writeln!(out, "nuvem-local ready on {}", runner.base_url())?;
+        out.flush()?;
+        drop(out);
+
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("nuvem-local: stopping");
+        drop(runner);
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> impl Iterator<Item = String> {
+        s.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn parses_the_command_line() {
+        let o = parse(args("--port 4000 --param A=1 --param=B=x=y --stack-name s --emulator-url http://127.0.0.1:4566"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.port, 4000);
+        assert_eq!(o.params["A"], "1");
+        assert_eq!(o.params["B"], "x=y");
+        assert_eq!(o.stack_name, "s");
+        assert_eq!(o.emulator_url.as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!(o.template, PathBuf::from("template.yaml"));
+        assert!(parse(args("--help")).unwrap().is_none());
+        assert!(parse(args("--nope")).is_err());
+        assert!(parse(args("--param novalue")).is_err());
+    }
+}

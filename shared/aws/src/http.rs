@@ -109,6 +109,12 @@ impl Problem {
             CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == 401 {
+            r.headers.insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"nuvem\""),
+            );
+        }
         r
     }
 }

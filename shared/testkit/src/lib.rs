@@ -19,7 +19,7 @@ pub mod inspect;
 pub mod stack;
 pub mod template;
 
-pub use emulator::{Emulator, SentEmail, emulator};
+pub use emulator::{Emulator, SentEmail, emulator, moto_server_path};
 pub use stack::{Queue, Stack};
 pub use template::Template;
 

@@ -1,0 +1,238 @@
+//! SQS event sources: long-poll a queue, invoke the function with the
+//! batch, delete what succeeded. What fails becomes visible again after the
+//! queue's visibility timeout; the emulator's redrive policy moves it to the
+//! dead-letter queue after `maxReceiveCount` receives.
+
+use std::collections::HashSet;
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use base64::Engine;
+use nuvem_testkit::{Queue, REGION};
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use crate::host::Host;
+use crate::log::Log;
+
+/// One SQS event source of a function.
+#[derive(Clone, Debug)]
+pub struct Consumer {
+    pub function: String,
+    pub queue: Queue,
+    /// 1..=10.
+    pub batch_size: i32,
+    pub report_batch_item_failures: bool,
+    /// Long-poll wait, 0..=20 s.
+    pub wait_secs: i32,
+}
+
+pub fn spawn(
+    consumer: Consumer,
+    host: Host,
+    sqs: aws_sdk_sqs::Client,
+    log: Log,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = poll_once(&consumer, &host, &sqs, &log) => {}
+            }
+        }
+    })
+}
+
+async fn poll_once(c: &Consumer, host: &Host, sqs: &aws_sdk_sqs::Client, log: &Log) {
+    let received = sqs
+        .receive_message()
+        .queue_url(&c.queue.url)
+        .max_number_of_messages(c.batch_size.clamp(1, 10))
+        .wait_time_seconds(c.wait_secs)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await;
+    let messages = match received {
+        Ok(out) => out.messages.unwrap_or_default(),
+        Err(e) => {
+            log.runner(&format!(
+                "{} ← {}: ReceiveMessage failed: {}",
+                c.function,
+                c.queue.name,
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            ));
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            return;
+        }
+    };
+    if messages.is_empty() {
+        return;
+    }
+    let event = sqs_event(&c.queue, &messages);
+    let ids: Vec<String> = messages
+        .iter()
+        .map(|m| m.message_id().unwrap_or_default().to_owned())
+        .collect();
+    let failed: HashSet<String> = match host.invoke(event.to_string().into_bytes()).await {
+        Ok(bytes) if c.report_batch_item_failures => match batch_item_failures(&bytes, &ids) {
+            Ok(failed) => failed,
+            Err(why) => {
+                log.runner(&format!(
+                    "{}: invalid batch response ({why}): the whole batch fails",
+                    c.function
+                ));
+                ids.iter().cloned().collect()
+            }
+        },
+        Ok(_) => HashSet::new(),
+        Err(e) => {
+            log.runner(&format!(
+                "{} ← {}: {e}: the batch stays in the queue",
+                c.function, c.queue.name
+            ));
+            ids.iter().cloned().collect()
+        }
+    };
+    let entries: Vec<DeleteMessageBatchRequestEntry> = messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !failed.contains(m.message_id().unwrap_or_default()))
+        .filter_map(|(i, m)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .build()
+                .ok()
+        })
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    match sqs
+        .delete_message_batch()
+        .queue_url(&c.queue.url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+    {
+        Ok(out) if !out.failed.is_empty() => {
+            log.runner(&format!(
+                "{}: could not delete {} messages: {:?}",
+                c.queue.name,
+                out.failed.len(),
+                out.failed
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => log.runner(&format!(
+            "{}: DeleteMessageBatch failed: {}",
+            c.queue.name,
+            aws_sdk_sqs::error::DisplayErrorContext(e)
+        )),
+    }
+}
+
+/// The ids a function reported as failed. An identifier that is missing,
+/// empty or not in the batch fails the whole batch (as Lambda does).
+pub fn batch_item_failures(bytes: &[u8], ids: &[String]) -> Result<HashSet<String>, String> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let list = match v.get("batchItemFailures") {
+        None | Some(Value::Null) => return Ok(HashSet::new()),
+        Some(Value::Array(list)) => list,
+        Some(other) => return Err(format!("batchItemFailures is {other}")),
+    };
+    let mut failed = HashSet::new();
+    for item in list {
+        let id = item["itemIdentifier"].as_str().unwrap_or_default();
+        if id.is_empty() || !ids.iter().any(|i| i == id) {
+            return Err(format!(
+                "unknown itemIdentifier {:?}",
+                item["itemIdentifier"]
+            ));
+        }
+        failed.insert(id.to_owned());
+    }
+    Ok(failed)
+}
+
+/// The SQS event Lambda delivers for a batch.
+pub fn sqs_event(queue: &Queue, messages: &[Message]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: Map<String, Value> = m
+                .attributes()
+                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect())
+                .unwrap_or_default();
+            let message_attributes: Map<String, Value> = m
+                .message_attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| {
+                            let mut attr = json!({
+                                "stringListValues": v.string_list_values(),
+                                "binaryListValues": v.binary_list_values().iter()
+                                    .map(|b| base64::engine::general_purpose::STANDARD.encode(b.as_ref()))
+                                    .collect::<Vec<_>>(),
+                                "dataType": v.data_type(),
+                            });
+                            if let Some(s) = v.string_value() {
+                                attr["stringValue"] = json!(s);
+                            }
+                            if let Some(b) = v.binary_value() {
+                                attr["binaryValue"] = json!(base64::engine::general_purpose::STANDARD.encode(b.as_ref()));
+                            }
+                            (k.clone(), attr)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut record = json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body().unwrap_or_default(),
+                "attributes": attributes,
+                "messageAttributes": message_attributes,
+                "md5OfBody": m.md5_of_body(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue.arn,
+                "awsRegion": REGION,
+            });
+            if let Some(md5) = m.md5_of_message_attributes() {
+                record["md5OfMessageAttributes"] = json!(md5);
+            }
+            record
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_batch_item_failures() {
+        let ids = vec!["a".to_owned(), "b".to_owned()];
+        assert!(batch_item_failures(b"null", &ids).unwrap().is_empty());
+        assert!(
+            batch_item_failures(br#"{"batchItemFailures":[]}"#, &ids)
+                .unwrap()
+                .is_empty()
+        );
+        let f = batch_item_failures(br#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#, &ids)
+            .unwrap();
+        assert_eq!(f, HashSet::from(["b".to_owned()]));
+        assert!(
+            batch_item_failures(br#"{"batchItemFailures":[{"itemIdentifier":"zz"}]}"#, &ids)
+                .is_err()
+        );
+        assert!(
+            batch_item_failures(br#"{"batchItemFailures":[{"itemIdentifier":""}]}"#, &ids).is_err()
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! The `nuvem-local` binary: starts its own emulator, prints the ready line,
+//! serves, and stops everything on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn the_binary_serves_until_sigterm_and_cleans_up() {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let examples = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nuvem-local"))
+        .args([
+            "--template",
+            manifest
+                .join("tests/fixtures/template.yaml")
+                .to_str()
+                .unwrap(),
+        ])
+        .args([
+            "--port",
+            "0",
+            "--stack-name",
+            "cli",
+            "--param",
+            "Greeting=oi",
+            "--quiet-functions",
+        ])
+        .arg("--bin-dir")
+        .arg(&examples)
+        .env_remove("NUVEM_EMULATOR_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let base = loop {
+        let line = lines.next().expect("output before ready").unwrap();
+        printed.push(line.clone());
+        if let Some(url) = line.strip_prefix("nuvem-local ready on ") {
+            break url.to_owned();
+        }
+    };
+    let text = printed.join("\n");
+    let emulator = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("emulator").map(|u| u.trim().to_owned()))
+        .expect("emulator line");
+    assert!(text.contains("stack      cli"), "{text}");
+    assert!(text.contains("/items/{id}"), "{text}");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body: serde_json::Value = rt.block_on(async {
+        reqwest::get(format!("{base}/public/x"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(body["env"]["GREETING"], "oi from us-east-1, 123456789012");
+    let function_pid = body["pid"].as_u64().unwrap();
+
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "nuvem-local did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !PathBuf::from(format!("/proc/{function_pid}")).exists(),
+        "function process left behind"
+    );
+    let addr = emulator.trim_start_matches("http://");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "emulator left behind at {addr}"
+    );
+}

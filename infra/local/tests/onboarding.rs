@@ -1,0 +1,302 @@
+//! End to end through the local stack's HTTP port, as a user of `make dev`
+//! would: every function runs as its own process behind the Lambda Runtime
+//! API, the authorizer in front, the events queue polled into `fanout`, and
+//! the activation email read back from the emulator.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nuvem_local::{Options, Runner};
+use nuvem_testkit::{emulator, unique_name};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Short, so the test sees revocation take effect; the deployed default is
+/// in the template and the README.
+const AUTHORIZER_CACHE_SECS: u64 = 2;
+
+async fn stack(name: &str) -> Runner {
+    let emu = emulator().await;
+    let params = BTreeMap::from([
+        (
+            "AuthorizerCacheSeconds".to_owned(),
+            AUTHORIZER_CACHE_SECS.to_string(),
+        ),
+        (
+            "PublicBaseUrl".to_owned(),
+            "https://app.nuvem.test".to_owned(),
+        ),
+    ]);
+    Runner::start(Options {
+        emulator_url: Some(emu.endpoint().to_owned()),
+        stack_name: unique_name(name),
+        params,
+        schedules: false,
+        sqs_wait_secs: 1,
+        ..Options::default()
+    })
+    .await
+    .expect("the local stack starts (build the functions first: cargo build --workspace --bins)")
+}
+
+struct Api<'a> {
+    http: Client,
+    runner: &'a Runner,
+}
+
+impl Api<'_> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        credential: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.runner.base_url()));
+        if let Some(c) = credential {
+            req = req.header("authorization", format!("Bearer {c}"));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("HTTP call");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// A platform admin credential, minted by the operator CLI as `make admin-key` does.
+fn admin_key(runner: &Runner) -> String {
+    let cli = nuvem_local::default_bin_dir().join("nuvem-admin");
+    let out = std::process::Command::new(&cli)
+        .args(["create-admin-key", "--table", runner.stack().table("Table")])
+        .env("AWS_ENDPOINT_URL", runner.emulator_endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", cli.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Waits for the activation email to `to` and returns the token of its link.
+async fn activation_token(to: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mails = emulator().await.sent_emails().await.unwrap();
+        if let Some(mail) = mails.iter().find(|m| m.to.iter().any(|t| t == to)) {
+            let body = mail
+                .html
+                .as_deref()
+                .or(mail.text.as_deref())
+                .unwrap_or_default();
+            let start = body
+                .find("https://app.nuvem.test/activate?token=")
+                .expect("activation link")
+                + 38;
+            return body[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+        }
+        assert!(Instant::now() < deadline, "no activation email to {to}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Signup → approval → emailed token → activation: the new owner's credential.
+async fn onboard(api: &Api<'_>, admin: &str, document: &str, email: &str) -> (String, String) {
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/v1/signup",
+            None,
+            Some(json!({
+                "organization_name": "Transportadora Rápida", "document": document,
+                "phone": "(31) 3222-1100", "email": email, "imperius_licenses": 2
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let (status, pending) = api
+        .call(
+            Method::GET,
+            "/v1/admin/accounts?status=pending&limit=100",
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pending}");
+    assert!(
+        pending["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == id.as_str())
+    );
+
+    let (status, approved) = api
+        .call(
+            Method::POST,
+            &format!("/v1/admin/accounts/{id}/approve"),
+            Some(admin),
+            Some(json!({"quota_gb": 0.01, "imperius_licenses": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+
+    let token = activation_token(email).await;
+    let (status, key) = api
+        .call(
+            Method::POST,
+            "/v1/activate",
+            None,
+            Some(json!({ "token": token })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    assert_eq!(key["key"]["role"], "owner");
+    (id, key["credential"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboarding_from_signup_to_a_revoked_operator_key() {
+    let runner = stack("e2e-onboarding").await;
+    let api = Api {
+        http: Client::new(),
+        runner: &runner,
+    };
+    let admin = admin_key(&runner);
+    let (_, owner) = onboard(&api, &admin, "390.533.447-05", "ops@rapida.com.br").await;
+
+    let (status, op) = api
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&owner),
+            Some(json!({"name": "backup server", "role": "operator"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{op}");
+    let operator = op["credential"].as_str().unwrap().to_owned();
+    let op_id = op["key"]["id"].as_str().unwrap().to_owned();
+
+    // The operator is authenticated, but managing keys is for owners.
+    let (status, problem) = api
+        .call(Method::GET, "/v1/keys", Some(&operator), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    let (status, listed) = api.call(Method::GET, "/v1/keys", Some(&owner), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/keys/{op_id}"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // After the authorizer cache expires the revoked key is refused.
+    tokio::time::sleep(Duration::from_secs(AUTHORIZER_CACHE_SECS) + Duration::from_millis(500))
+        .await;
+    let (status, problem) = api
+        .call(Method::GET, "/v1/keys", Some(&operator), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+    assert_eq!(problem["status"], 401);
+
+    // No credential at all, and a malformed one.
+    assert_eq!(
+        api.call(Method::GET, "/v1/keys", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.call(Method::GET, "/v1/keys", Some("nonsense"), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // An owner is no admin.
+    assert_eq!(
+        api.call(Method::GET, "/v1/admin/accounts", Some(&owner), None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_of_one_account_cannot_read_or_change_another() {
+    let runner = stack("e2e-isolation").await;
+    let api = Api {
+        http: Client::new(),
+        runner: &runner,
+    };
+    let admin = admin_key(&runner);
+    let (a, owner_a) = onboard(&api, &admin, "145.382.206-20", "a@empresa-a.com.br").await;
+    let (b, owner_b) = onboard(&api, &admin, "11.444.777/0001-61", "b@empresa-b.com.br").await;
+    assert_ne!(a, b);
+
+    let (_, keys_b) = api
+        .call(Method::GET, "/v1/keys", Some(&owner_b), None)
+        .await;
+    let key_b = keys_b["items"][0]["id"].as_str().unwrap().to_owned();
+
+    // A sees only its own keys.
+    let (_, keys_a) = api
+        .call(Method::GET, "/v1/keys", Some(&owner_a), None)
+        .await;
+    assert!(!keys_a.to_string().contains(&key_b));
+    // A cannot revoke B's key: to A it does not exist.
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/keys/{key_b}"),
+            Some(&owner_a),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A cannot create a key in B's account by naming it.
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&owner_a),
+            Some(json!({"name": "x", "role": "owner", "account_id": b})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Nor read B's account through the admin routes.
+    let (status, _) = api
+        .call(
+            Method::GET,
+            &format!("/v1/admin/accounts/{b}"),
+            Some(&owner_a),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // B's key still works.
+    let (status, still) = api
+        .call(Method::GET, "/v1/keys", Some(&owner_b), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(still.to_string().contains(&key_b));
+}

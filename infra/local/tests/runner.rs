@@ -1,0 +1,486 @@
+//! The runner against tests/fixtures/template.yaml, whose functions are all
+//! the `echo` example in different roles.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nuvem_local::{InvokeError, Options, Runner};
+use nuvem_testkit::{emulator, unique_name};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/template.yaml")
+}
+
+/// `target/debug/examples`, next to this test's `target/debug/deps`.
+fn examples_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples")
+}
+
+fn options(stack: &str, endpoint: &str) -> Options {
+    Options {
+        template: fixture(),
+        bin_dir: examples_dir(),
+        emulator_url: Some(endpoint.to_owned()),
+        stack_name: stack.to_owned(),
+        log_functions: std::env::var_os("NUVEM_LOCAL_TEST_LOGS").is_some(),
+        sqs_wait_secs: 1,
+        ..Options::default()
+    }
+}
+
+static RUNNER: OnceCell<Runner> = OnceCell::const_new();
+
+async fn runner() -> &'static Runner {
+    RUNNER
+        .get_or_init(|| async {
+            let emu = emulator().await;
+            Runner::start(options(&unique_name("rt"), emu.endpoint()))
+                .await
+                .expect("runner starts")
+        })
+        .await
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn get(path: &str, auth: Option<&str>) -> (u16, String, Value) {
+    let r = runner().await;
+    let mut req = http().get(format!("{}{path}", r.base_url()));
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        ctype,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn an_authorized_route_gets_the_payload_2_event_and_the_function_env() {
+    let r = runner().await;
+    let resp = http()
+        .get(format!("{}/items/a%20b?x=1&x=2&y=%C3%A9", r.base_url()))
+        .header("authorization", "Bearer allow-shape")
+        .header("x-multi", "one")
+        .header("X-Multi", "two")
+        .header("cookie", "s=1; t=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("apigw-requestid"));
+    let body: Value = resp.json().await.unwrap();
+    let e = &body["event"];
+    assert_eq!(e["version"], "2.0");
+    assert_eq!(e["routeKey"], "GET /items/{id}");
+    assert_eq!(e["rawPath"], "/items/a%20b");
+    assert_eq!(e["rawQueryString"], "x=1&x=2&y=%C3%A9");
+    assert_eq!(e["queryStringParameters"], json!({"x": "1,2", "y": "é"}));
+    assert_eq!(e["pathParameters"], json!({"id": "a b"}));
+    assert_eq!(e["headers"]["x-multi"], "one,two");
+    assert_eq!(e["cookies"], json!(["s=1", "t=2"]));
+    assert_eq!(e["isBase64Encoded"], false);
+    assert!(e.get("body").is_none());
+    let ctx = &e["requestContext"];
+    assert_eq!(ctx["http"]["method"], "GET");
+    assert_eq!(ctx["http"]["path"], "/items/a%20b");
+    assert_eq!(ctx["http"]["sourceIp"], "127.0.0.1");
+    assert_eq!(ctx["http"]["protocol"], "HTTP/1.1");
+    assert_eq!(ctx["stage"], "$default");
+    assert_eq!(ctx["routeKey"], "GET /items/{id}");
+    assert_eq!(ctx["accountId"], "123456789012");
+    assert!(ctx["timeEpoch"].as_i64().unwrap() > 0);
+    let lambda = &ctx["authorizer"]["lambda"];
+    assert_eq!(lambda["who"], "allow-shape");
+    assert_eq!(lambda["routeKey"], "GET /items/{id}");
+    assert!(
+        lambda["routeArn"]
+            .as_str()
+            .unwrap()
+            .ends_with("/$default/GET/items/a%20b"),
+        "{lambda}"
+    );
+
+    let env = &body["env"];
+    let stack = r.stack();
+    assert_eq!(
+        env["AWS_LAMBDA_FUNCTION_NAME"],
+        format!("{}-Echo", stack.name)
+    );
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
+    assert_eq!(env["AWS_ENDPOINT_URL"], r.emulator_endpoint());
+    assert_eq!(env["AWS_REGION"], "us-east-1");
+    assert_eq!(env["WORK_QUEUE_URL"], stack.queue("Work").url);
+    assert_eq!(env["WORK_QUEUE_ARN"], stack.queue("Work").arn);
+    assert_eq!(env["OBSERVED_QUEUE_URL"], stack.queue("Observed").url);
+    assert_eq!(env["GREETING"], "olá from us-east-1, 123456789012");
+    assert!(
+        env["AWS_LAMBDA_RUNTIME_API"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(
+        env.get("HOME").is_none(),
+        "the environment is the function's only"
+    );
+    assert!(
+        body["functionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":function:{}-Echo", stack.name))
+    );
+    let deadline = body["deadline"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        deadline > now && deadline <= now + 5_000,
+        "deadline {deadline} vs now {now}"
+    );
+}
+
+#[tokio::test]
+async fn public_routes_skip_the_authorizer() {
+    let (status, _, body) = get("/public/thing", None).await;
+    assert_eq!(status, 200);
+    assert!(body["event"]["requestContext"].get("authorizer").is_none());
+    assert_eq!(body["event"]["routeKey"], "GET /public/{what}");
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_wrong_methods_405() {
+    let (status, _, body) = get("/nothing/here", None).await;
+    assert_eq!((status, body), (404, json!({"message": "Not Found"})));
+    let (status, _, _) = get("/items/x/extra", Some("Bearer allow-x")).await;
+    assert_eq!(status, 404);
+
+    let r = runner().await;
+    let resp = http()
+        .delete(format!("{}/items/abc", r.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    assert_eq!(resp.headers()["allow"], "GET, POST");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"type": "about:blank", "title": "Method Not Allowed", "status": 405})
+    );
+}
+
+#[tokio::test]
+async fn greedy_paths_and_any_method() {
+    let r = runner().await;
+    let resp = http()
+        .put(format!("{}/files/a/b/c.txt", r.base_url()))
+        .header("authorization", "Bearer allow-files")
+        .body("conteúdo")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["event"]["routeKey"], "ANY /files/{proxy+}");
+    assert_eq!(body["event"]["pathParameters"]["proxy"], "a/b/c.txt");
+    assert_eq!(body["event"]["body"], "conteúdo");
+    assert_eq!(body["event"]["isBase64Encoded"], false);
+}
+
+#[tokio::test]
+async fn binary_bodies_arrive_base64_encoded() {
+    let r = runner().await;
+    let resp = http()
+        .post(format!("{}/items/bin", r.base_url()))
+        .header("authorization", "Bearer allow-bin")
+        .body(vec![0u8, 1, 0xff])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["event"]["isBase64Encoded"], true);
+    assert_eq!(body["event"]["body"], "AAH/");
+}
+
+#[tokio::test]
+async fn bodies_of_some_megabytes_pass() {
+    let r = runner().await;
+    let resp = http()
+        .post(format!("{}/items/mid", r.base_url()))
+        .header("authorization", "Bearer allow-mid")
+        .body(vec![b'a'; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["event"]["body"].as_str().unwrap().len(),
+        3 * 1024 * 1024
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_10_mb_are_413() {
+    let r = runner().await;
+    let resp = http()
+        .post(format!("{}/items/big", r.base_url()))
+        .header("authorization", "Bearer allow-big")
+        .body(vec![b'a'; 10 * 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+}
+
+#[tokio::test]
+async fn the_authorizer_answers_401_403_500_and_is_cached() {
+    assert_eq!(get("/items/1", None).await.0, 401);
+    assert_eq!(
+        get("/items/1", None).await.2,
+        json!({"message": "Unauthorized"})
+    );
+    assert_eq!(get("/items/1", Some("")).await.0, 401);
+    let (status, _, body) = get("/items/1", Some("Bearer deny")).await;
+    assert_eq!((status, body), (403, json!({"message": "Forbidden"})));
+    let (status, _, body) = get("/items/1", Some("Bearer boom")).await;
+    assert_eq!(
+        (status, body),
+        (500, json!({"message": "Internal Server Error"}))
+    );
+
+    // Cached per identity for ReauthorizeEvery (1 s in the fixture).
+    let token = format!("Bearer allow-{}", unique_name("c"));
+    let calls = |b: &Value| {
+        b["event"]["requestContext"]["authorizer"]["lambda"]["calls"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = get("/items/1", Some(&token)).await.2;
+    let second = get("/items/2", Some(&token)).await.2;
+    assert_eq!(
+        calls(&first),
+        calls(&second),
+        "second answer from the cache"
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let third = get("/items/3", Some(&token)).await.2;
+    assert!(
+        calls(&third) > calls(&second),
+        "re-authorized after the TTL"
+    );
+}
+
+#[tokio::test]
+async fn function_responses_in_the_v2_format() {
+    let (status, ctype, body) = get("/public/bare", None).await;
+    assert_eq!(
+        (status, ctype.as_str(), body),
+        (200, "application/json", json!({"hello": "world"}))
+    );
+
+    let r = runner().await;
+    let resp = http()
+        .get(format!("{}/public/cookies", r.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["x-one"], "1");
+    let many: Vec<_> = resp
+        .headers()
+        .get_all("x-many")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(many, ["a", "b"]);
+    let cookies: Vec<_> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cookies, ["a=1; Path=/", "b=2; Path=/"]);
+    assert_eq!(resp.text().await.unwrap(), "made");
+
+    let resp = http()
+        .get(format!("{}/public/binary", r.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), &[0u8, 1, 0xff]);
+}
+
+#[tokio::test]
+async fn errors_timeouts_and_crashes_are_500_and_the_process_comes_back() {
+    let pid = |b: &Value| b["pid"].as_u64().unwrap();
+    let before = get("/fragile/ok", None).await;
+    assert_eq!(before.0, 200);
+
+    let (status, _, body) = get("/fragile/fail", None).await;
+    assert_eq!(
+        (status, body),
+        (500, json!({"message": "Internal Server Error"}))
+    );
+    let after_error = get("/fragile/ok", None).await;
+    assert_eq!(
+        pid(&after_error.2),
+        pid(&before.2),
+        "an error reply keeps the process"
+    );
+
+    let started = Instant::now();
+    assert_eq!(get("/fragile/sleep", None).await.0, 500);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "timeout 1 s, took {took:?}"
+    );
+    let after_timeout = get("/fragile/ok", None).await;
+    assert_eq!(after_timeout.0, 200);
+    assert_ne!(
+        pid(&after_timeout.2),
+        pid(&before.2),
+        "a timeout restarts the process"
+    );
+
+    assert_eq!(get("/fragile/crash", None).await.0, 500);
+    let after_crash = get("/fragile/ok", None).await;
+    assert_eq!(after_crash.0, 200);
+    assert_ne!(pid(&after_crash.2), pid(&after_timeout.2));
+}
+
+#[tokio::test]
+async fn sqs_partial_batch_failures_are_redelivered_then_dead_lettered() {
+    let r = runner().await;
+    let stack = r.stack();
+    let sqs = aws_sdk_sqs::Client::new(&emulator().await.sdk_config().await);
+    let tag = unique_name("m");
+    let (ok, bad) = (format!("ok-{tag}"), format!("fail-{tag}"));
+    for body in [&ok, &bad] {
+        sqs.send_message()
+            .queue_url(&stack.queue("Work").url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // The failing message lands in the DLQ after maxReceiveCount (2) receives.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut dead = Vec::new();
+    while dead.is_empty() {
+        assert!(Instant::now() < deadline, "{bad} never reached the DLQ");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        dead = nuvem_testkit::inspect::drain(&sqs, &stack.queue("WorkDLQ").url, 10)
+            .await
+            .into_iter()
+            .filter(|m| m.body() == Some(bad.as_str()))
+            .collect();
+    }
+
+    let seen: Vec<Value> = nuvem_testkit::inspect::drain(&sqs, &stack.queue("Observed").url, 100)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    let receives = |body: &str| -> Vec<String> {
+        seen.iter()
+            .filter(|r| r["body"] == body)
+            .map(|r| {
+                r["attributes"]["ApproximateReceiveCount"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        receives(&ok),
+        ["1"],
+        "the good message is processed once and deleted"
+    );
+    assert_eq!(
+        receives(&bad),
+        ["1", "2"],
+        "the bad one is redelivered once, then dead-lettered"
+    );
+    let record = seen.iter().find(|r| r["body"] == ok.as_str()).unwrap();
+    assert_eq!(record["eventSource"], "aws:sqs");
+    assert_eq!(record["eventSourceARN"], stack.queue("Work").arn);
+    assert_eq!(record["awsRegion"], "us-east-1");
+    assert!(record["md5OfBody"].is_string());
+    assert!(record["receiptHandle"].is_string());
+    for attr in [
+        "SentTimestamp",
+        "SenderId",
+        "ApproximateFirstReceiveTimestamp",
+    ] {
+        assert!(record["attributes"][attr].is_string(), "{attr} in {record}");
+    }
+}
+
+#[tokio::test]
+async fn schedules_deliver_the_scheduled_event_or_their_input() {
+    let r = runner().await;
+    let event = r.run_schedule("Ticker", "Tick").await.unwrap();
+    assert_eq!(event["detail-type"], "Scheduled Event");
+    assert_eq!(event["source"], "aws.events");
+    assert_eq!(event["version"], "0");
+    assert_eq!(event["region"], "us-east-1");
+    assert_eq!(event["detail"], json!({}));
+    assert!(
+        event["resources"][0]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("rule/{}-Ticker-Tick", r.stack().name))
+    );
+    assert_eq!(
+        r.run_schedule("Ticker", "Nightly").await.unwrap(),
+        json!({"job": "nightly"})
+    );
+    assert!(matches!(
+        r.run_schedule("Ticker", "Nope").await,
+        Err(InvokeError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_summary_lists_routes_consumers_and_schedules() {
+    let text = runner().await.describe();
+    assert!(text.contains("GET     /public/{what}"), "{text}");
+    assert!(text.contains("public"));
+    assert!(text.contains("auth Gate (Gate, cache 1 s)"));
+    assert!(text.contains("-Work -> Consumer (batch 5, ReportBatchItemFailures)"));
+    assert!(text.contains("rate(1 minute) -> Ticker (Tick)"));
+    assert!(text.contains("cron(0 3 * * ? *) -> Ticker (Nightly)"));
+    assert!(!text.contains("FAILED"), "{text}");
+}
+
+#[tokio::test]
+async fn a_missing_binary_is_a_clear_error() {
+    let emu = emulator().await;
+    let mut o = options(&unique_name("nobin"), emu.endpoint());
+    o.bin_dir = PathBuf::from("/nonexistent");
+    let err = Runner::start(o).await.err().expect("fails").to_string();
+    assert!(err.contains("cargo build --bins"), "{err}");
+    assert!(err.contains("/nonexistent/echo"), "{err}");
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The figures of the README's "Measured" section: stripped release size and
+# cold-start init of every function, and the authorizer's CPU per verification.
+# Release builds use their own target directory (fat LTO is slow; it should
+# not invalidate the debug builds of `make test`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/measure}
+functions=$(ls functions)
+cargo build --release $(printf -- '-p %s ' $functions) --bins
+echo "## $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m)"
+python3 scripts/init_time.py --runs "${RUNS:-20}" $(printf -- "$CARGO_TARGET_DIR/release/%s " $functions)
+cargo run --quiet --release -p authorizer --example cpu
