@@ -8,7 +8,7 @@ API_PORT ?= 3000
 STACK ?= nuvem
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv build dev admin-key test lint fmt measure clean-local
+.PHONY: venv build dev admin-key emails test lint fmt measure
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt
@@ -37,6 +37,10 @@ admin-key:
 	@AWS_ENDPOINT_URL=http://127.0.0.1:$(EMULATOR_PORT) AWS_REGION=us-east-1 \
 	  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
 	  target/debug/nuvem-admin create-admin-key --table $(STACK)-Table
+
+## Emails the running `make dev` stack has sent (read back from the emulator).
+emails:
+	@curl -sf http://127.0.0.1:$(EMULATOR_PORT)/moto-api/data.json | python3 scripts/emails.py
 
 fmt:
 	cargo fmt --all

@@ -3,38 +3,27 @@
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use nuvem_aws::Core;
 use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
+use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::{
     as_anonymous, as_principal, http_event, reply, with_json, with_path_id, with_query,
     with_source_ip,
 };
 use nuvem_testkit::inspect::{drain, scan_all};
-use nuvem_testkit::{Stack, emulator, unique_name};
 use serde_json::{Value, json};
 
 struct Env {
     core: Core,
     deps: approval::Deps,
-    db: aws_sdk_dynamodb::Client,
-    sqs: aws_sdk_sqs::Client,
-    stack: Stack,
+    t: TestStack,
 }
 
 async fn env() -> Env {
-    let emu = emulator().await;
-    let stack = Stack::create(emu, &unique_name("approval"), &Default::default())
-        .await
-        .expect("stack");
-    let sdk = emu.sdk_config().await;
-    let core = Core {
-        store: nuvem_aws::store::Store::new(&sdk, stack.table("Table")),
-        events: nuvem_aws::queue::EventQueue::new(&sdk, &stack.queue("EventsQueue").url),
-    };
+    let t = TestStack::new("approval").await;
+    let core = Core::from_lookup(&t.sdk, &t.env("Approval")).unwrap();
     Env {
         deps: approval::Deps { core: core.clone() },
         core,
-        db: aws_sdk_dynamodb::Client::new(&sdk),
-        sqs: aws_sdk_sqs::Client::new(&sdk),
-        stack,
+        t,
     }
 }
 
@@ -82,7 +71,7 @@ fn approve(id: &str, body: Value) -> ApiGatewayV2httpRequest {
 async fn approval_activates_and_queues_a_single_use_token_stored_only_as_a_hash() {
     let env = env().await;
     let id = sign_up(&env, 0).await;
-    drain(&env.sqs, &env.stack.queue("EventsQueue").url, 10).await;
+    drain(&env.t.sqs, env.t.events_queue(), 10).await;
 
     let (status, account) = call(
         &env,
@@ -94,7 +83,7 @@ async fn approval_activates_and_queues_a_single_use_token_stored_only_as_a_hash(
     assert_eq!(account["quota_gb"], 0.5);
     assert_eq!(account["imperius_licenses"], 4);
 
-    let messages = drain(&env.sqs, &env.stack.queue("EventsQueue").url, 10).await;
+    let messages = drain(&env.t.sqs, env.t.events_queue(), 10).await;
     assert_eq!(messages.len(), 1);
     let event: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
     assert_eq!(event["type"], "account.approved");
@@ -108,7 +97,7 @@ async fn approval_activates_and_queues_a_single_use_token_stored_only_as_a_hash(
         "the token is not in the envelope"
     );
     // Nowhere in the table is the token in plaintext.
-    let dump = format!("{:?}", scan_all(&env.db, env.stack.table("Table")).await);
+    let dump = format!("{:?}", scan_all(&env.t.db, env.t.table()).await);
     assert!(!dump.contains(&token));
     assert!(dump.contains(&nuvem_domain::token::hash_token(&token)));
 }

@@ -4,17 +4,14 @@ use authorizer::{AuthorizerRequest, Deps};
 use chrono::{Duration, Utc};
 use nuvem_aws::store::{KeyRecord, Store};
 use nuvem_domain::keys::{self, KeyStatus, Role};
+use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::fixture;
-use nuvem_testkit::{Stack, emulator, unique_name};
 use serde_json::Value;
 
 async fn deps() -> Deps {
-    let emu = emulator().await;
-    let stack = Stack::create(emu, &unique_name("authz"), &Default::default())
-        .await
-        .expect("stack");
+    let t = TestStack::new("authz").await;
     Deps {
-        store: Store::new(&emu.sdk_config().await, stack.table("Table")),
+        store: Store::new(&t.sdk, t.table()),
     }
 }
 

@@ -9,22 +9,18 @@ use nuvem_aws::store::{AccountRecord, Store};
 use nuvem_domain::account::{AccountStatus, Locale};
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_testkit::fixtures::fixture;
-use nuvem_testkit::{Emulator, SentEmail, Stack, emulator, unique_name};
+use nuvem_testkit::{Emulator, SentEmail, TestStack};
 use serde_json::json;
 
 async fn deps() -> (fanout::Deps, &'static Emulator) {
-    let emu = emulator().await;
-    let stack = Stack::create(emu, &unique_name("fanout"), &Default::default())
-        .await
-        .expect("stack");
-    let sdk = emu.sdk_config().await;
-    let env = stack.function_env("Fanout");
+    let t = TestStack::new("fanout").await;
+    let env = t.env("Fanout");
     let deps = fanout::Deps {
-        store: Store::new(&sdk, stack.table("Table")),
-        mailer: Mailer::new(&sdk, env["MAIL_FROM"].clone()),
+        store: Store::new(&t.sdk, t.table()),
+        mailer: Mailer::new(&t.sdk, env("MAIL_FROM").unwrap()),
         public_base_url: "https://app.example.com.br/".into(),
     };
-    (deps, emu)
+    (deps, t.emulator)
 }
 
 /// Stores an account as signup would, with a mailbox of its own.

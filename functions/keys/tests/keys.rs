@@ -4,37 +4,26 @@
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use nuvem_aws::Core;
 use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
+use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::{
     as_principal, http_event, reply, with_json, with_path_id, with_source_ip,
 };
 use nuvem_testkit::inspect::{drain, scan_all};
-use nuvem_testkit::{Stack, emulator, unique_name};
 use serde_json::{Value, json};
 
 struct Env {
     core: Core,
     deps: keys::Deps,
-    db: aws_sdk_dynamodb::Client,
-    sqs: aws_sdk_sqs::Client,
-    stack: Stack,
+    t: TestStack,
 }
 
 async fn env() -> Env {
-    let emu = emulator().await;
-    let stack = Stack::create(emu, &unique_name("keys"), &Default::default())
-        .await
-        .expect("stack");
-    let sdk = emu.sdk_config().await;
-    let core = Core {
-        store: nuvem_aws::store::Store::new(&sdk, stack.table("Table")),
-        events: nuvem_aws::queue::EventQueue::new(&sdk, &stack.queue("EventsQueue").url),
-    };
+    let t = TestStack::new("keys").await;
+    let core = Core::from_lookup(&t.sdk, &t.env("Keys")).unwrap();
     Env {
         deps: keys::Deps { core: core.clone() },
         core,
-        db: aws_sdk_dynamodb::Client::new(&sdk),
-        sqs: aws_sdk_sqs::Client::new(&sdk),
-        stack,
+        t,
     }
 }
 
@@ -64,7 +53,7 @@ async fn approved_account(env: &Env, document: &str, email: &str) -> (String, St
     let req = as_principal(req, "platform", "key_01jd00000000000000000000ad", "admin");
     assert_eq!(reply(&approval::handle(&approval, req).await).0, 200);
 
-    let messages = drain(&env.sqs, &env.stack.queue("EventsQueue").url, 20).await;
+    let messages = drain(&env.t.sqs, env.t.events_queue(), 20).await;
     let token = messages
         .iter()
         .find_map(|m| {
@@ -114,7 +103,7 @@ async fn a_token_buys_one_owner_key_once_even_under_a_race() {
     );
 
     // Stored only as a hash.
-    let dump = format!("{:?}", scan_all(&env.db, env.stack.table("Table")).await);
+    let dump = format!("{:?}", scan_all(&env.t.db, env.t.table()).await);
     assert!(!dump.contains(secret));
     let account = env.core.store.get_account(&account).await.unwrap().unwrap();
     assert!(account.activated_at.is_some());
@@ -126,7 +115,7 @@ async fn a_token_buys_one_owner_key_once_even_under_a_race() {
 #[tokio::test]
 async fn unknown_and_expired_tokens_are_refused_and_store_nothing() {
     let env = env().await;
-    let before = scan_all(&env.db, env.stack.table("Table")).await.len();
+    let before = scan_all(&env.t.db, env.t.table()).await.len();
     for body in [
         json!({"token": "nvm_at_doesnotexist"}),
         json!({"token": ""}),
@@ -154,17 +143,15 @@ async fn unknown_and_expired_tokens_are_refused_and_store_nothing() {
             },
         )
         .unwrap();
-    env.db
+    env.t
+        .db
         .transact_write_items()
         .transact_items(write)
         .send()
         .await
         .unwrap();
     assert_eq!(call(&env, activate(token)).await.0, 422);
-    assert_eq!(
-        scan_all(&env.db, env.stack.table("Table")).await.len(),
-        before + 1
-    );
+    assert_eq!(scan_all(&env.t.db, env.t.table()).await.len(), before + 1);
 }
 
 #[tokio::test]
@@ -277,7 +264,7 @@ async fn only_owners_manage_keys_and_bad_requests_store_nothing() {
         "operator",
     );
     assert_eq!(call(&env, operator).await.0, 403);
-    let before = scan_all(&env.db, env.stack.table("Table")).await.len();
+    let before = scan_all(&env.t.db, env.t.table()).await.len();
     for body in [
         json!({"name": "x", "role": "admin"}),
         json!({"name": "x", "role": "superuser"}),
@@ -297,8 +284,5 @@ async fn only_owners_manage_keys_and_bad_requests_store_nothing() {
         .await;
         assert_eq!(status, 422, "{body}: {problem}");
     }
-    assert_eq!(
-        scan_all(&env.db, env.stack.table("Table")).await.len(),
-        before
-    );
+    assert_eq!(scan_all(&env.t.db, env.t.table()).await.len(), before);
 }

@@ -2,36 +2,25 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use nuvem_aws::Core;
+use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::{http_event, reply, with_body, with_json, with_source_ip};
 use nuvem_testkit::inspect::{drain, partition_keys};
-use nuvem_testkit::{Stack, emulator, unique_name};
 use serde_json::{Value, json};
 
 struct Env {
     deps: signup::Deps,
-    db: aws_sdk_dynamodb::Client,
-    sqs: aws_sdk_sqs::Client,
-    stack: Stack,
+    t: TestStack,
 }
 
 async fn env() -> Env {
-    let emu = emulator().await;
-    let stack = Stack::create(emu, &unique_name("signup"), &Default::default())
-        .await
-        .expect("stack");
-    let sdk = emu.sdk_config().await;
-    let core = Core {
-        store: nuvem_aws::store::Store::new(&sdk, stack.table("Table")),
-        events: nuvem_aws::queue::EventQueue::new(&sdk, &stack.queue("EventsQueue").url),
-    };
+    let t = TestStack::new("signup").await;
+    let core = Core::from_lookup(&t.sdk, &t.env("Signup")).unwrap();
     Env {
         deps: signup::Deps {
             core,
             per_address_per_hour: 5,
         },
-        db: aws_sdk_dynamodb::Client::new(&sdk),
-        sqs: aws_sdk_sqs::Client::new(&sdk),
-        stack,
+        t,
     }
 }
 
@@ -74,7 +63,7 @@ async fn the_fixture_signs_up_a_pending_account_and_queues_its_event() {
     assert_eq!(account.phone, "+5511987654321");
     assert_eq!(account.imperius_licenses, 3);
 
-    let messages = drain(&env.sqs, &env.stack.queue("EventsQueue").url, 10).await;
+    let messages = drain(&env.t.sqs, env.t.events_queue(), 10).await;
     assert_eq!(messages.len(), 1);
     let event: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
     assert_eq!(event["type"], "account.signed_up");
@@ -119,7 +108,7 @@ async fn concurrent_signups_with_one_document_create_one_account() {
     let created = results.iter().filter(|r| r.0 == 201).count();
     let conflicts = results.iter().filter(|r| r.0 == 409).count();
     assert_eq!((created, conflicts), (1, 5), "{results:?}");
-    let accounts = partition_keys(&env.db, env.stack.table("Table"))
+    let accounts = partition_keys(&env.t.db, env.t.table())
         .await
         .into_iter()
         .filter(|pk| pk.starts_with("ACCOUNT#"))
@@ -217,15 +206,11 @@ async fn bad_input_is_a_problem_and_stores_nothing() {
         assert_eq!(answer["status"], expected, "{name}");
     }
     assert!(
-        partition_keys(&env.db, env.stack.table("Table"))
-            .await
-            .is_empty(),
+        partition_keys(&env.t.db, env.t.table()).await.is_empty(),
         "nothing stored"
     );
     assert!(
-        drain(&env.sqs, &env.stack.queue("EventsQueue").url, 10)
-            .await
-            .is_empty(),
+        drain(&env.t.sqs, env.t.events_queue(), 10).await.is_empty(),
         "nothing queued"
     );
 }

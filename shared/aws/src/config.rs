@@ -14,7 +14,16 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// A required environment variable; the error names it so a misconfigured
 /// deployment fails at init with a clear message.
 pub fn env(name: &str) -> Result<String, ConfigError> {
-    std::env::var(name).map_err(|_| ConfigError(format!("environment variable {name} is not set")))
+    required(&|name| std::env::var(name).ok(), name)
+}
+
+/// A required variable from any source of configuration (the process
+/// environment in Lambda, the template's resolved variables in tests).
+pub fn required(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<String, ConfigError> {
+    lookup(name).ok_or_else(|| ConfigError(format!("environment variable {name} is not set")))
 }
 
 /// An optional environment variable parsed as `T`, with a default.

@@ -21,9 +21,16 @@ pub struct Core {
 
 impl Core {
     pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, config::ConfigError> {
+        Self::from_lookup(sdk, &|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(
+        sdk: &aws_config::SdkConfig,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, config::ConfigError> {
         Ok(Core {
-            store: store::Store::new(sdk, config::env("TABLE_NAME")?),
-            events: queue::EventQueue::new(sdk, config::env("EVENTS_QUEUE_URL")?),
+            store: store::Store::new(sdk, config::required(lookup, "TABLE_NAME")?),
+            events: queue::EventQueue::new(sdk, config::required(lookup, "EVENTS_QUEUE_URL")?),
         })
     }
 }

@@ -15,11 +15,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod emulator;
 pub mod fixtures;
+mod harness;
 pub mod inspect;
 pub mod stack;
 pub mod template;
 
 pub use emulator::{Emulator, SentEmail, emulator, moto_server_path};
+pub use harness::TestStack;
 pub use stack::{Queue, Stack};
 pub use template::Template;
 

@@ -1,14 +1,12 @@
 //! Accounts, their one-per-document / one-per-email guards and audit trail.
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use nuvem_domain::account::{AccountStatus, Locale};
 use nuvem_domain::events::Envelope;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Item, ListError, Page, Store, StoreError, decode_cursor, encode_cursor, failed_conditions, n, s,
-};
+use super::{Item, ListError, Listing, Page, Store, StoreError, failed_conditions, n, s};
 use crate::table_keys as k;
 
 /// An account as stored and as the admin API shows it.
@@ -58,8 +56,6 @@ pub enum CreateAccountError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
-
-const ACCOUNT_COLUMNS: [&str; 4] = [k::PK, k::SK, k::GSI1PK, k::GSI1SK];
 
 impl Store {
     fn account_item(&self, account: &AccountRecord) -> Result<Item, StoreError> {
@@ -124,19 +120,7 @@ impl Store {
     }
 
     pub async fn get_account(&self, account_id: &str) -> Result<Option<AccountRecord>, StoreError> {
-        let out = self
-            .db
-            .get_item()
-            .table_name(&self.table)
-            .key(k::PK, s(k::account_pk(account_id)))
-            .key(k::SK, s(k::ACCOUNT_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        out.item
-            .map(|i| Ok(serde_dynamo::from_item(i)?))
-            .transpose()
+        self.get(k::account_pk(account_id), k::ACCOUNT_SK).await
     }
 
     /// Accounts in one status, oldest first.
@@ -146,25 +130,8 @@ impl Store {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<AccountRecord>, ListError> {
-        let start = decode_cursor(cursor, &ACCOUNT_COLUMNS)?;
-        let out = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .index_name(k::GSI1)
-            .key_condition_expression("gsi1pk = :p")
-            .expression_attribute_values(":p", s(k::accounts_by_status(status.as_str())))
-            .limit(limit)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        let items =
-            serde_dynamo::from_items(out.items.unwrap_or_default()).map_err(StoreError::from)?;
-        Ok(Page {
-            items,
-            next_cursor: encode_cursor(out.last_evaluated_key.as_ref()),
-        })
+        let listing = Listing::Gsi1(k::accounts_by_status(status.as_str()));
+        self.page(listing, limit, cursor).await
     }
 
     /// Writes an account change together with its audit entry, its event and
@@ -224,25 +191,11 @@ impl Store {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<AuditRecord>, ListError> {
-        let start = decode_cursor(cursor, &[k::PK, k::SK])?;
-        let out = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :p AND begins_with(sk, :a)")
-            .expression_attribute_values(":p", s(k::account_pk(account_id)))
-            .expression_attribute_values(":a", AttributeValue::S(k::AUDIT_PREFIX.into()))
-            .scan_index_forward(false)
-            .limit(limit)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        let items =
-            serde_dynamo::from_items(out.items.unwrap_or_default()).map_err(StoreError::from)?;
-        Ok(Page {
-            items,
-            next_cursor: encode_cursor(out.last_evaluated_key.as_ref()),
-        })
+        let listing = Listing::Prefix {
+            pk: k::account_pk(account_id),
+            sk_prefix: k::AUDIT_PREFIX,
+            newest_first: true,
+        };
+        self.page(listing, limit, cursor).await
     }
 }

@@ -50,20 +50,10 @@ impl Store {
         first_key: impl FnOnce(&str) -> KeyRecord,
     ) -> Result<KeyRecord, RedeemError> {
         // The read only finds the account; the transaction's conditions decide.
-        let out = self
-            .db
-            .get_item()
-            .table_name(&self.table)
-            .key(k::PK, s(k::activation_pk(token_hash)))
-            .key(k::SK, s(k::ACTIVATION_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        let Some(item) = out.item else {
-            return Err(RedeemError::Invalid);
-        };
-        let record: ActivationRecord = serde_dynamo::from_item(item).map_err(StoreError::from)?;
+        let record: ActivationRecord = self
+            .get(k::activation_pk(token_hash), k::ACTIVATION_SK)
+            .await?
+            .ok_or(RedeemError::Invalid)?;
         if record.used_at.is_some() || record.expires_at <= now.timestamp() {
             return Err(RedeemError::Invalid);
         }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use nuvem_domain::keys::{KeyStatus, Role};
 use serde::{Deserialize, Serialize};
 
-use super::{Item, ListError, Page, Store, StoreError, decode_cursor, encode_cursor, n, s};
+use super::{Item, ListError, Listing, Page, Store, StoreError, condition_failed, n, s};
 use crate::table_keys as k;
 
 /// An access key as stored. The secret itself is never stored: only its hash.
@@ -76,46 +76,18 @@ impl Store {
     /// The key, read strongly consistently so that a revocation is seen at
     /// once by the authorizer (API Gateway's cache is the only delay).
     pub async fn get_key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let out = self
-            .db
-            .get_item()
-            .table_name(&self.table)
-            .key(k::PK, s(k::key_pk(key_id)))
-            .key(k::SK, s(k::KEY_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        out.item
-            .map(|i| Ok(serde_dynamo::from_item(i)?))
-            .transpose()
+        self.get(k::key_pk(key_id), k::KEY_SK).await
     }
 
+    /// An account's keys, oldest first.
     pub async fn list_keys(
         &self,
         account_id: &str,
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<KeyRecord>, ListError> {
-        let start = decode_cursor(cursor, &[k::PK, k::SK, k::GSI1PK, k::GSI1SK])?;
-        let out = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .index_name(k::GSI1)
-            .key_condition_expression("gsi1pk = :p")
-            .expression_attribute_values(":p", s(k::keys_of_account(account_id)))
-            .limit(limit)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        let items =
-            serde_dynamo::from_items(out.items.unwrap_or_default()).map_err(StoreError::from)?;
-        Ok(Page {
-            items,
-            next_cursor: encode_cursor(out.last_evaluated_key.as_ref()),
-        })
+        let listing = Listing::Gsi1(k::keys_of_account(account_id));
+        self.page(listing, limit, cursor).await
     }
 
     /// Revokes a key of `account_id`. The account is part of the condition,
@@ -143,12 +115,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(RevokeOutcome::Revoked),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(RevokeOutcome::NotFound)
-            }
+            Err(e) if condition_failed(&e) => Ok(RevokeOutcome::NotFound),
             Err(e) => Err(StoreError::sdk(e)),
         }
     }
@@ -177,12 +144,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(StoreError::sdk(e)),
         }
     }

@@ -13,6 +13,7 @@ pub use keys::{KeyRecord, RevokeOutcome};
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -103,6 +104,89 @@ impl Store {
         );
         self.put(item, Some("attribute_not_exists(pk)"))
     }
+}
+
+/// Which items a listing pages through.
+pub(crate) enum Listing<'a> {
+    /// A gsi1 partition, in sort-key order.
+    Gsi1(String),
+    /// The items of a table partition whose sort key starts with a prefix.
+    Prefix {
+        pk: String,
+        sk_prefix: &'a str,
+        newest_first: bool,
+    },
+}
+
+impl Store {
+    /// One item by key, read strongly consistently.
+    pub(crate) async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let out = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .key(k::PK, s(pk))
+            .key(k::SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        out.item
+            .map(|i| Ok(serde_dynamo::from_item(i)?))
+            .transpose()
+    }
+
+    /// One page of a listing, with the cursor of the next.
+    pub(crate) async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        listing: Listing<'_>,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<T>, ListError> {
+        let query = self.db.query().table_name(&self.table).limit(limit);
+        let query = match listing {
+            Listing::Gsi1(pk) => {
+                let start = decode_cursor(cursor, &[k::PK, k::SK, k::GSI1PK, k::GSI1SK])?;
+                query
+                    .index_name(k::GSI1)
+                    .key_condition_expression("gsi1pk = :p")
+                    .expression_attribute_values(":p", s(pk))
+                    .set_exclusive_start_key(start)
+            }
+            Listing::Prefix {
+                pk,
+                sk_prefix,
+                newest_first,
+            } => {
+                let start = decode_cursor(cursor, &[k::PK, k::SK])?;
+                query
+                    .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":p", s(pk))
+                    .expression_attribute_values(":prefix", s(sk_prefix))
+                    .scan_index_forward(!newest_first)
+                    .set_exclusive_start_key(start)
+            }
+        };
+        let out = query.send().await.map_err(StoreError::sdk)?;
+        let items =
+            serde_dynamo::from_items(out.items.unwrap_or_default()).map_err(StoreError::from)?;
+        Ok(Page {
+            items,
+            next_cursor: encode_cursor(out.last_evaluated_key.as_ref()),
+        })
+    }
+}
+
+/// Whether a single-item write failed its condition (the expected outcome
+/// of a lost race or a duplicate, not a fault).
+pub(crate) fn condition_failed<E: ProvideErrorMetadata>(
+    err: &aws_sdk_dynamodb::error::SdkError<E>,
+) -> bool {
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {

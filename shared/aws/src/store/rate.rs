@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError, n, s};
+use super::{Store, StoreError, condition_failed, n, s};
 use crate::table_keys as k;
 
 impl Store {
@@ -33,12 +33,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(StoreError::sdk(e)),
         }
     }
