@@ -2,6 +2,7 @@
 //! accounts. Every change is conditioned on the account's version and
 //! written with its audit entry and event in one transaction.
 
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use chrono::{DateTime, Utc};
 use nuvem_aws::Core;
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
@@ -10,6 +11,7 @@ use nuvem_aws::store::{AccountRecord, ActivationRecord, AuditRecord};
 use nuvem_domain::account::{self, AccountStatus};
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::keys::Role;
+use nuvem_domain::secret::Secret;
 use nuvem_domain::validation::FieldError;
 use nuvem_domain::{ids, token};
 use serde::Deserialize;
@@ -30,6 +32,7 @@ async fn route(deps: &Deps, req: &Request) -> HttpResult {
         "GET /v1/admin/accounts/{id}" => http::json(200, &load(deps, req).await?),
         "POST /v1/admin/accounts/{id}/approve" => approve(deps, req, &admin).await,
         "POST /v1/admin/accounts/{id}/reject" => reject(deps, req, &admin).await,
+        "POST /v1/admin/accounts/{id}/activation" => reissue(deps, req, &admin).await,
         "PATCH /v1/admin/accounts/{id}" => adjust(deps, req, &admin).await,
         "GET /v1/admin/accounts/{id}/audit" => audit(deps, req).await,
         _ => Err(Problem::not_found("no such route")),
@@ -110,7 +113,7 @@ struct Change {
     action: &'static str,
     after: AccountRecord,
     event: Envelope,
-    extra: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+    extra: Vec<TransactWriteItem>,
 }
 
 async fn commit(
@@ -147,23 +150,34 @@ fn transition_conflict(e: account::TransitionError) -> Problem {
     Problem::conflict(e.to_string())
 }
 
+/// A fresh single-use activation token: the secret to email, its expiry,
+/// and the write that stores its hash (in the caller's transaction).
+fn new_activation(
+    deps: &Deps,
+    account_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(Secret, DateTime<Utc>, TransactWriteItem), Problem> {
+    let token = token::generate_activation_token();
+    let expires_at = token::activation_expires_at(now);
+    let write = deps.core.store.activation_write(
+        &token::hash_token(token.expose()),
+        &ActivationRecord {
+            account_id: account_id.to_owned(),
+            created_at: now,
+            expires_at: expires_at.timestamp(),
+            used_at: None,
+        },
+    )?;
+    Ok((token, expires_at, write))
+}
+
 async fn approve(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
     let body: ApproveBody = http::json_body(req, http::DEFAULT_BODY_LIMIT)?;
     check_terms(Some(body.quota_gb), Some(body.imperius_licenses))?;
     let before = load(deps, req).await?;
     let status = account::approve(before.status).map_err(transition_conflict)?;
     let now = Utc::now();
-    let token = token::generate_activation_token();
-    let expires_at: DateTime<Utc> = token::activation_expires_at(now);
-    let activation = deps.core.store.activation_write(
-        &token::hash_token(token.expose()),
-        &ActivationRecord {
-            account_id: before.id.clone(),
-            created_at: now,
-            expires_at: expires_at.timestamp(),
-            used_at: None,
-        },
-    )?;
+    let (token, expires_at, activation) = new_activation(deps, &before.id, now)?;
     let after = AccountRecord {
         status,
         quota_gb: Some(body.quota_gb),
@@ -183,6 +197,40 @@ async fn approve(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
     );
     let change = Change {
         action: "approve",
+        after,
+        event,
+        extra: vec![activation],
+    };
+    let secret = (ACTIVATION_TOKEN_ATTRIBUTE, token.expose());
+    apply(deps, admin, &before, change, Some(secret)).await
+}
+
+/// `POST …/activation`: emails a new activation link to an approved account
+/// that has not activated (the first expired or got lost). Earlier links stay
+/// valid until they expire; whichever is used first activates the account.
+async fn reissue(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
+    let before = load(deps, req).await?;
+    let status = account::reissue_activation(before.status).map_err(transition_conflict)?;
+    if before.activated_at.is_some() {
+        return Err(Problem::conflict(
+            "the account is already activated; its owner manages keys at /v1/keys",
+        ));
+    }
+    let now = Utc::now();
+    let (token, expires_at, activation) = new_activation(deps, &before.id, now)?;
+    let after = AccountRecord {
+        status,
+        updated_at: now,
+        ..before.clone()
+    };
+    let event = Envelope::new(
+        EventType::AccountActivationReissued,
+        &before.id,
+        json!({ "activation_expires_at": expires_at }),
+        now,
+    );
+    let change = Change {
+        action: "reissue_activation",
         after,
         event,
         extra: vec![activation],

@@ -291,3 +291,80 @@ async fn only_admins_may_review_and_bad_input_changes_nothing() {
     assert_eq!(account["status"], "pending");
     assert_eq!(account["version"], 0);
 }
+
+fn activation_token_of(message: &aws_sdk_sqs::types::Message) -> String {
+    message.message_attributes().unwrap()[ACTIVATION_TOKEN_ATTRIBUTE]
+        .string_value()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_new_activation_link_is_for_approved_accounts_not_yet_activated() {
+    let env = env().await;
+    let id = sign_up(&env, 0).await;
+    let reissue = || {
+        admin(with_path_id(
+            http_event("approval/reissue-activation.json"),
+            &id,
+        ))
+    };
+    assert_eq!(
+        call(&env, reissue()).await.0,
+        409,
+        "a pending account has no link"
+    );
+
+    call(
+        &env,
+        approve(&id, json!({"quota_gb": 1, "imperius_licenses": 1})),
+    )
+    .await;
+    let first = drain(&env.t.sqs, env.t.events_queue(), 10).await;
+    let (status, account) = call(&env, reissue()).await;
+    assert_eq!(status, 200, "{account}");
+    let second = drain(&env.t.sqs, env.t.events_queue(), 10).await;
+    assert_eq!(second.len(), 1);
+    let event: Value = serde_json::from_str(second[0].body().unwrap()).unwrap();
+    assert_eq!(event["type"], "account.activation_reissued");
+    let (old, new) = (
+        activation_token_of(first.last().unwrap()),
+        activation_token_of(&second[0]),
+    );
+    assert_ne!(old, new);
+
+    // Once the owner activated (with either link), no further link.
+    let now = chrono::Utc::now();
+    env.core
+        .store
+        .redeem_activation(&nuvem_domain::token::hash_token(&new), now, |account_id| {
+            nuvem_aws::store::KeyRecord {
+                id: nuvem_domain::ids::new_id("key"),
+                account_id: account_id.to_owned(),
+                name: "first".into(),
+                role: nuvem_domain::keys::Role::Owner,
+                status: nuvem_domain::keys::KeyStatus::Active,
+                secret_hash: "0".repeat(64),
+                created_at: now,
+                expires: None,
+                last_used_at: None,
+                revoked_at: None,
+            }
+        })
+        .await
+        .unwrap();
+    let (status, problem) = call(&env, reissue()).await;
+    assert_eq!(status, 409, "{problem}");
+    let (_, trail) = call(
+        &env,
+        admin(with_path_id(http_event("approval/audit.json"), &id)),
+    )
+    .await;
+    let actions: Vec<&str> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["reissue_activation", "approve"]);
+}

@@ -54,7 +54,9 @@ async fn process(deps: &Deps, record: &SqsMessage) -> Result<(), String> {
 async fn email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Result<(), String> {
     if !matches!(
         event.event_type,
-        EventType::AccountApproved | EventType::AccountRejected
+        EventType::AccountApproved
+            | EventType::AccountActivationReissued
+            | EventType::AccountRejected
     ) {
         return Ok(());
     }
@@ -90,7 +92,7 @@ async fn send_email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Resul
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("account {} not found", event.account_id))?;
     let message = match event.event_type {
-        EventType::AccountApproved => {
+        EventType::AccountApproved | EventType::AccountActivationReissued => {
             let Some(token) = token else {
                 // Retrying cannot bring the token back; an operator must.
                 tracing::error!(event_id = %event.id, "approval event without activation token");

@@ -131,6 +131,17 @@ pub fn adjust(from: AccountStatus) -> Result<AccountStatus, TransitionError> {
     transition(from, "adjust", AccountStatus::Active, AccountStatus::Active)
 }
 
+/// A new activation link is only for an approved account (the handler also
+/// refuses one whose owner already activated it).
+pub fn reissue_activation(from: AccountStatus) -> Result<AccountStatus, TransitionError> {
+    transition(
+        from,
+        "reissue the activation link of",
+        AccountStatus::Active,
+        AccountStatus::Active,
+    )
+}
+
 pub const MIN_QUOTA_GB: f64 = 0.001;
 pub const MAX_QUOTA_GB: f64 = 1_000_000.0;
 /// Storage is sold in decimal units, like disks and S3 pricing: 1 GB = 10^9

@@ -17,6 +17,10 @@ pub enum EventType {
     AccountSignedUp,
     #[serde(rename = "account.approved")]
     AccountApproved,
+    /// A new activation link for an approved account that has not activated
+    /// yet (the first one expired or was lost).
+    #[serde(rename = "account.activation_reissued")]
+    AccountActivationReissued,
     #[serde(rename = "account.rejected")]
     AccountRejected,
     #[serde(rename = "account.updated")]
@@ -28,9 +32,10 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         EventType::AccountSignedUp,
         EventType::AccountApproved,
+        EventType::AccountActivationReissued,
         EventType::AccountRejected,
         EventType::AccountUpdated,
         EventType::KeyCreated,
@@ -41,6 +46,7 @@ impl EventType {
         match self {
             EventType::AccountSignedUp => "account.signed_up",
             EventType::AccountApproved => "account.approved",
+            EventType::AccountActivationReissued => "account.activation_reissued",
             EventType::AccountRejected => "account.rejected",
             EventType::AccountUpdated => "account.updated",
             EventType::KeyCreated => "key.created",
