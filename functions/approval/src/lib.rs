@@ -332,7 +332,7 @@ async fn apply(
 ) -> HttpResult {
     let (after, event) = (change.after.clone(), change.event.clone());
     commit(deps, admin, before, change).await?;
-    deps.core.events.publish_committed(&event, secret).await;
+    deps.core.emit(&event, secret).await;
     http::json(200, &after)
 }
 

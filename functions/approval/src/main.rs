@@ -1,7 +1,3 @@
-// The handler's future nests one async fn per route; its layout needs more
-// than the default query depth.
-#![recursion_limit = "256"]
-
 use nuvem_aws::{Core, config};
 
 #[tokio::main(flavor = "current_thread")]

@@ -338,7 +338,7 @@ async fn a_new_activation_link_is_for_approved_accounts_not_yet_activated() {
     env.core
         .store
         .redeem_activation(&nuvem_domain::token::hash_token(&new), now, |account_id| {
-            nuvem_aws::store::KeyRecord {
+            let key = nuvem_aws::store::KeyRecord {
                 id: nuvem_domain::ids::new_id("key"),
                 account_id: account_id.to_owned(),
                 name: "first".into(),
@@ -349,7 +349,14 @@ async fn a_new_activation_link_is_for_approved_accounts_not_yet_activated() {
                 expires: None,
                 last_used_at: None,
                 revoked_at: None,
-            }
+            };
+            let event = nuvem_domain::events::Envelope::new(
+                nuvem_domain::events::EventType::KeyCreated,
+                account_id,
+                json!({}),
+                now,
+            );
+            (key, event)
         })
         .await
         .unwrap();

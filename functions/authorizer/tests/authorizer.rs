@@ -34,7 +34,7 @@ async fn key(
         last_used_at: None,
         revoked_at: None,
     };
-    deps.store.create_key(&record).await.unwrap();
+    deps.store.create_key(&record, None).await.unwrap();
     let credential = format!("{}.{}", record.id, secret.expose());
     (record, credential)
 }
@@ -101,8 +101,14 @@ async fn bad_credentials_are_anonymous_never_errors() {
         assert!(ctx.get("account_id").is_none());
     }
     // Revoked.
+    let revoked = nuvem_domain::events::Envelope::new(
+        nuvem_domain::events::EventType::KeyRevoked,
+        &record.account_id,
+        serde_json::json!({ "key_id": record.id }),
+        Utc::now(),
+    );
     deps.store
-        .revoke_key(&record.account_id, &record.id, Utc::now())
+        .revoke_key(&record.account_id, &record.id, Utc::now(), &revoked)
         .await
         .unwrap();
     assert_eq!(

@@ -117,25 +117,27 @@ async fn activate(deps: &Deps, req: &Request) -> HttpResult {
     }
     let now = Utc::now();
     let secret = keys::generate_secret();
-    let key = deps
+    let (key, event) = deps
         .core
         .store
         .redeem_activation(&token::hash_token(&body.token), now, |account_id| {
-            new_record(
+            let key = new_record(
                 account_id,
                 "first owner key".into(),
                 Role::Owner,
                 None,
                 secret.expose(),
                 now,
-            )
+            );
+            let event = key_event(EventType::KeyCreated, &key, now);
+            (key, event)
         })
         .await
         .map_err(|e| match e {
             RedeemError::Invalid => invalid(),
             RedeemError::Store(e) => e.into(),
         })?;
-    key_event(deps, EventType::KeyCreated, &key, now).await;
+    deps.core.emit(&event, None).await;
     issued(&key, secret.expose())
 }
 
@@ -154,8 +156,9 @@ async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
         secret.expose(),
         now,
     );
-    deps.core.store.create_key(&key).await?;
-    key_event(deps, EventType::KeyCreated, &key, now).await;
+    let event = key_event(EventType::KeyCreated, &key, now);
+    deps.core.store.create_key(&key, Some(&event)).await?;
+    deps.core.emit(&event, None).await;
     issued(&key, secret.expose())
 }
 
@@ -184,32 +187,32 @@ async fn revoke(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
         return Err(not_found());
     }
     let now = Utc::now();
+    let event = Envelope::new(
+        EventType::KeyRevoked,
+        &owner.account_id,
+        json!({ "key_id": id }),
+        now,
+    );
     match deps
         .core
         .store
-        .revoke_key(&owner.account_id, id, now)
+        .revoke_key(&owner.account_id, id, now, &event)
         .await?
     {
         RevokeOutcome::NotFound => Err(not_found()),
+        RevokeOutcome::AlreadyRevoked => http::no_content(),
         RevokeOutcome::Revoked => {
-            let event = Envelope::new(
-                EventType::KeyRevoked,
-                &owner.account_id,
-                json!({ "key_id": id }),
-                now,
-            );
-            deps.core.events.publish_committed(&event, None).await;
+            deps.core.emit(&event, None).await;
             http::no_content()
         }
     }
 }
 
-async fn key_event(deps: &Deps, kind: EventType, key: &KeyRecord, now: DateTime<Utc>) {
-    let event = Envelope::new(
+fn key_event(kind: EventType, key: &KeyRecord, now: DateTime<Utc>) -> Envelope {
+    Envelope::new(
         kind,
         &key.account_id,
         json!({ "key_id": key.id, "name": key.name, "role": key.role }),
         now,
-    );
-    deps.core.events.publish_committed(&event, None).await;
+    )
 }

@@ -90,7 +90,7 @@ async fn signup(deps: &Deps, req: &Request) -> HttpResult {
         }
         Err(CreateAccountError::Store(e)) => return Err(e.into()),
     }
-    deps.core.events.publish_committed(&event, None).await;
+    deps.core.emit(&event, None).await;
     http::json(201, &json!({ "id": account.id, "status": account.status }))
 }
 

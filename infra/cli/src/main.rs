@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
                 revoked_at: None,
             };
             store
-                .create_key(&key)
+                .create_key(&key, None)
                 .await
                 .context("storing the admin key")?;
             println!("{}.{}", key.id, secret.expose());

@@ -24,6 +24,21 @@ impl Core {
         Self::from_lookup(sdk, &|name| std::env::var(name).ok())
     }
 
+    /// Sends a committed event (its outbox copy was written with the change)
+    /// and takes it out of the outbox. A send that fails even after the SDK's
+    /// retries does not fail the committed request: the event stays in the
+    /// outbox and `outbox-relay` sends it later.
+    pub async fn emit(&self, event: &nuvem_domain::events::Envelope, secret: Option<(&str, &str)>) {
+        if let Err(e) = self.events.publish_with_secret(event, secret).await {
+            tracing::error!(event_id = %event.id, error = %e, "event committed but not queued; left to the outbox relay");
+            return;
+        }
+        if let Err(e) = self.store.mark_published(event).await {
+            // Harmless: the relay sends it again and consumers drop duplicates.
+            tracing::warn!(event_id = %event.id, error = %e, "event queued but still in the outbox");
+        }
+    }
+
     pub fn from_lookup(
         sdk: &aws_config::SdkConfig,
         lookup: &dyn Fn(&str) -> Option<String>,

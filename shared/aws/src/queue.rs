@@ -62,15 +62,6 @@ impl EventQueue {
             .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
         Ok(())
     }
-
-    /// Publishes after the change is committed. The outbox copy of the event
-    /// is already in the table; a send that fails even after the SDK's retries
-    /// is logged with the event id rather than failing a committed request.
-    pub async fn publish_committed(&self, event: &Envelope, secret: Option<(&str, &str)>) {
-        if let Err(e) = self.publish_with_secret(event, secret).await {
-            tracing::error!(event_id = %event.id, error = %e, "event committed but not queued");
-        }
-    }
 }
 
 /// Message attribute carrying the plaintext activation token to `fanout`.

@@ -1,6 +1,7 @@
 //! The Lambda entry points shared by every function's `main.rs`.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -15,7 +16,9 @@ where
     Fut: Future<Output = Response>,
 {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Request>| {
-        let fut = handler(event.payload);
+        // Boxed: a handler's future nests one future per route and SDK call,
+        // deep enough to overflow the compiler's layout query depth inline.
+        let fut: Pin<Box<dyn Future<Output = Response> + '_>> = Box::pin(handler(event.payload));
         async move { Ok::<_, Error>(fut.await) }
     }))
     .await

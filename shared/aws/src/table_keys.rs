@@ -6,6 +6,9 @@ pub const SK: &str = "sk";
 pub const GSI1: &str = "gsi1";
 pub const GSI1PK: &str = "gsi1pk";
 pub const GSI1SK: &str = "gsi1sk";
+pub const GSI2: &str = "gsi2";
+pub const GSI2PK: &str = "gsi2pk";
+pub const GSI2SK: &str = "gsi2sk";
 /// DynamoDB TTL attribute (epoch seconds).
 pub const EXPIRES_AT: &str = "expires_at";
 
@@ -41,6 +44,13 @@ pub const AUDIT_PREFIX: &str = "AUDIT#";
 
 pub fn event_sk(event_id: &str) -> String {
     format!("EVENT#{event_id}")
+}
+
+/// gsi2 is the outbox: an event is in it from its commit until it is sent
+/// to the events queue (a sparse index: sent events carry no gsi2 keys).
+pub const OUTBOX: &str = "OUTBOX";
+pub fn outbox_sk(occurred_at: &str, event_id: &str) -> String {
+    format!("{occurred_at}#{event_id}")
 }
 
 pub fn key_pk(key_id: &str) -> String {

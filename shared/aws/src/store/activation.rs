@@ -1,8 +1,9 @@
 //! Single-use activation tokens, stored by hash and redeemed atomically
-//! together with the creation of the account's first key.
+//! together with the creation of the account's first key and its event.
 
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
+use nuvem_domain::events::Envelope;
 use serde::{Deserialize, Serialize};
 
 use super::{Item, KeyRecord, Store, StoreError, failed_conditions, n, s};
@@ -42,13 +43,13 @@ impl Store {
 
     /// Marks the token used and creates the first key in one transaction.
     /// The token's conditions (exists, unused, unexpired) make a second use
-    /// fail even when two requests race. Returns the account id.
+    /// fail even when two requests race. Returns the key and its event.
     pub async fn redeem_activation(
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
-        first_key: impl FnOnce(&str) -> KeyRecord,
-    ) -> Result<KeyRecord, RedeemError> {
+        first_key: impl FnOnce(&str) -> (KeyRecord, Envelope),
+    ) -> Result<(KeyRecord, Envelope), RedeemError> {
         // The read only finds the account; the transaction's conditions decide.
         let record: ActivationRecord = self
             .get(k::activation_pk(token_hash), k::ACTIVATION_SK)
@@ -57,7 +58,7 @@ impl Store {
         if record.used_at.is_some() || record.expires_at <= now.timestamp() {
             return Err(RedeemError::Invalid);
         }
-        let key = first_key(&record.account_id);
+        let (key, event) = first_key(&record.account_id);
         let redeem = Update::builder()
             .table_name(&self.table)
             .key(k::PK, s(k::activation_pk(token_hash)))
@@ -85,6 +86,7 @@ impl Store {
             TransactWriteItem::builder().update(redeem).build(),
             TransactWriteItem::builder().update(activated).build(),
             self.new_key_write(&key)?,
+            self.event_record(&event)?,
         ];
         match self
             .db
@@ -93,7 +95,7 @@ impl Store {
             .send()
             .await
         {
-            Ok(_) => Ok(key),
+            Ok(_) => Ok((key, event)),
             Err(e) => match failed_conditions(&e) {
                 Some(failed) if failed.iter().take(2).any(|f| *f) => Err(RedeemError::Invalid),
                 _ => Err(StoreError::sdk(e).into()),

@@ -1,12 +1,15 @@
 //! Access keys: found by key id (the authorizer's one read), listed per
 //! account through gsi1.
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
+use nuvem_domain::events::Envelope;
 use nuvem_domain::keys::{KeyStatus, Role};
 use serde::{Deserialize, Serialize};
 
-use super::{Item, ListError, Listing, Page, Store, StoreError, condition_failed, n, s};
+use super::{
+    Item, ListError, Listing, Page, Store, StoreError, condition_failed, failed_conditions, n, s,
+};
 use crate::table_keys as k;
 
 /// An access key as stored. The secret itself is never stored: only its hash.
@@ -30,6 +33,7 @@ pub struct KeyRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevokeOutcome {
     Revoked,
+    AlreadyRevoked,
     /// No such key in the caller's account (another account's key included).
     NotFound,
 }
@@ -61,16 +65,18 @@ impl Store {
         self.put(self.key_item(key)?, Some("attribute_not_exists(pk)"))
     }
 
-    pub async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        self.db
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(self.key_item(key)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        Ok(())
+    /// Stores a new key, with the event announcing it when there is one
+    /// (platform admin keys have none), in one transaction.
+    pub async fn create_key(
+        &self,
+        key: &KeyRecord,
+        event: Option<&Envelope>,
+    ) -> Result<(), StoreError> {
+        let mut items = vec![self.new_key_write(key)?];
+        if let Some(event) = event {
+            items.push(self.event_record(event)?);
+        }
+        self.transact(items).await
     }
 
     /// The key, read strongly consistently so that a revocation is seen at
@@ -90,33 +96,50 @@ impl Store {
         self.page(listing, limit, cursor).await
     }
 
-    /// Revokes a key of `account_id`. The account is part of the condition,
-    /// so a key of another account is "not found", never revoked. Revoking a
-    /// revoked key again changes nothing and succeeds.
+    /// Revokes an active key of `account_id`, with its event, in one
+    /// transaction. The account is part of the condition, so a key of another
+    /// account is "not found", never revoked; revoking a revoked key again
+    /// changes nothing and emits nothing.
     pub async fn revoke_key(
         &self,
         account_id: &str,
         key_id: &str,
         now: DateTime<Utc>,
+        event: &Envelope,
     ) -> Result<RevokeOutcome, StoreError> {
-        let result = self
-            .db
-            .update_item()
+        let revoke = Update::builder()
             .table_name(&self.table)
             .key(k::PK, s(k::key_pk(key_id)))
             .key(k::SK, s(k::KEY_SK))
-            .update_expression("SET #st = :revoked, revoked_at = if_not_exists(revoked_at, :now)")
-            .condition_expression("account_id = :acc")
+            .update_expression("SET #st = :revoked, revoked_at = :now")
+            .condition_expression("account_id = :acc AND #st = :active")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":revoked", s(KeyStatus::Revoked.as_str()))
+            .expression_attribute_values(":active", s(KeyStatus::Active.as_str()))
             .expression_attribute_values(":now", s(now.to_rfc3339()))
             .expression_attribute_values(":acc", s(account_id))
+            .build()
+            .map_err(StoreError::sdk)?;
+        let items = vec![
+            TransactWriteItem::builder().update(revoke).build(),
+            self.event_record(event)?,
+        ];
+        match self
+            .db
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
-            .await;
-        match result {
+            .await
+        {
             Ok(_) => Ok(RevokeOutcome::Revoked),
-            Err(e) if condition_failed(&e) => Ok(RevokeOutcome::NotFound),
-            Err(e) => Err(StoreError::sdk(e)),
+            Err(e) => match failed_conditions(&e).as_deref() {
+                // Not this account's active key: revoked already, or not ours.
+                Some([true, ..]) => match self.get_key(key_id).await? {
+                    Some(key) if key.account_id == account_id => Ok(RevokeOutcome::AlreadyRevoked),
+                    _ => Ok(RevokeOutcome::NotFound),
+                },
+                _ => Err(StoreError::sdk(e)),
+            },
         }
     }
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod activation;
 mod keys;
+mod outbox;
 mod rate;
 
 pub use accounts::{AccountRecord, AuditRecord, CreateAccountError};
@@ -92,6 +93,17 @@ impl Store {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// Writes items all or nothing.
+    pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        self.db
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
     /// The outbox copy of a domain event, written in the same transaction as
     /// the change that caused it and kept 30 days.
     pub fn event_record(&self, event: &Envelope) -> Result<TransactWriteItem, StoreError> {
@@ -101,6 +113,11 @@ impl Store {
         item.insert(
             k::EXPIRES_AT.into(),
             n(event.occurred_at.timestamp() + 30 * 24 * 3600),
+        );
+        item.insert(k::GSI2PK.into(), s(k::OUTBOX));
+        item.insert(
+            k::GSI2SK.into(),
+            s(k::outbox_sk(&outbox_time(event.occurred_at), &event.id)),
         );
         self.put(item, Some("attribute_not_exists(pk)"))
     }
@@ -187,6 +204,11 @@ pub(crate) fn condition_failed<E: ProvideErrorMetadata>(
     err: &aws_sdk_dynamodb::error::SdkError<E>,
 ) -> bool {
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// Fixed-width UTC timestamps, so that they sort as strings.
+pub(crate) fn outbox_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {

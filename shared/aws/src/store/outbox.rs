@@ -1,0 +1,51 @@
+//! The outbox: every event is written with the change that caused it and
+//! stays in the sparse gsi2 until it has been sent to the events queue, so
+//! an event whose send failed is found and sent again by `outbox-relay`.
+
+use chrono::{DateTime, Utc};
+use nuvem_domain::events::Envelope;
+
+use super::{Store, StoreError, condition_failed, outbox_time, s};
+use crate::table_keys as k;
+
+impl Store {
+    /// Takes a sent event out of the outbox.
+    pub async fn mark_published(&self, event: &Envelope) -> Result<(), StoreError> {
+        let result = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key(k::PK, s(k::account_pk(&event.account_id)))
+            .key(k::SK, s(k::event_sk(&event.id)))
+            .update_expression("REMOVE gsi2pk, gsi2sk")
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            // Expired by TTL meanwhile: nothing left to mark.
+            Err(e) if condition_failed(&e) => Ok(()),
+            other => other.map(drop).map_err(StoreError::sdk),
+        }
+    }
+
+    /// Events committed before `before` and still not sent, oldest first.
+    pub async fn unsent_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: i32,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let out = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .index_name(k::GSI2)
+            .key_condition_expression("gsi2pk = :outbox AND gsi2sk < :before")
+            .expression_attribute_values(":outbox", s(k::OUTBOX))
+            .expression_attribute_values(":before", s(outbox_time(before)))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(serde_dynamo::from_items(out.items.unwrap_or_default())?)
+    }
+}
