@@ -327,9 +327,10 @@ async fn apply(
     deps: &Deps,
     admin: &Principal,
     before: &AccountRecord,
-    change: Change,
+    mut change: Change,
     secret: Option<(&str, &str)>,
 ) -> HttpResult {
+    change.after.version = before.version + 1;
     let (after, event) = (change.after.clone(), change.event.clone());
     commit(deps, admin, before, change).await?;
     deps.core.emit(&event, secret).await;

@@ -82,6 +82,7 @@ async fn approval_activates_and_queues_a_single_use_token_stored_only_as_a_hash(
     assert_eq!(account["status"], "active");
     assert_eq!(account["quota_gb"], 0.5);
     assert_eq!(account["imperius_licenses"], 4);
+    assert_eq!(account["version"], 1, "the answer is the account as stored");
 
     let messages = drain(&env.t.sqs, env.t.events_queue(), 10).await;
     assert_eq!(messages.len(), 1);
@@ -338,25 +339,7 @@ async fn a_new_activation_link_is_for_approved_accounts_not_yet_activated() {
     env.core
         .store
         .redeem_activation(&nuvem_domain::token::hash_token(&new), now, |account_id| {
-            let key = nuvem_aws::store::KeyRecord {
-                id: nuvem_domain::ids::new_id("key"),
-                account_id: account_id.to_owned(),
-                name: "first".into(),
-                role: nuvem_domain::keys::Role::Owner,
-                status: nuvem_domain::keys::KeyStatus::Active,
-                secret_hash: "0".repeat(64),
-                created_at: now,
-                expires: None,
-                last_used_at: None,
-                revoked_at: None,
-            };
-            let event = nuvem_domain::events::Envelope::new(
-                nuvem_domain::events::EventType::KeyCreated,
-                account_id,
-                json!({}),
-                now,
-            );
-            (key, event)
+            first_key(account_id, now)
         })
         .await
         .unwrap();
@@ -373,5 +356,43 @@ async fn a_new_activation_link_is_for_approved_accounts_not_yet_activated() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["reissue_activation", "approve"]);
+    assert_eq!(actions, ["activate", "reissue_activation", "approve"]);
+    // The first link, still unexpired, cannot activate the account again.
+    let again = env
+        .core
+        .store
+        .redeem_activation(&nuvem_domain::token::hash_token(&old), now, |account_id| {
+            first_key(account_id, now)
+        })
+        .await;
+    assert!(
+        matches!(again, Err(nuvem_aws::store::RedeemError::Invalid)),
+        "{again:?}"
+    );
+}
+
+/// The owner key and event an activation creates (as the keys function would).
+fn first_key(
+    account_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (nuvem_aws::store::KeyRecord, nuvem_domain::events::Envelope) {
+    let key = nuvem_aws::store::KeyRecord {
+        id: nuvem_domain::ids::new_id("key"),
+        account_id: account_id.to_owned(),
+        name: "first".into(),
+        role: nuvem_domain::keys::Role::Owner,
+        status: nuvem_domain::keys::KeyStatus::Active,
+        secret_hash: "0".repeat(64),
+        created_at: now,
+        expires: None,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let event = nuvem_domain::events::Envelope::new(
+        nuvem_domain::events::EventType::KeyCreated,
+        account_id,
+        json!({}),
+        now,
+    );
+    (key, event)
 }

@@ -3,11 +3,12 @@
 //! API, the authorizer in front, the events queue polled into `fanout`, and
 //! the activation email read back from the emulator.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+mod common;
 
-use nuvem_local::{Options, Runner};
-use nuvem_testkit::{emulator, unique_name};
+use std::time::Duration;
+
+use common::{activation_token, admin_key};
+use nuvem_local::Runner;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -16,27 +17,11 @@ use serde_json::{Value, json};
 const AUTHORIZER_CACHE_SECS: u64 = 2;
 
 async fn stack(name: &str) -> Runner {
-    let emu = emulator().await;
-    let params = BTreeMap::from([
-        (
-            "AuthorizerCacheSeconds".to_owned(),
-            AUTHORIZER_CACHE_SECS.to_string(),
-        ),
-        (
-            "PublicBaseUrl".to_owned(),
-            "https://app.nuvem.test".to_owned(),
-        ),
-    ]);
-    Runner::start(Options {
-        emulator_url: Some(emu.endpoint().to_owned()),
-        stack_name: unique_name(name),
-        params,
-        schedules: false,
-        sqs_wait_secs: 1,
-        ..Options::default()
-    })
+    common::stack(
+        name,
+        &[("AuthorizerCacheSeconds", &AUTHORIZER_CACHE_SECS.to_string())],
+    )
     .await
-    .expect("the local stack starts (build the functions first: cargo build --workspace --bins)")
 }
 
 struct Api<'a> {
@@ -68,50 +53,6 @@ impl Api<'_> {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
-    }
-}
-
-/// A platform admin credential, minted by the operator CLI as `make admin-key` does.
-fn admin_key(runner: &Runner) -> String {
-    let cli = nuvem_local::default_bin_dir().join("nuvem-admin");
-    let out = std::process::Command::new(&cli)
-        .args(["create-admin-key", "--table", runner.stack().table("Table")])
-        .env("AWS_ENDPOINT_URL", runner.emulator_endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", cli.display()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// Waits for the activation email to `to` and returns the token of its link.
-async fn activation_token(to: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mails = emulator().await.sent_emails().await.unwrap();
-        if let Some(mail) = mails.iter().find(|m| m.to.iter().any(|t| t == to)) {
-            let body = mail
-                .html
-                .as_deref()
-                .or(mail.text.as_deref())
-                .unwrap_or_default();
-            let start = body
-                .find("https://app.nuvem.test/activate?token=")
-                .expect("activation link")
-                + 38;
-            return body[start..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-        }
-        assert!(Instant::now() < deadline, "no activation email to {to}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -157,15 +157,9 @@ impl Store {
             .expression_attribute_values(":v", n(before.version))
             .build()
             .map_err(StoreError::sdk)?;
-        let mut audit_item: Item = serde_dynamo::to_item(audit)?;
-        audit_item.insert(k::PK.into(), s(k::account_pk(&audit.account_id)));
-        audit_item.insert(
-            k::SK.into(),
-            s(k::audit_sk(&audit.at.to_rfc3339(), &audit.id)),
-        );
         let mut items = vec![
             TransactWriteItem::builder().put(put).build(),
-            self.put(audit_item, Some("attribute_not_exists(pk)"))?,
+            self.audit_write(audit)?,
             self.event_record(event)?,
         ];
         items.extend(extra);
@@ -182,6 +176,17 @@ impl Store {
                 _ => Err(StoreError::sdk(e)),
             },
         }
+    }
+
+    /// The put of an audit entry, for the transaction of its change.
+    pub(crate) fn audit_write(&self, audit: &AuditRecord) -> Result<TransactWriteItem, StoreError> {
+        let mut item: Item = serde_dynamo::to_item(audit)?;
+        item.insert(k::PK.into(), s(k::account_pk(&audit.account_id)));
+        item.insert(
+            k::SK.into(),
+            s(k::audit_sk(&audit.at.to_rfc3339(), &audit.id)),
+        );
+        self.put(item, Some("attribute_not_exists(pk)"))
     }
 
     /// An account's audit trail, newest first.

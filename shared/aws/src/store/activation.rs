@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use nuvem_domain::events::Envelope;
 use serde::{Deserialize, Serialize};
 
-use super::{Item, KeyRecord, Store, StoreError, failed_conditions, n, s};
+use nuvem_domain::ids;
+use serde_json::json;
+
+use super::{AuditRecord, Item, KeyRecord, Store, StoreError, failed_conditions, n, s};
 use crate::table_keys as k;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,9 +44,11 @@ impl Store {
         self.put(item, Some("attribute_not_exists(pk)"))
     }
 
-    /// Marks the token used and creates the first key in one transaction.
-    /// The token's conditions (exists, unused, unexpired) make a second use
-    /// fail even when two requests race. Returns the key and its event.
+    /// Marks the token used, the account activated, and creates the first key,
+    /// its event and an audit entry in one transaction. The conditions (token
+    /// exists, unused, unexpired; account active and not yet activated) make
+    /// a second use of a token, or a second token of the same account, fail
+    /// even when requests race. Returns the key and its event.
     pub async fn redeem_activation(
         &self,
         token_hash: &str,
@@ -75,18 +80,32 @@ impl Store {
             .table_name(&self.table)
             .key(k::PK, s(k::account_pk(&record.account_id)))
             .key(k::SK, s(k::ACCOUNT_SK))
-            .update_expression("SET activated_at = :now")
-            .condition_expression("#st = :active")
+            // The version moves too, so that an admin change based on the
+            // account as it was before activation fails its condition.
+            .update_expression("SET activated_at = :now, updated_at = :now ADD version :one")
+            .condition_expression("#st = :active AND attribute_not_exists(activated_at)")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":now", s(now.to_rfc3339()))
             .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":one", n(1))
             .build()
             .map_err(StoreError::sdk)?;
+        let audit = AuditRecord {
+            id: ids::new_id(ids::AUDIT),
+            account_id: record.account_id.clone(),
+            action: "activate".into(),
+            actor_key_id: key.id.clone(),
+            actor_role: key.role.as_str().into(),
+            before: json!({ "activated_at": null }),
+            after: json!({ "activated_at": now }),
+            at: now,
+        };
         let items = vec![
             TransactWriteItem::builder().update(redeem).build(),
             TransactWriteItem::builder().update(activated).build(),
             self.new_key_write(&key)?,
             self.event_record(&event)?,
+            self.audit_write(&audit)?,
         ];
         match self
             .db

@@ -1,0 +1,75 @@
+//! Helpers shared by the end-to-end tests: the local stack, a platform admin
+//! credential and the activation token read back from the emulator's mail.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nuvem_local::{Options, Runner};
+use nuvem_testkit::{emulator, unique_name};
+
+/// The `PublicBaseUrl` the test stacks use; activation links start with it.
+pub const PUBLIC_BASE_URL: &str = "https://app.nuvem.test";
+
+/// The whole template run locally against the shared emulator, with
+/// `params` overriding the template's defaults.
+pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
+    let emu = emulator().await;
+    let mut all = BTreeMap::from([("PublicBaseUrl".to_owned(), PUBLIC_BASE_URL.to_owned())]);
+    all.extend(
+        params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    Runner::start(Options {
+        emulator_url: Some(emu.endpoint().to_owned()),
+        stack_name: unique_name(name),
+        params: all,
+        schedules: false,
+        sqs_wait_secs: 1,
+        ..Options::default()
+    })
+    .await
+    .expect("the local stack starts (build the functions first: cargo build --workspace --bins)")
+}
+
+/// A platform admin credential, minted by the operator CLI as `make admin-key` does.
+pub fn admin_key(runner: &Runner) -> String {
+    let cli = nuvem_local::default_bin_dir().join("nuvem-admin");
+    let out = std::process::Command::new(&cli)
+        .args(["create-admin-key", "--table", runner.stack().table("Table")])
+        .env("AWS_ENDPOINT_URL", runner.emulator_endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", cli.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Waits for the activation email to `to` and returns the token of its link.
+pub async fn activation_token(to: &str) -> String {
+    let link = format!("{PUBLIC_BASE_URL}/activate?token=");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mails = emulator().await.sent_emails().await.unwrap();
+        if let Some(mail) = mails.iter().find(|m| m.to.iter().any(|t| t == to)) {
+            let body = mail
+                .html
+                .as_deref()
+                .or(mail.text.as_deref())
+                .unwrap_or_default();
+            let start = body.find(&link).expect("activation link") + link.len();
+            return body[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+        }
+        assert!(Instant::now() < deadline, "no activation email to {to}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

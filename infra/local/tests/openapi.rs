@@ -1,0 +1,741 @@
+//! Keeps `openapi.yaml` true: its operations are exactly the template's
+//! `HttpApi` routes, public exactly where the template says so, its schemas
+//! and examples are valid, and a flow through the local stack that calls every
+//! operation (and provokes most error statuses) gets only documented statuses,
+//! content types and bodies.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, OnceLock};
+
+use chrono::{Duration, Utc};
+use common::{activation_token, admin_key};
+use jsonschema::Draft;
+use nuvem_testkit::{Template, unique_name, workspace_root};
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Client, Method};
+use serde_json::{Value, json};
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// `openapi.yaml` as JSON.
+fn doc() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let path = workspace_root().join("openapi.yaml");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    })
+}
+
+/// Every operation of the document: (METHOD, path) → operation object.
+fn operations() -> BTreeMap<(String, String), &'static Value> {
+    let mut ops = BTreeMap::new();
+    for (path, item) in doc()["paths"].as_object().expect("paths") {
+        for method in METHODS {
+            if let Some(op) = item.get(method) {
+                ops.insert((method.to_ascii_uppercase(), path.clone()), op);
+            }
+        }
+    }
+    ops
+}
+
+/// Follows `$ref`s (local ones only, as the document uses).
+fn resolve(mut v: &'static Value) -> &'static Value {
+    while let Some(r) = v.get("$ref").and_then(Value::as_str) {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("non-local $ref {r}"));
+        v = doc()
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("dangling $ref {r}"));
+    }
+    v
+}
+
+/// A validator for a schema of the document, its `$ref`s resolved against
+/// the whole document (OpenAPI 3.1 schemas are JSON Schema 2020-12).
+fn validator(schema: &Value) -> jsonschema::Validator {
+    let root = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc()["components"],
+        "allOf": [schema],
+    });
+    jsonschema::options()
+        .with_draft(Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("invalid schema {schema}: {e}"))
+}
+
+/// The validation errors of `instance` against `schema`, one per line.
+fn violations(schema: &Value, instance: &Value) -> Option<String> {
+    let v = validator(schema);
+    let errors: Vec<String> = v
+        .iter_errors(instance)
+        .map(|e| format!("  at {:?}: {e}", e.instance_path().as_str()))
+        .collect();
+    (!errors.is_empty()).then(|| errors.join("\n"))
+}
+
+// ---------------------------------------------------------------- the document
+
+#[test]
+fn operations_are_the_template_routes_with_the_same_auth() {
+    let template = Template::load_default(&Default::default()).expect("template.yaml");
+    let routes: BTreeMap<(String, String), bool> = template
+        .routes()
+        .expect("routes")
+        .into_iter()
+        .map(|r| ((r.method, r.path), r.authorizer.is_none()))
+        .collect();
+    let ops = operations();
+    let documented: BTreeSet<_> = ops.keys().cloned().collect();
+    let served: BTreeSet<_> = routes.keys().cloned().collect();
+    assert_eq!(
+        documented.difference(&served).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "documented in openapi.yaml but not routes of template.yaml"
+    );
+    assert_eq!(
+        served.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "routes of template.yaml missing from openapi.yaml"
+    );
+
+    assert_eq!(
+        doc()["security"],
+        json!([{ "bearerAuth": [] }]),
+        "bearer auth is the default"
+    );
+    assert!(doc()["components"]["securitySchemes"]["bearerAuth"].is_object());
+    for ((method, path), op) in &ops {
+        let public = routes[&(method.clone(), path.clone())];
+        let roles = op["x-nuvem-roles"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {path}: x-nuvem-roles"));
+        if public {
+            assert_eq!(
+                op.get("security"),
+                Some(&json!([])),
+                "{method} {path} has Auth: Authorizer: NONE, so security: []"
+            );
+            assert!(roles.is_empty(), "{method} {path}: public, yet roles");
+        } else {
+            assert!(
+                op.get("security").is_none_or(|s| s == &doc()["security"]),
+                "{method} {path} is behind the authorizer: no security override"
+            );
+            assert!(!roles.is_empty(), "{method} {path}: which roles?");
+            for r in roles {
+                assert!(
+                    ["admin", "owner", "approver", "operator"].contains(&r.as_str().unwrap()),
+                    "{method} {path}: unknown role {r}"
+                );
+            }
+            for status in ["401", "403"] {
+                assert!(
+                    op["responses"].get(status).is_some(),
+                    "{method} {path}: protected, so {status} is documented"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn operations_are_complete_and_schemas_and_examples_valid() {
+    let mut ids = BTreeSet::new();
+    for ((method, path), op) in operations() {
+        let what = format!("{method} {path}");
+        let id = op["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: operationId"));
+        assert!(ids.insert(id), "{what}: operationId {id} used twice");
+        assert!(op["summary"].is_string(), "{what}: summary");
+
+        // Every `{param}` of the path is declared, and nothing else in the path.
+        let declared: BTreeSet<&str> = op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(resolve)
+            .filter(|p| p["in"] == "path")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        let in_path: BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        assert_eq!(declared, in_path, "{what}: path parameters");
+
+        if let Some(body) = op.get("requestBody") {
+            let body = resolve(body);
+            assert_eq!(body["required"], true, "{what}: requestBody.required");
+            let media = &body["content"]["application/json"];
+            let schema = resolve(&media["schema"]);
+            assert_eq!(
+                schema["additionalProperties"], false,
+                "{what}: unknown fields are refused, so additionalProperties: false"
+            );
+            for example in examples(media) {
+                if let Some(errors) = violations(&media["schema"], example) {
+                    panic!("{what}: request example {example} does not match:\n{errors}");
+                }
+            }
+        }
+
+        let responses = op["responses"].as_object().expect("responses");
+        assert!(
+            responses.keys().any(|s| s.starts_with('2')),
+            "{what}: a success status"
+        );
+        for (status, response) in responses {
+            let response = resolve(response);
+            assert!(response["description"].is_string(), "{what} {status}");
+            let Some(content) = response.get("content").and_then(Value::as_object) else {
+                continue;
+            };
+            for (media_type, media) in content {
+                let problem = media_type == "application/problem+json";
+                assert_eq!(
+                    problem,
+                    status.starts_with(['4', '5']) && !is_gateway_answer(media),
+                    "{what} {status}: {media_type}"
+                );
+                validator(&media["schema"]);
+                for example in examples(media) {
+                    if let Some(errors) = violations(&media["schema"], example) {
+                        panic!("{what} {status}: example {example} does not match:\n{errors}");
+                    }
+                }
+            }
+        }
+    }
+
+    // Every schema compiles, and its own examples match it.
+    for (name, schema) in doc()["components"]["schemas"].as_object().unwrap() {
+        let pointer = json!({ "$ref": format!("#/components/schemas/{name}") });
+        validator(&pointer);
+        let own = schema.get("example").into_iter();
+        let listed = schema["examples"].as_array().into_iter().flatten();
+        for example in own.chain(listed) {
+            if let Some(errors) = violations(&pointer, example) {
+                panic!("schema {name}: example {example} does not match:\n{errors}");
+            }
+        }
+    }
+}
+
+/// `example` and `examples.*.value` of a media type object.
+fn examples(media: &'static Value) -> Vec<&'static Value> {
+    let mut out: Vec<&Value> = media.get("example").into_iter().collect();
+    for e in media["examples"].as_object().into_iter().flatten() {
+        out.push(&resolve(e.1)["value"]);
+    }
+    out
+}
+
+/// Whether a media type documents an answer of API Gateway itself.
+fn is_gateway_answer(media: &Value) -> bool {
+    media["schema"]["$ref"] == "#/components/schemas/GatewayMessage"
+}
+
+// ---------------------------------------------------------------- the running stack
+
+/// A request body as sent.
+enum Body {
+    None,
+    Json(Value),
+    /// Content type and raw bytes.
+    Raw(&'static str, Vec<u8>),
+}
+
+/// Calls operations of the document on the local stack and checks every
+/// answer against it.
+struct Contract {
+    http: Client,
+    base: String,
+    /// (operationId, status, credential) of every answer seen.
+    seen: Mutex<BTreeSet<(String, u16, Option<String>)>>,
+}
+
+impl Contract {
+    /// Calls `method path` (a path of the document; `args` fill its
+    /// parameters in order) and checks that the answer has status `expected`,
+    /// that this status is documented for the operation with the answer's
+    /// content type, and that the body matches the documented schema.
+    /// Returns the body (Null when empty).
+    #[allow(clippy::too_many_arguments)]
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        args: &[&str],
+        query: &[(&str, &str)],
+        credential: Option<&str>,
+        body: Body,
+        expected: u16,
+    ) -> Value {
+        let op = doc()["paths"][path]
+            .get(method.as_str().to_ascii_lowercase())
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"));
+        let id = op["operationId"].as_str().unwrap();
+        let what = format!("{id} ({method} {path}, expecting {expected})");
+
+        // Query parameters the test sends are documented ones.
+        let documented: BTreeSet<&str> = op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(resolve)
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        for (name, _) in query {
+            assert!(documented.contains(name), "{what}: undocumented ?{name}");
+        }
+        // What the code accepts, the documented request schema accepts too.
+        if let Body::Json(b) = &body
+            && (200..300).contains(&expected)
+        {
+            let media = &op["requestBody"]["content"]["application/json"];
+            assert!(media.is_object(), "{what}: a body, yet no requestBody");
+            if let Some(errors) = violations(&media["schema"], b) {
+                panic!("{what}: accepted body {b} does not match the request schema:\n{errors}");
+            }
+        }
+
+        let mut segments = Vec::new();
+        let mut args = args.iter();
+        for s in path.split('/') {
+            segments.push(if s.starts_with('{') {
+                *args
+                    .next()
+                    .unwrap_or_else(|| panic!("{what}: argument for {s}"))
+            } else {
+                s
+            });
+        }
+        let mut req = self.http.request(
+            method.clone(),
+            format!("{}{}", self.base, segments.join("/")),
+        );
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(c) = credential {
+            req = req.header("authorization", format!("Bearer {c}"));
+        }
+        req = match body {
+            Body::None => req,
+            Body::Json(b) => req.json(&b),
+            Body::Raw(content_type, bytes) => req.header(CONTENT_TYPE, content_type).body(bytes),
+        };
+        let resp = req.send().await.expect("HTTP call");
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let text = resp.text().await.unwrap_or_default();
+        assert_eq!(status, expected, "{what}: got {status} {text}");
+        self.seen
+            .lock()
+            .unwrap()
+            .insert((id.to_owned(), status, credential.map(str::to_owned)));
+
+        let Some(documented) = op["responses"].get(status.to_string()) else {
+            panic!("{what}: status {status} is not documented; body {text}");
+        };
+        let documented = resolve(documented);
+        let Some(content) = documented.get("content") else {
+            assert!(
+                text.is_empty(),
+                "{what}: {status} has no documented body: {text}"
+            );
+            return Value::Null;
+        };
+        let content_type = content_type.unwrap_or_default();
+        let Some(media) = content.get(&content_type) else {
+            panic!("{what}: {status} as {content_type:?} is not documented; body {text}");
+        };
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{what}: {content_type} body is not JSON ({e}): {text}"));
+        if let Some(errors) = violations(&media["schema"], &body) {
+            panic!(
+                "{what}: {status} {content_type} body does not match its schema:\n\
+                 {errors}\nbody: {body:#}"
+            );
+        }
+        body
+    }
+}
+
+/// The paths of the document, as the flow below calls them.
+const SIGNUP: &str = "/v1/signup";
+const ACTIVATE: &str = "/v1/activate";
+const KEYS: &str = "/v1/keys";
+const KEY: &str = "/v1/keys/{id}";
+const ACCOUNTS: &str = "/v1/admin/accounts";
+const ACCOUNT: &str = "/v1/admin/accounts/{id}";
+const APPROVE: &str = "/v1/admin/accounts/{id}/approve";
+const ACTIVATION: &str = "/v1/admin/accounts/{id}/activation";
+const REJECT: &str = "/v1/admin/accounts/{id}/reject";
+const AUDIT: &str = "/v1/admin/accounts/{id}/audit";
+
+/// Shorthands, so that the flow below reads as a list of calls.
+macro_rules! call {
+    (
+        $api:expr, $method:ident $path:ident [$($arg:expr),*] ? [$($q:expr),*],
+        $cred:expr, $body:expr => $status:expr
+    ) => {
+        $api.call(Method::$method, $path, &[$($arg),*], &[$($q),*], $cred, $body, $status).await
+    };
+    (
+        $api:expr, $method:ident $path:ident [$($arg:expr),*],
+        $cred:expr, $body:expr => $status:expr
+    ) => {
+        call!($api, $method $path [$($arg),*] ? [], $cred, $body => $status)
+    };
+}
+
+fn json(v: Value) -> Body {
+    Body::Json(v)
+}
+
+/// A JSON object bigger than every route's body limit (16 KiB).
+fn oversized(field: &str) -> Body {
+    Body::Json(json!({ field: "x".repeat(17 * 1024) }))
+}
+
+/// Not JSON from its second character on (a truncated body such as
+/// `{"unknown": ` would be a 422: the parser reports the unknown field first).
+fn malformed() -> Body {
+    Body::Raw("application/json", b"{'quota_gb': 1}".to_vec())
+}
+
+fn not_json() -> Body {
+    Body::Raw("text/plain", b"quota_gb=1".to_vec())
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_answers_as_documented() {
+    // No authorizer cache, so that a revoked key is refused at once; four
+    // signups an hour, so that the fifth is refused.
+    let runner = common::stack(
+        "openapi",
+        &[
+            ("AuthorizerCacheSeconds", "0"),
+            ("SignupsPerHourPerAddress", "4"),
+        ],
+    )
+    .await;
+    let api = Contract {
+        http: Client::new(),
+        base: runner.base_url().trim_end_matches('/').to_owned(),
+        seen: Mutex::new(BTreeSet::new()),
+    };
+    let admin_credential = admin_key(&runner);
+    let admin = Some(admin_credential.as_str());
+    let tag = unique_name("");
+    let email_a = format!("contato+{tag}@paoquente.com.br");
+    let email_b = format!("joao+{tag}@oficinadojoao.com.br");
+
+    // ------------------------------------------------------------ signup
+    let padaria = json!({
+        "organization_name": "Padaria Pão Quente Ltda",
+        "document": "12.ABC.345/01DE-35",
+        "phone": "(11) 98765-4321",
+        "email": email_a,
+        "imperius_licenses": 10
+    });
+    let a = call!(api, POST SIGNUP [], None, json(padaria.clone()) => 201);
+    let a = str_of(&a["id"]).to_owned();
+    let b = call!(api, POST SIGNUP [], None, json(json!({
+        "organization_name": "Oficina do João",
+        "document": "123.456.789-09",
+        "phone": "+55 31 3222-1100",
+        "email": email_b,
+        "imperius_licenses": 1,
+        "locale": "en"
+    })) => 201);
+    let b = str_of(&b["id"]).to_owned();
+    let mut same_document = padaria.clone();
+    same_document["email"] = json!(format!("outro+{tag}@paoquente.com.br"));
+    let conflict = call!(api, POST SIGNUP [], None, json(same_document) => 409);
+    assert_eq!(conflict["errors"][0]["field"], "document");
+    let mut same_email = padaria.clone();
+    same_email["document"] = json!("R4P1D0ENTR0040");
+    same_email["email"] = json!(email_a.to_uppercase());
+    let conflict = call!(api, POST SIGNUP [], None, json(same_email) => 409);
+    assert_eq!(conflict["errors"][0]["field"], "email");
+    let invalid = call!(api, POST SIGNUP [], None, json(json!({
+        "organization_name": " X ",
+        "document": "111.111.111-11",
+        "phone": "+1 212 555 0100",
+        "email": "sem-arroba",
+        "imperius_licenses": 5000
+    })) => 422);
+    assert_eq!(invalid["errors"].as_array().unwrap().len(), 5);
+    let mut unknown = padaria.clone();
+    unknown["status"] = json!("active");
+    call!(api, POST SIGNUP [], None, json(unknown) => 422);
+    call!(api, POST SIGNUP [], None, json(json!(["not", "an", "object"])) => 422);
+    call!(api, POST SIGNUP [], None, malformed() => 400);
+    call!(api, POST SIGNUP [], None, Body::None => 400);
+    call!(api, POST SIGNUP [], None, not_json() => 415);
+    call!(api, POST SIGNUP [], None, oversized("organization_name") => 413);
+    // Four well-formed signups so far (two of them duplicates): the fifth is refused.
+    call!(api, POST SIGNUP [], None, json(json!({
+        "organization_name": "Transportadora Rápida",
+        "document": "98765432100",
+        "phone": "(31) 98888-7777",
+        "email": format!("ops+{tag}@rapida.com.br"),
+        "imperius_licenses": 2
+    })) => 429);
+
+    // ------------------------------------------------------------ review queue
+    let pending = call!(api, GET ACCOUNTS [], admin, Body::None => 200);
+    let listed: Vec<&str> = pending["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| str_of(&i["id"]))
+        .collect();
+    assert_eq!(listed, [a.as_str(), b.as_str()], "oldest first");
+    let first = call!(api, GET ACCOUNTS [] ? [("status", "pending"), ("limit", "1")],
+        admin, Body::None => 200);
+    let cursor = str_of(&first["next_cursor"]).to_owned();
+    let query = [("status", "pending"), ("limit", "1"), ("cursor", &cursor)];
+    let second =
+        call!(api, GET ACCOUNTS [] ? [query[0], query[1], query[2]], admin, Body::None => 200);
+    assert_eq!(second["items"][0]["id"], b.as_str());
+    call!(api, GET ACCOUNTS [] ? [("status", "aprovado")], admin, Body::None => 422);
+    call!(api, GET ACCOUNTS [] ? [("limit", "0")], admin, Body::None => 422);
+    call!(api, GET ACCOUNTS [] ? [("cursor", "bm90LWEtY3Vyc29y")], admin, Body::None => 422);
+    call!(api, GET ACCOUNTS [], None, Body::None => 401);
+    call!(api, GET ACCOUNTS [], Some("nonsense"), Body::None => 401);
+
+    let account = call!(api, GET ACCOUNT [&a], admin, Body::None => 200);
+    assert_eq!(account["document"], "12ABC34501DE35");
+    assert_eq!(account["phone"], "+5511987654321");
+    assert_eq!(account["locale"], "pt-BR");
+    let unknown_account = "acc_01jdq3x5v7c9e2g4k6m8p0r2t4";
+    call!(api, GET ACCOUNT [unknown_account], admin, Body::None => 404);
+    call!(api, GET ACCOUNT ["padaria"], admin, Body::None => 404);
+
+    // ------------------------------------------------------------ decisions
+    call!(api, PATCH ACCOUNT [&a], admin, json(json!({"quota_gb": 1})) => 409);
+    let no_quota = json!({"quota_gb": 0, "imperius_licenses": 10});
+    call!(api, POST APPROVE [&a], admin, json(no_quota) => 422);
+    call!(api, POST APPROVE [&a], admin, json(json!({"quota_gb": 0.5})) => 422);
+    call!(api, POST APPROVE [&a], admin, malformed() => 400);
+    call!(api, POST APPROVE [&a], admin, Body::None => 400);
+    call!(api, POST APPROVE [&a], admin, not_json() => 415);
+    call!(api, POST APPROVE [&a], admin, oversized("quota_gb") => 413);
+    let terms = json!({"quota_gb": 0.5, "imperius_licenses": 10});
+    call!(api, POST APPROVE [unknown_account], admin, json(terms.clone()) => 404);
+    let approved = call!(api, POST APPROVE [&a], admin, json(terms.clone()) => 200);
+    assert_eq!(approved["status"], "active");
+    assert_eq!(approved["quota_gb"], 0.5);
+    call!(api, POST APPROVE [&a], admin, json(terms) => 409);
+
+    let reason = "O cartão CNPJ enviado está ilegível; envie uma cópia atualizada.";
+    call!(api, POST REJECT [&b], admin, json(json!({"reason": "   "})) => 422);
+    call!(api, POST REJECT [&b], admin, json(json!({"reason": reason, "notify": false})) => 422);
+    call!(api, POST REJECT [&b], admin, malformed() => 400);
+    call!(api, POST REJECT [&b], admin, not_json() => 415);
+    call!(api, POST REJECT [&b], admin, oversized("reason") => 413);
+    call!(api, POST REJECT [unknown_account], admin, json(json!({"reason": reason})) => 404);
+    let rejected = call!(api, POST REJECT [&b], admin, json(json!({"reason": reason})) => 200);
+    assert_eq!(rejected["status"], "rejected");
+    assert_eq!(rejected["rejection_reason"], reason);
+    call!(api, POST REJECT [&a], admin, json(json!({"reason": reason})) => 409);
+
+    call!(api, POST ACTIVATION [&b], admin, Body::None => 409);
+    call!(api, POST ACTIVATION [unknown_account], admin, Body::None => 404);
+    call!(api, POST ACTIVATION [&a], admin, Body::None => 200);
+
+    call!(api, PATCH ACCOUNT [&a], admin, json(json!({})) => 422);
+    call!(api, PATCH ACCOUNT [&a], admin, json(json!({"quota_gb": "muito"})) => 422);
+    call!(api, PATCH ACCOUNT [&a], admin, json(json!({"imperius_licenses": 1001})) => 422);
+    call!(api, PATCH ACCOUNT [&a], admin, malformed() => 400);
+    call!(api, PATCH ACCOUNT [&a], admin, not_json() => 415);
+    call!(api, PATCH ACCOUNT [&a], admin, oversized("quota_gb") => 413);
+    call!(api, PATCH ACCOUNT [&b], admin, json(json!({"quota_gb": 1})) => 409);
+    call!(api, PATCH ACCOUNT [unknown_account], admin, json(json!({"quota_gb": 1})) => 404);
+    let adjusted = call!(api, PATCH ACCOUNT [&a], admin, json(json!({"quota_gb": 2.5})) => 200);
+    assert_eq!(adjusted["quota_gb"], 2.5);
+    assert_eq!(adjusted["imperius_licenses"], 10);
+
+    let active = call!(api, GET ACCOUNTS [] ? [("status", "active")], admin, Body::None => 200);
+    assert_eq!(active["items"][0]["id"], a.as_str());
+    let gone = call!(api, GET ACCOUNTS [] ? [("status", "rejected")], admin, Body::None => 200);
+    assert_eq!(gone["items"][0]["id"], b.as_str());
+
+    let audit = call!(api, GET AUDIT [&a], admin, Body::None => 200);
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| str_of(&e["action"]))
+        .collect();
+    assert_eq!(
+        actions,
+        ["adjust", "reissue_activation", "approve"],
+        "newest first"
+    );
+    let page = call!(api, GET AUDIT [&a] ? [("limit", "2")], admin, Body::None => 200);
+    let cursor = str_of(&page["next_cursor"]).to_owned();
+    call!(api, GET AUDIT [&a] ? [("limit", "2"), ("cursor", &cursor)], admin, Body::None => 200);
+    call!(api, GET AUDIT [&a] ? [("limit", "101")], admin, Body::None => 422);
+    call!(api, GET AUDIT [unknown_account], admin, Body::None => 404);
+
+    // ------------------------------------------------------------ activation
+    let token = activation_token(&email_a).await;
+    let long_token = "x".repeat(5 * 1024);
+    call!(api, POST ACTIVATE [], None, json(json!({"token": long_token})) => 413);
+    call!(api, POST ACTIVATE [], None, json(json!({"token": 42})) => 422);
+    call!(api, POST ACTIVATE [], None, json(json!({"token": "nvm_at_nao-existe"})) => 422);
+    call!(api, POST ACTIVATE [], None, malformed() => 400);
+    call!(api, POST ACTIVATE [], None, not_json() => 415);
+    let issued = call!(api, POST ACTIVATE [], None, json(json!({"token": token})) => 201);
+    assert_eq!(issued["key"]["role"], "owner");
+    let owner_credential = str_of(&issued["credential"]).to_owned();
+    let owner = Some(owner_credential.as_str());
+    call!(api, POST ACTIVATE [], None, json(json!({"token": token})) => 422);
+    call!(api, POST ACTIVATION [&a], admin, Body::None => 409);
+    let account = call!(api, GET ACCOUNT [&a], admin, Body::None => 200);
+    assert!(account["activated_at"].is_string(), "{account}");
+
+    // ------------------------------------------------------------ keys
+    let in_a_month = (Utc::now() + Duration::days(30)).to_rfc3339();
+    let operator = call!(api, POST KEYS [], owner, json(json!({
+        "name": "Servidor de backup da filial Campinas",
+        "role": "operator",
+        "expires_at": in_a_month
+    })) => 201);
+    assert!(operator["key"]["expires_at"].is_string());
+    let operator_id = str_of(&operator["key"]["id"]).to_owned();
+    let operator = str_of(&operator["credential"]).to_owned();
+    let approver = call!(api, POST KEYS [], owner, json(json!({
+        "name": "Aprovação de notas fiscais", "role": "approver", "expires_at": null
+    })) => 201);
+    let approver = str_of(&approver["credential"]).to_owned();
+    call!(api, POST KEYS [], owner, json(json!({"name": "root", "role": "admin"})) => 422);
+    let elsewhere = json!({"name": "x", "role": "owner", "account_id": b});
+    call!(api, POST KEYS [], owner, json(elsewhere) => 422);
+    call!(api, POST KEYS [], owner, json(json!({"name": " ", "role": "operator"})) => 422);
+    call!(api, POST KEYS [], owner, json(json!({
+        "name": "vencida", "role": "operator", "expires_at": "2020-01-01T00:00:00Z"
+    })) => 422);
+    call!(api, POST KEYS [], owner, malformed() => 400);
+    call!(api, POST KEYS [], owner, not_json() => 415);
+    call!(api, POST KEYS [], owner, oversized("name") => 413);
+
+    let keys = call!(api, GET KEYS [], owner, Body::None => 200);
+    assert_eq!(keys["items"].as_array().unwrap().len(), 3);
+    assert!(
+        keys["items"][0]["last_used_at"].is_string(),
+        "the owner key was used"
+    );
+    let page = call!(api, GET KEYS [] ? [("limit", "2")], owner, Body::None => 200);
+    let cursor = str_of(&page["next_cursor"]).to_owned();
+    call!(api, GET KEYS [] ? [("limit", "2"), ("cursor", &cursor)], owner, Body::None => 200);
+    call!(api, GET KEYS [] ? [("limit", "cem")], owner, Body::None => 422);
+    call!(api, GET KEYS [], None, Body::None => 401);
+
+    // Each protected operation refuses the roles it does not list.
+    let credentials = [
+        ("admin", admin_credential.as_str()),
+        ("owner", owner_credential.as_str()),
+        ("approver", approver.as_str()),
+        ("operator", operator.as_str()),
+    ];
+    for ((method, path), op) in operations() {
+        let Some(roles) = op["x-nuvem-roles"].as_array().filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        let arg = if path.starts_with("/v1/keys/") {
+            &operator_id
+        } else {
+            &a
+        };
+        for (role, credential) in credentials {
+            if roles.iter().any(|r| r == role) {
+                continue;
+            }
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            api.call(
+                method,
+                &path,
+                &[arg],
+                &[],
+                Some(credential),
+                Body::None,
+                403,
+            )
+            .await;
+        }
+    }
+
+    call!(api, DELETE KEY [unknown_account], owner, Body::None => 404);
+    call!(api, DELETE KEY ["key_01jdq4a1b2c3d4e5f6g7h8j9k0"], owner, Body::None => 404);
+    let admin_key_id = admin_credential.split('.').next().unwrap();
+    call!(api, DELETE KEY [admin_key_id], owner, Body::None => 404);
+    call!(api, DELETE KEY [&operator_id], owner, Body::None => 204);
+    call!(api, DELETE KEY [&operator_id], owner, Body::None => 204);
+    call!(api, GET KEYS [], Some(operator.as_str()), Body::None => 401);
+    let keys = call!(api, GET KEYS [], owner, Body::None => 200);
+    let revoked = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == operator_id.as_str())
+        .unwrap();
+    assert_eq!(revoked["status"], "revoked");
+    assert!(revoked["revoked_at"].is_string());
+
+    // ------------------------------------------------------------ coverage
+    // Every operation succeeded, for each role it lists.
+    let seen = api.seen.lock().unwrap().clone();
+    let succeeded = |id: &str, credential: Option<&str>| {
+        seen.iter().any(|(o, s, c)| {
+            o == id
+                && (200..300).contains(s)
+                && (credential.is_none() || c.as_deref() == credential)
+        })
+    };
+    for op in operations().values() {
+        let id = op["operationId"].as_str().unwrap();
+        assert!(succeeded(id, None), "{id} was never called successfully");
+        for role in op["x-nuvem-roles"].as_array().unwrap() {
+            let (_, credential) = credentials.iter().find(|(r, _)| role == r).unwrap();
+            assert!(
+                succeeded(id, Some(credential)),
+                "{id} was never called successfully by a key with the role {role}"
+            );
+        }
+    }
+    let statuses: BTreeSet<u16> = seen.iter().map(|(_, s, _)| *s).collect();
+    for status in [400, 401, 403, 404, 409, 413, 415, 422, 429] {
+        assert!(statuses.contains(&status), "no call answered {status}");
+    }
+}
