@@ -395,6 +395,8 @@ const APPROVE: &str = "/v1/admin/accounts/{id}/approve";
 const ACTIVATION: &str = "/v1/admin/accounts/{id}/activation";
 const REJECT: &str = "/v1/admin/accounts/{id}/reject";
 const AUDIT: &str = "/v1/admin/accounts/{id}/audit";
+const BUCKETS: &str = "/v1/buckets";
+const BUCKET: &str = "/v1/buckets/{name}";
 
 /// Shorthands, so that the flow below reads as a list of calls.
 macro_rules! call {
@@ -696,6 +698,9 @@ async fn every_operation_answers_as_documented() {
         }
     }
 
+    call!(api, GET BUCKETS [], Some(operator.as_str()), Body::None => 200);
+    call!(api, POST BUCKETS [], owner, json(json!({"name": "leitura-operador"})) => 201);
+    call!(api, GET BUCKET ["leitura-operador"], Some(operator.as_str()), Body::None => 200);
     call!(api, DELETE KEY [unknown_account], owner, Body::None => 404);
     call!(api, DELETE KEY ["key_01jdq4a1b2c3d4e5f6g7h8j9k0"], owner, Body::None => 404);
     let admin_key_id = admin_credential.split('.').next().unwrap();
@@ -712,6 +717,24 @@ async fn every_operation_answers_as_documented() {
         .unwrap();
     assert_eq!(revoked["status"], "revoked");
     assert!(revoked["revoked_at"].is_string());
+
+    // ------------------------------------------------------------ buckets
+    let created =
+        call!(api, POST BUCKETS [], owner, json(json!({"name": "backups-contrato"})) => 201);
+    assert_eq!(created["state"], "ready");
+    call!(api, POST BUCKETS [], owner, json(json!({"name": "backups-contrato"})) => 409);
+    call!(api, POST BUCKETS [], owner, json(json!({"name": "Com.Ponto"})) => 422);
+    call!(api, POST BUCKETS [], owner, malformed() => 400);
+    call!(api, POST BUCKETS [], owner, not_json() => 415);
+    call!(api, POST BUCKETS [], owner, oversized("name") => 413);
+    for credential in [owner, Some(approver.as_str())] {
+        call!(api, GET BUCKETS [], credential, Body::None => 200);
+        call!(api, GET BUCKET ["backups-contrato"], credential, Body::None => 200);
+    }
+    call!(api, GET BUCKET ["nao-existe"], owner, Body::None => 404);
+    call!(api, POST BUCKETS [], owner, json(json!({"name": "temporario"})) => 201);
+    call!(api, DELETE BUCKET ["temporario"], owner, Body::None => 204);
+    call!(api, DELETE BUCKET ["temporario"], owner, Body::None => 404);
 
     // ------------------------------------------------------------ coverage
     // Every operation succeeded, for each role it lists.

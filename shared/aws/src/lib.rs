@@ -2,6 +2,7 @@
 //! events queue, SES mail, and API Gateway HTTP replies. Handlers build these
 //! once per cold start and pass them to their `handle` functions.
 
+pub mod blobs;
 pub mod config;
 pub mod http;
 pub mod idempotency;

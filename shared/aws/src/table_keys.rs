@@ -77,3 +77,14 @@ pub fn rate_pk(bucket: &str, subject: &str, window: i64) -> String {
     format!("RATE#{bucket}#{subject}#{window}")
 }
 pub const RATE_SK: &str = "RATE";
+
+/// A tenant bucket, by its physical S3 name (unique in S3 already).
+pub fn bucket_pk(bucket: &str) -> String {
+    format!("BUCKET#{bucket}")
+}
+pub const BUCKET_SK: &str = "BUCKET";
+pub const USAGE_SK: &str = "USAGE";
+/// gsi1 partition listing an account's buckets by name.
+pub fn buckets_of_account(account_id: &str) -> String {
+    format!("BUCKETS#{account_id}")
+}

@@ -29,10 +29,14 @@ pub enum EventType {
     KeyCreated,
     #[serde(rename = "key.revoked")]
     KeyRevoked,
+    /// The account's storage crossed 80 %, 95 % or 100 % of its quota going
+    /// up (see [`crate::threshold::crossing`]).
+    #[serde(rename = "quota.threshold_crossed")]
+    QuotaThresholdCrossed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::AccountSignedUp,
         EventType::AccountApproved,
         EventType::AccountActivationReissued,
@@ -40,6 +44,7 @@ impl EventType {
         EventType::AccountUpdated,
         EventType::KeyCreated,
         EventType::KeyRevoked,
+        EventType::QuotaThresholdCrossed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +56,7 @@ impl EventType {
             EventType::AccountUpdated => "account.updated",
             EventType::KeyCreated => "key.created",
             EventType::KeyRevoked => "key.revoked",
+            EventType::QuotaThresholdCrossed => "quota.threshold_crossed",
         }
     }
 }
@@ -119,6 +125,10 @@ mod tests {
         assert!(serde_json::from_value::<EventType>(json!("account.deleted")).is_err());
         assert!(serde_json::from_value::<EventType>(json!("AccountApproved")).is_err());
         assert!("account.deleted".parse::<EventType>().is_err());
+        assert_eq!(
+            "quota.threshold_crossed".parse::<EventType>(),
+            Ok(EventType::QuotaThresholdCrossed)
+        );
     }
 
     #[test]

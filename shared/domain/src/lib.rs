@@ -5,6 +5,7 @@
 //! in by the caller so that rules stay testable.
 
 pub mod account;
+pub mod bucket;
 pub mod document;
 pub mod email;
 pub mod events;
@@ -12,7 +13,10 @@ pub mod ids;
 pub mod keys;
 pub mod mail;
 pub mod phone;
+pub mod s3_event;
 pub mod secret;
 pub mod signup;
+pub mod threshold;
 pub mod token;
+pub mod usage;
 pub mod validation;

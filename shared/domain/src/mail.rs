@@ -197,6 +197,119 @@ pub fn rejection_email(locale: Locale, organization_name: &str, reason: &str) ->
     }
 }
 
+/// How many buckets a quota email lists at most.
+pub const QUOTA_EMAIL_MAX_BUCKETS: usize = 5;
+
+/// `bytes` in decimal units (1 KB = 1000 bytes, as quotas are sold) with one
+/// decimal, in the locale's number format: `8,0 GB` in pt-BR, `8.0 GB` in
+/// English. Under 1 KB it is a plain count: `512 bytes`.
+pub fn format_bytes(locale: Locale, bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KB", "MB", "GB", "TB", "PB"];
+    if bytes < 1000 {
+        return format!("{bytes} bytes");
+    }
+    let mut unit = 1000u128;
+    let mut index = 0;
+    // Pick the unit after rounding, so 999 960 bytes is "1.0 MB", not "1000.0 KB".
+    let tenths = loop {
+        let tenths = (u128::from(bytes) * 10 + unit / 2) / unit;
+        if tenths < 10_000 || index == UNITS.len() - 1 {
+            break tenths;
+        }
+        unit *= 1000;
+        index += 1;
+    };
+    let separator = match locale {
+        Locale::PtBr => ',',
+        Locale::En => '.',
+    };
+    format!("{}{separator}{} {}", tenths / 10, tenths % 10, UNITS[index])
+}
+
+/// Sent when an account's storage crosses `level_percent` (80, 95 or 100) of
+/// its quota. `biggest_buckets` are the tenant's own bucket names (not the
+/// physical ones) with their sizes; the biggest
+/// [`QUOTA_EMAIL_MAX_BUCKETS`] are listed, largest first.
+pub fn quota_email(
+    locale: Locale,
+    organization_name: &str,
+    level_percent: u8,
+    used_bytes: u64,
+    quota_bytes: u64,
+    biggest_buckets: &[(String, u64)],
+) -> Message {
+    let used = format_bytes(locale, used_bytes);
+    let quota = format_bytes(locale, quota_bytes);
+    let level = format!("{level_percent}%");
+    let full = level_percent >= 100;
+
+    let mut buckets: Vec<&(String, u64)> = biggest_buckets.iter().collect();
+    buckets.sort_by_key(|b| std::cmp::Reverse(b.1));
+    buckets.truncate(QUOTA_EMAIL_MAX_BUCKETS);
+    let bucket_lines = buckets
+        .iter()
+        .map(|(name, size)| format!("• {name}: {}", format_bytes(locale, *size)))
+        .collect::<Vec<_>>()
+        .join("\n");
+
+    let (subject, hello, usage, listing, full_warning, advice, bye) = match locale {
+        Locale::PtBr => (
+            format!("Seu armazenamento na nuvem atingiu {level} da cota"),
+            "Olá!",
+            [
+                Text("O armazenamento de "),
+                Text(organization_name),
+                Text(" na nuvem atingiu "),
+                Text(&level),
+                Text(" da cota contratada: "),
+                Text(&used),
+                Text(" em uso de "),
+                Text(&quota),
+                Text("."),
+            ],
+            "Os buckets que mais ocupam espaço:\n",
+            "Com a cota esgotada, novos envios de arquivos podem ser recusados.",
+            "Para liberar espaço, apague backups antigos e arquivos de que você não precisa mais. Se precisar de mais espaço, fale com o nosso suporte para aumentar a sua cota.",
+            "Atenciosamente,\nEquipe nuvem",
+        ),
+        Locale::En => (
+            format!("Your nuvem storage has reached {level} of its quota"),
+            "Hello!",
+            [
+                Text("The nuvem storage of "),
+                Text(organization_name),
+                Text(" has reached "),
+                Text(&level),
+                Text(" of its quota: "),
+                Text(&used),
+                Text(" used of "),
+                Text(&quota),
+                Text("."),
+            ],
+            "The buckets using the most space:\n",
+            "With the quota used up, new uploads may be refused.",
+            "To free up space, delete old backups and files you no longer need. If you need more space, contact our support team to increase your quota.",
+            "Best regards,\nThe nuvem team",
+        ),
+    };
+
+    let hello = [Text(hello)];
+    let listing = [Text(listing), Text(&bucket_lines)];
+    let full_warning = [Text(full_warning)];
+    let advice = [Text(advice)];
+    let bye = [Text(bye)];
+    let mut paragraphs: Vec<&[Part<'_>]> = vec![&hello, &usage];
+    if !buckets.is_empty() {
+        paragraphs.push(&listing);
+    }
+    if full {
+        paragraphs.push(&full_warning);
+    }
+    paragraphs.push(&advice);
+    paragraphs.push(&bye);
+    render(locale, subject, &paragraphs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +405,107 @@ mod tests {
             m.html
                 .contains("Reason: line one<br>\nline &lt;two&gt;</p>")
         );
+    }
+
+    const GB: u64 = 1_000_000_000;
+
+    fn buckets() -> Vec<(String, u64)> {
+        vec![
+            ("fotos".to_owned(), 1_200_000_000),
+            ("backups".to_owned(), 6_500_000_000),
+            ("logs".to_owned(), 300_000_000),
+        ]
+    }
+
+    #[test]
+    fn bytes_are_decimal_and_localized() {
+        assert_eq!(format_bytes(Locale::PtBr, 8 * GB), "8,0 GB");
+        assert_eq!(format_bytes(Locale::En, 8 * GB), "8.0 GB");
+        assert_eq!(format_bytes(Locale::PtBr, 0), "0 bytes");
+        assert_eq!(format_bytes(Locale::En, 999), "999 bytes");
+        assert_eq!(format_bytes(Locale::En, 1000), "1.0 KB");
+        assert_eq!(format_bytes(Locale::En, 1_250_000), "1.3 MB");
+        assert_eq!(format_bytes(Locale::En, 999_960), "1.0 MB");
+        assert_eq!(format_bytes(Locale::PtBr, 9_500_000_000), "9,5 GB");
+        assert_eq!(format_bytes(Locale::En, 1_000_000_000_000_000), "1.0 PB");
+        assert_eq!(format_bytes(Locale::En, u64::MAX), "18446.7 PB");
+    }
+
+    #[test]
+    fn quota_email_in_portuguese() {
+        let m = quota_email(
+            Locale::PtBr,
+            "Padaria Pão Quente",
+            80,
+            8 * GB,
+            10 * GB,
+            &buckets(),
+        );
+        assert_eq!(m.subject, "Seu armazenamento na nuvem atingiu 80% da cota");
+        assert!(m.text.starts_with("Olá!"));
+        assert!(m.text.contains("Padaria Pão Quente"));
+        assert!(m.text.contains("8,0 GB em uso de 10,0 GB"), "{}", m.text);
+        assert!(
+            m.text
+                .contains("• backups: 6,5 GB\n• fotos: 1,2 GB\n• logs: 300,0 MB"),
+            "{}",
+            m.text
+        );
+        assert!(m.text.contains("apague backups antigos"));
+        assert!(m.text.contains("aumentar a sua cota"));
+        assert!(!m.text.contains("recusados"));
+        assert!(m.html.contains("<html lang=\"pt-BR\">"));
+        assert!(m.html.contains("• backups: 6,5 GB<br>\n• fotos: 1,2 GB"));
+    }
+
+    #[test]
+    fn quota_email_in_english() {
+        let m = quota_email(Locale::En, "Org", 95, 9_500_000_000, 10 * GB, &buckets());
+        assert_eq!(m.subject, "Your nuvem storage has reached 95% of its quota");
+        assert!(m.text.contains("9.5 GB used of 10.0 GB"), "{}", m.text);
+        assert!(m.text.contains("• backups: 6.5 GB"));
+        assert!(m.text.contains("delete old backups"));
+        assert!(!m.text.contains("refused"));
+        assert!(!m.text.contains("Olá"));
+    }
+
+    #[test]
+    fn quota_email_at_100_warns_about_uploads() {
+        let pt = quota_email(Locale::PtBr, "Org", 100, 10 * GB, 10 * GB, &[]);
+        let en = quota_email(Locale::En, "Org", 100, 12 * GB, 10 * GB, &[]);
+        assert!(
+            pt.text
+                .contains("novos envios de arquivos podem ser recusados")
+        );
+        assert!(en.text.contains("new uploads may be refused"));
+        assert!(en.text.contains("12.0 GB used of 10.0 GB"));
+        // No bucket list without buckets.
+        assert!(!pt.text.contains("buckets que mais"));
+        assert!(!en.text.contains("using the most"));
+    }
+
+    #[test]
+    fn quota_email_lists_the_biggest_buckets_only() {
+        let many: Vec<(String, u64)> = (1..=8).map(|i| (format!("b{i}"), i * GB)).collect();
+        let m = quota_email(Locale::En, "Org", 80, 36 * GB, 40 * GB, &many);
+        for shown in ["b8", "b7", "b6", "b5", "b4"] {
+            assert!(m.text.contains(&format!("• {shown}: ")), "{shown}");
+        }
+        for hidden in ["b3", "b2", "b1"] {
+            assert!(!m.text.contains(&format!("• {hidden}: ")), "{hidden}");
+        }
+        assert!(m.text.find("• b8").unwrap() < m.text.find("• b4").unwrap());
+    }
+
+    #[test]
+    fn quota_email_escapes_in_html_only() {
+        let evil = "<script>alert('x')</script> & Co";
+        let escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; Co";
+        for locale in Locale::ALL {
+            let m = quota_email(locale, evil, 100, GB, GB, &[(evil.to_owned(), GB)]);
+            assert!(m.text.contains(evil));
+            assert!(!m.html.contains("<script"), "{}", m.html);
+            assert_eq!(m.html.matches(escaped).count(), 2, "{}", m.html);
+        }
     }
 }

@@ -34,8 +34,16 @@ pub fn with_json(req: ApiGatewayV2httpRequest, body: &Value) -> ApiGatewayV2http
     with_body(req, body.to_string())
 }
 
-pub fn with_path_id(mut req: ApiGatewayV2httpRequest, id: &str) -> ApiGatewayV2httpRequest {
-    req.path_parameters.insert("id".into(), id.into());
+pub fn with_path_id(req: ApiGatewayV2httpRequest, id: &str) -> ApiGatewayV2httpRequest {
+    with_path_param(req, "id", id)
+}
+
+pub fn with_path_param(
+    mut req: ApiGatewayV2httpRequest,
+    name: &str,
+    value: &str,
+) -> ApiGatewayV2httpRequest {
+    req.path_parameters.insert(name.into(), value.into());
     req
 }
 

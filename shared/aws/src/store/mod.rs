@@ -3,12 +3,14 @@
 
 mod accounts;
 mod activation;
+mod buckets;
 mod keys;
 mod outbox;
 mod rate;
 
 pub use accounts::{AccountRecord, AuditRecord, CreateAccountError};
 pub use activation::{ActivationRecord, RedeemError};
+pub use buckets::{BucketClaim, BucketRecord, BucketState, BucketUsage};
 pub use keys::{KeyRecord, RevokeOutcome};
 
 use std::collections::HashMap;

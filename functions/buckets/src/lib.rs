@@ -1,0 +1,196 @@
+//! `/v1/buckets…`: tenant buckets. An owner creates and deletes them; every
+//! tenant role may read them. The bucket a tenant names is created in S3
+//! under the deployment's prefix and the account's tag, private, tagged and
+//! wired to the `s3-events` queue that keeps usage exact.
+
+use chrono::Utc;
+use nuvem_aws::blobs::{BlobError, Blobs};
+use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
+use nuvem_aws::store::{BucketClaim, BucketRecord, BucketState, Store};
+use nuvem_domain::bucket;
+use nuvem_domain::keys::Role;
+use serde::{Deserialize, Serialize};
+
+pub struct Deps {
+    pub store: Store,
+    pub blobs: Blobs,
+    /// Deployment prefix of every physical bucket name.
+    pub prefix: String,
+    /// ARN of the `s3-events` queue the buckets notify.
+    pub events_queue_arn: String,
+    /// What an S3 client (e.g. Imperius Backup) must be configured with.
+    pub region: String,
+    pub s3_endpoint: String,
+}
+
+const READERS: [Role; 3] = [Role::Owner, Role::Approver, Role::Operator];
+
+pub async fn handle(deps: &Deps, req: Request) -> Response {
+    http::reply(route(deps, &req).await)
+}
+
+async fn route(deps: &Deps, req: &Request) -> HttpResult {
+    match http::route(req) {
+        "POST /v1/buckets" => create(deps, req, &http::require(req, &[Role::Owner])?).await,
+        "GET /v1/buckets" => list(deps, req, &http::require(req, &READERS)?).await,
+        "GET /v1/buckets/{name}" => show(deps, req, &http::require(req, &READERS)?).await,
+        "DELETE /v1/buckets/{name}" => {
+            delete(deps, req, &http::require(req, &[Role::Owner])?).await
+        }
+        _ => Err(Problem::not_found("no such route")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+}
+
+/// A bucket as the API shows it, with what an S3 client needs to use it.
+#[derive(Serialize)]
+struct BucketView<'a> {
+    name: &'a str,
+    bucket: &'a str,
+    region: &'a str,
+    endpoint: &'a str,
+    state: BucketState,
+    imperius_license: bool,
+    used_bytes: u64,
+    object_count: u64,
+    created_at: chrono::DateTime<Utc>,
+}
+
+async fn view(deps: &Deps, record: &BucketRecord) -> HttpResult {
+    let usage = deps.store.bucket_usage(&record.bucket).await?;
+    let status = if record.state == BucketState::Ready {
+        200
+    } else {
+        202
+    };
+    http::json(
+        status,
+        &BucketView {
+            name: &record.name,
+            bucket: &record.bucket,
+            region: &deps.region,
+            endpoint: &deps.s3_endpoint,
+            state: record.state,
+            imperius_license: record.imperius_license,
+            used_bytes: usage.bytes,
+            object_count: usage.objects,
+            created_at: record.created_at,
+        },
+    )
+}
+
+fn physical(deps: &Deps, owner: &Principal, name: &str) -> Result<String, Problem> {
+    bucket::validate_bucket_name(name)
+        .and_then(|()| bucket::physical_bucket_name(&deps.prefix, &owner.account_id, name))
+        .map_err(|e| Problem::validation(vec![e]))
+}
+
+async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
+    let body: CreateBody = http::json_body(req, http::DEFAULT_BODY_LIMIT)?;
+    let physical = physical(deps, owner, &body.name)?;
+    let mut record = BucketRecord {
+        name: body.name,
+        bucket: physical,
+        account_id: owner.account_id.clone(),
+        state: BucketState::Creating,
+        imperius_license: false,
+        created_at: Utc::now(),
+    };
+    if deps.store.claim_bucket(&record).await? == BucketClaim::Exists {
+        return Err(Problem::conflict(format!(
+            "a bucket named {} exists",
+            record.name
+        )));
+    }
+    match deps
+        .blobs
+        .create_tenant_bucket(&record.bucket, &owner.account_id, &deps.events_queue_arn)
+        .await
+    {
+        Ok(()) => {}
+        Err(BlobError::NameTaken) => {
+            // Outside this deployment: give the claim back, nothing remains.
+            deps.store
+                .forget_bucket(&owner.account_id, &record.bucket)
+                .await?;
+            return Err(Problem::conflict(
+                "that bucket name is taken in S3; choose another",
+            ));
+        }
+        // The claim stays `creating`; the same request again finishes the job.
+        Err(e) => return Err(Problem::internal(e)),
+    }
+    deps.store.bucket_ready(&record.bucket).await?;
+    record.state = BucketState::Ready;
+    let mut reply = view(deps, &record).await?;
+    reply.status_code = 201;
+    Ok(reply)
+}
+
+async fn list(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let page = http::listing(
+        deps.store
+            .list_buckets(
+                &who.account_id,
+                http::page_limit(req)?,
+                http::query(req, "cursor"),
+            )
+            .await,
+    )?;
+    let items: Vec<serde_json::Value> = page
+        .items
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "name": b.name, "bucket": b.bucket, "state": b.state,
+                "imperius_license": b.imperius_license, "created_at": b.created_at,
+            })
+        })
+        .collect();
+    http::json(
+        200,
+        &serde_json::json!({ "items": items, "next_cursor": page.next_cursor }),
+    )
+}
+
+/// The caller's bucket named in the path, or 404 (another account's included).
+async fn load(deps: &Deps, req: &Request, who: &Principal) -> Result<BucketRecord, Problem> {
+    let name = http::path_param(req, "name")?;
+    let missing = || Problem::not_found(format!("no bucket {name}"));
+    let physical = physical(deps, who, name).map_err(|_| missing())?;
+    deps.store
+        .get_bucket(&who.account_id, &physical)
+        .await?
+        .ok_or_else(missing)
+}
+
+async fn show(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    view(deps, &load(deps, req, who).await?).await
+}
+
+async fn delete(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
+    let record = load(deps, req, owner).await?;
+    if record.imperius_license {
+        return Err(Problem::conflict(
+            "turn the Imperius licence off before deleting the bucket",
+        ));
+    }
+    match deps.blobs.delete_empty_bucket(&record.bucket).await {
+        Ok(()) => {}
+        Err(BlobError::NotEmpty) => {
+            return Err(Problem::conflict(
+                "the bucket is not empty; delete its objects first",
+            ));
+        }
+        Err(e) => return Err(Problem::internal(e)),
+    }
+    deps.store
+        .forget_bucket(&owner.account_id, &record.bucket)
+        .await?;
+    http::no_content()
+}

@@ -1,0 +1,128 @@
+//! Tenant buckets in S3: created private, tagged with their account, and
+//! wired to the `s3-events` queue so that usage is kept from notifications.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::types::{
+    Event, NotificationConfiguration, PublicAccessBlockConfiguration, QueueConfiguration, Tag,
+    Tagging,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The name is taken in S3 by someone outside this deployment.
+    #[error("the bucket name is taken")]
+    NameTaken,
+    #[error("the bucket is not empty")]
+    NotEmpty,
+    #[error("s3: {0}")]
+    S3(String),
+}
+
+fn s3_error<E: std::error::Error + 'static>(e: aws_sdk_s3::error::SdkError<E>) -> BlobError {
+    BlobError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+}
+
+/// The notifications that keep usage exact (see `nuvem_domain::usage`).
+const NOTIFIED: [&str; 3] = [
+    "s3:ObjectCreated:*",
+    "s3:ObjectRemoved:*",
+    "s3:LifecycleExpiration:*",
+];
+
+#[derive(Clone, Debug)]
+pub struct Blobs {
+    s3: Client,
+}
+
+impl Blobs {
+    /// Path-style addressing when `AWS_ENDPOINT_URL` points at an emulator
+    /// (it serves every bucket on one host); virtual-hosted on AWS.
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        let path_style =
+            std::env::var_os("AWS_ENDPOINT_URL").is_some() || config.endpoint_url().is_some();
+        let conf = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .build();
+        Blobs {
+            s3: Client::from_conf(conf),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.s3
+    }
+
+    /// Creates (or, on a retry, finishes creating) a private bucket tagged
+    /// with its account and notifying `queue_arn`. Every step is idempotent.
+    pub async fn create_tenant_bucket(
+        &self,
+        bucket: &str,
+        account_id: &str,
+        queue_arn: &str,
+    ) -> Result<(), BlobError> {
+        match self.s3.create_bucket().bucket(bucket).send().await {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => {}
+            Err(e) if e.code() == Some("BucketAlreadyExists") => return Err(BlobError::NameTaken),
+            Err(e) => return Err(s3_error(e)),
+        }
+        let block = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(true)
+            .restrict_public_buckets(true)
+            .build();
+        self.s3
+            .put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(block)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        let tag = Tag::builder()
+            .key("nuvem:account")
+            .value(account_id)
+            .build()
+            .map_err(|e| BlobError::S3(e.to_string()))?;
+        let tagging = Tagging::builder()
+            .tag_set(tag)
+            .build()
+            .map_err(|e| BlobError::S3(e.to_string()))?;
+        self.s3
+            .put_bucket_tagging()
+            .bucket(bucket)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        let queue = QueueConfiguration::builder()
+            .id("nuvem-usage")
+            .queue_arn(queue_arn)
+            .set_events(Some(NOTIFIED.iter().map(|e| Event::from(*e)).collect()))
+            .build()
+            .map_err(|e| BlobError::S3(e.to_string()))?;
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(queue)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    /// Deletes an empty bucket; a bucket that is already gone is fine.
+    pub async fn delete_empty_bucket(&self, bucket: &str) -> Result<(), BlobError> {
+        match self.s3.delete_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
+            Err(e) if e.code() == Some("BucketNotEmpty") => Err(BlobError::NotEmpty),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+}
