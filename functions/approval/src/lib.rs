@@ -289,6 +289,14 @@ async fn adjust(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
     check_terms(body.quota_gb, body.imperius_licenses)?;
     let before = load(deps, req).await?;
     let status = account::adjust(before.status).map_err(transition_conflict)?;
+    if let Some(licenses) = body.imperius_licenses
+        && licenses < before.licenses_in_use
+    {
+        return Err(Problem::conflict(format!(
+            "{} buckets use an Imperius licence; turn some off before lowering the licences to {licenses}",
+            before.licenses_in_use
+        )));
+    }
     let now = Utc::now();
     let after = AccountRecord {
         status,

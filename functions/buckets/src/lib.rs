@@ -6,7 +6,8 @@
 use chrono::Utc;
 use nuvem_aws::blobs::{BlobError, Blobs};
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
-use nuvem_aws::store::{BucketClaim, BucketRecord, BucketState, Store};
+use nuvem_aws::store::{BucketClaim, BucketRecord, BucketState, LicenseChange, Store};
+use nuvem_domain::account::quota_bytes;
 use nuvem_domain::bucket;
 use nuvem_domain::keys::Role;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,10 @@ async fn route(deps: &Deps, req: &Request) -> HttpResult {
         "DELETE /v1/buckets/{name}" => {
             delete(deps, req, &http::require(req, &[Role::Owner])?).await
         }
+        "PATCH /v1/buckets/{name}" => {
+            license(deps, req, &http::require(req, &[Role::Owner])?).await
+        }
+        "GET /v1/usage" => usage(deps, &http::require(req, &READERS)?).await,
         _ => Err(Problem::not_found("no such route")),
     }
 }
@@ -193,4 +198,92 @@ async fn delete(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
         .forget_bucket(&owner.account_id, &record.bucket)
         .await?;
     http::no_content()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LicenseBody {
+    imperius_license: bool,
+}
+
+/// `PATCH …/{name} {"imperius_license": true|false}`.
+async fn license(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
+    let body: LicenseBody = http::json_body(req, http::DEFAULT_BODY_LIMIT)?;
+    let record = load(deps, req, owner).await?;
+    match deps
+        .store
+        .set_bucket_license(&owner.account_id, &record.bucket, body.imperius_license)
+        .await?
+    {
+        LicenseChange::Changed | LicenseChange::Unchanged => {}
+        LicenseChange::NotFound => {
+            return Err(Problem::not_found(format!("no bucket {}", record.name)));
+        }
+        LicenseChange::NoneLeft => {
+            return Err(Problem::conflict(
+                "every contracted Imperius licence is in use; turn one off or ask for more",
+            ));
+        }
+    }
+    let record = BucketRecord {
+        imperius_license: body.imperius_license,
+        ..record
+    };
+    view(deps, &record).await
+}
+
+/// How much of its quota the account uses, bucket by bucket.
+async fn usage(deps: &Deps, who: &Principal) -> HttpResult {
+    let account = deps
+        .store
+        .get_account(&who.account_id)
+        .await?
+        .ok_or_else(|| Problem::not_found("no such account"))?;
+    let mut buckets = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = http::listing(
+            deps.store
+                .list_buckets(&who.account_id, 100, cursor.as_deref())
+                .await,
+        )?;
+        buckets.extend(page.items);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let names: Vec<String> = buckets.iter().map(|b| b.bucket.clone()).collect();
+    let usages = deps.store.bucket_usages(&names).await?;
+    let rows: Vec<serde_json::Value> = buckets
+        .iter()
+        .map(|b| {
+            let u = usages.get(&b.bucket).cloned().unwrap_or_default();
+            serde_json::json!({
+                "name": b.name, "bucket": b.bucket, "used_bytes": u.bytes,
+                "object_count": u.objects, "imperius_license": b.imperius_license,
+            })
+        })
+        .collect();
+    let used: u64 = usages.values().map(|u| u.bytes).sum();
+    let quota = account.quota_gb.map(quota_bytes).unwrap_or(0);
+    let percent = if quota == 0 {
+        None
+    } else {
+        Some(used as f64 * 100.0 / quota as f64)
+    };
+    http::json(
+        200,
+        &serde_json::json!({
+            "quota_gb": account.quota_gb,
+            "quota_bytes": quota,
+            "used_bytes": used,
+            "used_percent": percent,
+            "buckets": rows,
+            "imperius_licenses": {
+                "contracted": account.imperius_licenses,
+                "in_use": account.licenses_in_use,
+            },
+        }),
+    )
 }

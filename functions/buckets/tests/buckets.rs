@@ -268,3 +268,175 @@ async fn bad_names_and_wrong_roles_change_nothing() {
     );
     assert_eq!(call(&env, listed).await.0, 200, "every tenant role reads");
 }
+
+/// An approved account with `licenses` Imperius licences and a quota.
+async fn active_account(env: &Env, licenses: u32, quota_gb: f64) -> String {
+    use nuvem_domain::account::{AccountStatus, Locale};
+    let id = nuvem_domain::ids::new_id("acc");
+    let now = chrono::Utc::now();
+    let account = nuvem_aws::store::AccountRecord {
+        id: id.clone(),
+        organization_name: "Clínica Sorriso".into(),
+        document: id.clone(),
+        document_kind: "cnpj".into(),
+        phone: "+5511987654321".into(),
+        email: format!("{id}@example.com"),
+        locale: Locale::PtBr,
+        status: AccountStatus::Active,
+        imperius_licenses: licenses,
+        licenses_in_use: 0,
+        quota_gb: Some(quota_gb),
+        rejection_reason: None,
+        created_at: now,
+        updated_at: now,
+        activated_at: Some(now),
+        version: 1,
+    };
+    let event = nuvem_domain::events::Envelope::new(
+        nuvem_domain::events::EventType::AccountApproved,
+        &id,
+        json!({}),
+        now,
+    );
+    env.deps
+        .store
+        .create_account(&account, &account.email, &event)
+        .await
+        .unwrap();
+    id
+}
+
+fn set_license(account: &str, name: &str, on: bool) -> ApiGatewayV2httpRequest {
+    let req = with_json(
+        http_event("buckets/set-license.json"),
+        &json!({ "imperius_license": on }),
+    );
+    owner(with_path_param(req, "name", name), account)
+}
+
+#[tokio::test]
+async fn licences_in_use_never_exceed_the_contract_even_under_concurrency() {
+    let env = env().await;
+    let account = active_account(&env, 2, 1.0).await;
+    let names = ["lic-a", "lic-b", "lic-c", "lic-d"];
+    for name in names {
+        assert_eq!(call(&env, create(&account, name)).await.0, 201);
+    }
+    let results = futures::future::join_all(
+        names
+            .iter()
+            .map(|n| call(&env, set_license(&account, n, true))),
+    )
+    .await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{results:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        2,
+        "{results:?}"
+    );
+
+    let usage = || owner(http_event("buckets/usage.json"), &account);
+    let (_, shown) = call(&env, usage()).await;
+    assert_eq!(
+        shown["imperius_licenses"],
+        json!({"contracted": 2, "in_use": 2})
+    );
+    let licensed: Vec<&str> = shown["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["imperius_license"] == true)
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(licensed.len(), 2);
+
+    // Off, twice: the second changes nothing.
+    for _ in 0..2 {
+        let (status, bucket) = call(&env, set_license(&account, licensed[0], false)).await;
+        assert_eq!(
+            (status, bucket["imperius_license"].as_bool()),
+            (200, Some(false))
+        );
+    }
+    assert_eq!(
+        call(&env, usage()).await.1["imperius_licenses"]["in_use"],
+        1
+    );
+    // A licensed bucket is not deleted.
+    assert_eq!(
+        call(
+            &env,
+            named("buckets/delete-bucket.json", &account, licensed[1])
+        )
+        .await
+        .0,
+        409
+    );
+    // Another account's bucket is not found.
+    assert_eq!(call(&env, set_license(B, licensed[1], false)).await.0, 404);
+}
+
+#[tokio::test]
+async fn usage_adds_up_the_buckets_against_the_quota_in_decimal_gigabytes() {
+    let env = env().await;
+    let account = active_account(&env, 0, 0.001).await; // 1 000 000 bytes
+    for (name, bytes, objects) in [("uso-um", 600_000u64, 3u64), ("uso-dois", 200_000, 1)] {
+        let (_, created) = call(&env, create(&account, name)).await;
+        // Usage as `quota-alerts` keeps it from S3 events.
+        let bucket = created["bucket"].as_str().unwrap();
+        env.t
+            .db
+            .put_item()
+            .table_name(env.t.table())
+            .item(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(nuvem_aws::table_keys::bucket_pk(
+                    bucket,
+                )),
+            )
+            .item(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S(nuvem_aws::table_keys::USAGE_SK.into()),
+            )
+            .item(
+                "bytes",
+                aws_sdk_dynamodb::types::AttributeValue::N(bytes.to_string()),
+            )
+            .item(
+                "objects",
+                aws_sdk_dynamodb::types::AttributeValue::N(objects.to_string()),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    call(&env, create(&account, "uso-vazio")).await;
+    let operator = as_principal(
+        http_event("buckets/usage.json"),
+        &account,
+        "key_01jd0000000000000000000002",
+        "operator",
+    );
+    let (status, usage) = call(&env, operator).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["quota_bytes"], 1_000_000);
+    assert_eq!(usage["used_bytes"], 800_000);
+    assert!((usage["used_percent"].as_f64().unwrap() - 80.0).abs() < 1e-9);
+    let rows = usage["buckets"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    let empty = rows.iter().find(|b| b["name"] == "uso-vazio").unwrap();
+    assert_eq!(
+        (empty["used_bytes"].as_u64(), empty["object_count"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let (_, one) = call(&env, named("buckets/get-bucket.json", &account, "uso-um")).await;
+    assert_eq!(
+        (one["used_bytes"].as_u64(), one["object_count"].as_u64()),
+        (Some(600_000), Some(3))
+    );
+}

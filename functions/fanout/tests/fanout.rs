@@ -43,6 +43,7 @@ async fn account(deps: &fanout::Deps, locale: Locale, status: AccountStatus) -> 
         created_at: now,
         updated_at: now,
         activated_at: None,
+        licenses_in_use: 0,
         version: 1,
     };
     let event = Envelope::new(EventType::AccountSignedUp, &id, json!({}), now);

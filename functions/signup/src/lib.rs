@@ -59,6 +59,7 @@ async fn signup(deps: &Deps, req: &Request) -> HttpResult {
         created_at: now,
         updated_at: now,
         activated_at: None,
+        licenses_in_use: 0,
         version: 0,
     };
     let event = Envelope::new(

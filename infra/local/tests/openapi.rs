@@ -397,6 +397,7 @@ const REJECT: &str = "/v1/admin/accounts/{id}/reject";
 const AUDIT: &str = "/v1/admin/accounts/{id}/audit";
 const BUCKETS: &str = "/v1/buckets";
 const BUCKET: &str = "/v1/buckets/{name}";
+const USAGE: &str = "/v1/usage";
 
 /// Shorthands, so that the flow below reads as a list of calls.
 macro_rules! call {
@@ -701,6 +702,7 @@ async fn every_operation_answers_as_documented() {
     call!(api, GET BUCKETS [], Some(operator.as_str()), Body::None => 200);
     call!(api, POST BUCKETS [], owner, json(json!({"name": "leitura-operador"})) => 201);
     call!(api, GET BUCKET ["leitura-operador"], Some(operator.as_str()), Body::None => 200);
+    call!(api, GET USAGE [], Some(operator.as_str()), Body::None => 200);
     call!(api, DELETE KEY [unknown_account], owner, Body::None => 404);
     call!(api, DELETE KEY ["key_01jdq4a1b2c3d4e5f6g7h8j9k0"], owner, Body::None => 404);
     let admin_key_id = admin_credential.split('.').next().unwrap();
@@ -732,6 +734,18 @@ async fn every_operation_answers_as_documented() {
         call!(api, GET BUCKET ["backups-contrato"], credential, Body::None => 200);
     }
     call!(api, GET BUCKET ["nao-existe"], owner, Body::None => 404);
+    let licensed = call!(api, PATCH BUCKET ["backups-contrato"], owner, json(json!({"imperius_license": true})) => 200);
+    assert_eq!(licensed["imperius_license"], true);
+    call!(api, PATCH BUCKET ["backups-contrato"], owner, json(json!({"imperius_license": "sim"})) => 422);
+    call!(api, PATCH BUCKET ["backups-contrato"], owner, malformed() => 400);
+    call!(api, PATCH BUCKET ["backups-contrato"], owner, not_json() => 415);
+    call!(api, PATCH BUCKET ["backups-contrato"], owner, oversized("imperius_license") => 413);
+    call!(api, PATCH BUCKET ["nao-existe"], owner, json(json!({"imperius_license": true})) => 404);
+    call!(api, DELETE BUCKET ["backups-contrato"], owner, Body::None => 409);
+    for credential in [owner, Some(approver.as_str())] {
+        let usage = call!(api, GET USAGE [], credential, Body::None => 200);
+        assert_eq!(usage["imperius_licenses"]["in_use"], 1);
+    }
     call!(api, POST BUCKETS [], owner, json(json!({"name": "temporario"})) => 201);
     call!(api, DELETE BUCKET ["temporario"], owner, Body::None => 204);
     call!(api, DELETE BUCKET ["temporario"], owner, Body::None => 404);

@@ -83,6 +83,10 @@ pub fn bucket_pk(bucket: &str) -> String {
     format!("BUCKET#{bucket}")
 }
 pub const BUCKET_SK: &str = "BUCKET";
+/// The bucket name of a `bucket_pk`.
+pub fn bucket_of_pk(pk: &str) -> Option<&str> {
+    pk.strip_prefix("BUCKET#")
+}
 pub const USAGE_SK: &str = "USAGE";
 /// gsi1 partition listing an account's buckets by name.
 pub fn buckets_of_account(account_id: &str) -> String {

@@ -22,6 +22,10 @@ pub struct AccountRecord {
     pub status: AccountStatus,
     /// Licences asked for at signup, then granted at approval.
     pub imperius_licenses: u32,
+    /// Buckets with the Imperius licence on; never above `imperius_licenses`
+    /// (kept by the licence transaction in `store::buckets`).
+    #[serde(default)]
+    pub licenses_in_use: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_gb: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Item, ListError, Listing, Page, Store, StoreError, condition_failed, s};
+use super::{Item, ListError, Listing, Page, Store, StoreError, condition_failed, n, s};
 use crate::table_keys as k;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,5 +144,131 @@ impl Store {
             Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(StoreError::sdk(e)),
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LicenseChange {
+    Changed,
+    /// The bucket already had the licence in that state.
+    Unchanged,
+    /// Turning it on would exceed the account's contracted licences.
+    NoneLeft,
+    NotFound,
+}
+
+impl Store {
+    /// Turns a bucket's Imperius licence on or off and moves the account's
+    /// licences-in-use counter in the same transaction, conditioned on the
+    /// contracted number: concurrent requests can never exceed it. The
+    /// account's version moves too, so an admin change based on an older read
+    /// (e.g. lowering the licences) fails its condition instead of racing.
+    pub async fn set_bucket_license(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        on: bool,
+    ) -> Result<LicenseChange, StoreError> {
+        use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+        let flip = Update::builder()
+            .table_name(&self.table)
+            .key(k::PK, s(k::bucket_pk(bucket)))
+            .key(k::SK, s(k::BUCKET_SK))
+            .update_expression("SET imperius_license = :on")
+            .condition_expression("account_id = :acc AND imperius_license = :was")
+            .expression_attribute_values(":on", AttributeValue::Bool(on))
+            .expression_attribute_values(":was", AttributeValue::Bool(!on))
+            .expression_attribute_values(":acc", s(account_id))
+            .build()
+            .map_err(StoreError::sdk)?;
+        let mut count = Update::builder()
+            .table_name(&self.table)
+            .key(k::PK, s(k::account_pk(account_id)))
+            .key(k::SK, s(k::ACCOUNT_SK))
+            .update_expression("ADD licenses_in_use :delta, version :one")
+            .expression_attribute_values(":delta", n(if on { 1 } else { -1 }))
+            .expression_attribute_values(":one", n(1));
+        count = if on {
+            count.condition_expression("licenses_in_use < imperius_licenses")
+        } else {
+            count
+                .condition_expression("licenses_in_use > :zero")
+                .expression_attribute_values(":zero", n(0))
+        };
+        let count = count.build().map_err(StoreError::sdk)?;
+        let items = vec![
+            TransactWriteItem::builder().update(flip).build(),
+            TransactWriteItem::builder().update(count).build(),
+        ];
+        match self
+            .db
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(LicenseChange::Changed),
+            Err(e) => match super::failed_conditions(&e).as_deref() {
+                Some([true, ..]) => Ok(match self.get_bucket(account_id, bucket).await? {
+                    Some(b) if b.imperius_license == on => LicenseChange::Unchanged,
+                    _ => LicenseChange::NotFound,
+                }),
+                Some([false, true]) => Ok(LicenseChange::NoneLeft),
+                _ => Err(StoreError::sdk(e)),
+            },
+        }
+    }
+
+    /// Usage of many buckets in as few round trips as DynamoDB allows (100
+    /// keys per BatchGetItem).
+    pub async fn bucket_usages(
+        &self,
+        buckets: &[String],
+    ) -> Result<std::collections::HashMap<String, BucketUsage>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut usages = std::collections::HashMap::new();
+        for chunk in buckets.chunks(100) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|b| {
+                    [
+                        (k::PK.to_owned(), s(k::bucket_pk(b))),
+                        (k::SK.to_owned(), s(k::USAGE_SK)),
+                    ]
+                    .into()
+                })
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .build()
+                    .map_err(StoreError::sdk)?,
+            );
+            while let Some(keys) = request.take() {
+                let out = self
+                    .db
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(StoreError::sdk)?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let bucket = item
+                        .get(k::PK)
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|pk| k::bucket_of_pk(pk))
+                        .map(str::to_owned);
+                    if let Some(bucket) = bucket {
+                        usages.insert(bucket, serde_dynamo::from_item(item)?);
+                    }
+                }
+                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
+            }
+        }
+        Ok(usages)
     }
 }

@@ -10,7 +10,7 @@ mod rate;
 
 pub use accounts::{AccountRecord, AuditRecord, CreateAccountError};
 pub use activation::{ActivationRecord, RedeemError};
-pub use buckets::{BucketClaim, BucketRecord, BucketState, BucketUsage};
+pub use buckets::{BucketClaim, BucketRecord, BucketState, BucketUsage, LicenseChange};
 pub use keys::{KeyRecord, RevokeOutcome};
 
 use std::collections::HashMap;
