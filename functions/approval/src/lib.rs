@@ -315,7 +315,7 @@ async fn adjust(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
         }),
         now,
     );
-    apply(
+    let reply = apply(
         deps,
         admin,
         &before,
@@ -327,7 +327,13 @@ async fn adjust(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
         },
         None,
     )
-    .await
+    .await?;
+    // A new quota moves the alert level at once: no alert storm when it is
+    // raised, an immediate alert when it is cut below usage.
+    if let Err(e) = deps.core.evaluate_quota(&before.id, Utc::now()).await {
+        tracing::error!(account_id = %before.id, error = %e, "quota not re-evaluated");
+    }
+    Ok(reply)
 }
 
 /// Commits a change, queues its event, answers the account.

@@ -57,6 +57,7 @@ async fn email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Result<(),
         EventType::AccountApproved
             | EventType::AccountActivationReissued
             | EventType::AccountRejected
+            | EventType::QuotaThresholdCrossed
     ) {
         return Ok(());
     }
@@ -113,10 +114,38 @@ async fn send_email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Resul
             let reason = account.rejection_reason.as_deref().unwrap_or("");
             mail::rejection_email(account.locale, &account.organization_name, reason)
         }
+        EventType::QuotaThresholdCrossed => quota_email(&account, &event.data)?,
         _ => return Ok(()),
     };
     deps.mailer
         .send(&account.email, &message)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The alert of a `quota.threshold_crossed` event, from its data.
+fn quota_email(
+    account: &nuvem_aws::store::AccountRecord,
+    data: &serde_json::Value,
+) -> Result<mail::Message, String> {
+    let number = |name: &str| {
+        data[name]
+            .as_u64()
+            .ok_or_else(|| format!("quota event without {name}"))
+    };
+    let level = u8::try_from(number("level_percent")?).map_err(|e| e.to_string())?;
+    let biggest: Vec<(String, u64)> = data["biggest_buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| Some((b["name"].as_str()?.to_owned(), b["used_bytes"].as_u64()?)))
+        .collect();
+    Ok(mail::quota_email(
+        account.locale,
+        &account.organization_name,
+        level,
+        number("used_bytes")?,
+        number("quota_bytes")?,
+        &biggest,
+    ))
 }

@@ -193,3 +193,30 @@ async fn a_poison_record_fails_alone() {
     assert_eq!(failed, vec!["orphan".to_owned(), "poison".to_owned()]);
     assert_eq!(mails_to(emu, &account.email).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_quota_crossing_is_emailed_with_the_usage_and_the_biggest_buckets() {
+    let (deps, emu) = deps().await;
+    let account = account(&deps, Locale::PtBr, AccountStatus::Active).await;
+    let event = Envelope::new(
+        EventType::QuotaThresholdCrossed,
+        &account.id,
+        json!({"level_percent": 95, "used_bytes": 9_500_000_000u64, "quota_bytes": 10_000_000_000u64,
+               "biggest_buckets": [{"name": "backups-diarios", "used_bytes": 9_000_000_000u64}]}),
+        Utc::now(),
+    );
+    let answer = fanout::handle(
+        &deps,
+        batch(vec![record("q1", &event, None), record("q2", &event, None)]),
+    )
+    .await;
+    assert!(answer.batch_item_failures.is_empty());
+    let mails = mails_to(emu, &account.email).await;
+    assert_eq!(mails.len(), 1, "one email per event");
+    let body = mails[0].html.as_deref().unwrap();
+    assert!(
+        body.contains("9,5 GB") && body.contains("10,0 GB"),
+        "{body}"
+    );
+    assert!(body.contains("backups-diarios"));
+}

@@ -8,6 +8,7 @@ pub mod http;
 pub mod idempotency;
 pub mod mail;
 pub mod queue;
+pub mod quota;
 pub mod runtime;
 pub mod store;
 pub mod table_keys;

@@ -31,7 +31,9 @@ where
     Fut: Future<Output = SqsBatchResponse>,
 {
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let fut = handler(event.payload);
+        // Boxed for the same reason as in `serve_http`.
+        let fut: Pin<Box<dyn Future<Output = SqsBatchResponse> + '_>> =
+            Box::pin(handler(event.payload));
         async move { Ok::<_, Error>(fut.await) }
     }))
     .await

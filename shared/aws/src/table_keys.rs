@@ -92,3 +92,10 @@ pub const USAGE_SK: &str = "USAGE";
 pub fn buckets_of_account(account_id: &str) -> String {
     format!("BUCKETS#{account_id}")
 }
+
+/// What nuvem last recorded for one object key of a bucket (size, whether it
+/// is live, S3 sequencer), so that deletes and out-of-order records count right.
+pub fn object_pk(bucket: &str, key: &str) -> String {
+    format!("OBJECT#{bucket}#{key}")
+}
+pub const OBJECT_SK: &str = "OBJECT";

@@ -272,3 +272,11 @@ impl Store {
         Ok(usages)
     }
 }
+
+impl Store {
+    /// The account a tenant bucket belongs to, if nuvem knows the bucket.
+    pub async fn bucket_owner(&self, bucket: &str) -> Result<Option<String>, StoreError> {
+        let record: Option<BucketRecord> = self.get(k::bucket_pk(bucket), k::BUCKET_SK).await?;
+        Ok(record.map(|r| r.account_id))
+    }
+}

@@ -7,11 +7,13 @@ mod buckets;
 mod keys;
 mod outbox;
 mod rate;
+mod usage;
 
 pub use accounts::{AccountRecord, AuditRecord, CreateAccountError};
 pub use activation::{ActivationRecord, RedeemError};
 pub use buckets::{BucketClaim, BucketRecord, BucketState, BucketUsage, LicenseChange};
 pub use keys::{KeyRecord, RevokeOutcome};
+pub use usage::{AccountUsage, StoredObject};
 
 use std::collections::HashMap;
 
