@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{activation_token, admin_key};
+use common::{Api, admin_key, onboard};
 use nuvem_local::Runner;
 use reqwest::{Client, Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Short, so the test sees revocation take effect; the deployed default is
 /// in the template and the README.
@@ -22,95 +22,6 @@ async fn stack(name: &str) -> Runner {
         &[("AuthorizerCacheSeconds", &AUTHORIZER_CACHE_SECS.to_string())],
     )
     .await
-}
-
-struct Api<'a> {
-    http: Client,
-    runner: &'a Runner,
-}
-
-impl Api<'_> {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        credential: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.runner.base_url()));
-        if let Some(c) = credential {
-            req = req.header("authorization", format!("Bearer {c}"));
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("HTTP call");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-}
-
-/// Signup → approval → emailed token → activation: the new owner's credential.
-async fn onboard(api: &Api<'_>, admin: &str, document: &str, email: &str) -> (String, String) {
-    let (status, created) = api
-        .call(
-            Method::POST,
-            "/v1/signup",
-            None,
-            Some(json!({
-                "organization_name": "Transportadora Rápida", "document": document,
-                "phone": "(31) 3222-1100", "email": email, "imperius_licenses": 2
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let id = created["id"].as_str().unwrap().to_owned();
-
-    let (status, pending) = api
-        .call(
-            Method::GET,
-            "/v1/admin/accounts?status=pending&limit=100",
-            Some(admin),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{pending}");
-    assert!(
-        pending["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == id.as_str())
-    );
-
-    let (status, approved) = api
-        .call(
-            Method::POST,
-            &format!("/v1/admin/accounts/{id}/approve"),
-            Some(admin),
-            Some(json!({"quota_gb": 0.01, "imperius_licenses": 2})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{approved}");
-
-    let token = activation_token(email).await;
-    let (status, key) = api
-        .call(
-            Method::POST,
-            "/v1/activate",
-            None,
-            Some(json!({ "token": token })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{key}");
-    assert_eq!(key["key"]["role"], "owner");
-    (id, key["credential"].as_str().unwrap().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread")]

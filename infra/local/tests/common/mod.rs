@@ -1,11 +1,17 @@
 //! Helpers shared by the end-to-end tests: the local stack, a platform admin
-//! credential and the activation token read back from the emulator's mail.
+//! credential, the activation token read back from the emulator's mail, and
+//! a whole onboarding through the HTTP API.
+
+// Each test file compiles this module on its own and uses part of it.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use nuvem_local::{Options, Runner};
 use nuvem_testkit::{emulator, unique_name};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
 
 /// The `PublicBaseUrl` the test stacks use; activation links start with it.
 pub const PUBLIC_BASE_URL: &str = "https://app.nuvem.test";
@@ -72,4 +78,93 @@ pub async fn activation_token(to: &str) -> String {
         assert!(Instant::now() < deadline, "no activation email to {to}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+pub struct Api<'a> {
+    pub http: Client,
+    pub runner: &'a Runner,
+}
+
+impl Api<'_> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        credential: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.runner.base_url()));
+        if let Some(c) = credential {
+            req = req.header("authorization", format!("Bearer {c}"));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("HTTP call");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// Signup → approval → emailed token → activation: the new owner's credential.
+pub async fn onboard(api: &Api<'_>, admin: &str, document: &str, email: &str) -> (String, String) {
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/v1/signup",
+            None,
+            Some(json!({
+                "organization_name": "Transportadora Rápida", "document": document,
+                "phone": "(31) 3222-1100", "email": email, "imperius_licenses": 2
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let (status, pending) = api
+        .call(
+            Method::GET,
+            "/v1/admin/accounts?status=pending&limit=100",
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pending}");
+    assert!(
+        pending["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == id.as_str())
+    );
+
+    let (status, approved) = api
+        .call(
+            Method::POST,
+            &format!("/v1/admin/accounts/{id}/approve"),
+            Some(admin),
+            Some(json!({"quota_gb": 0.01, "imperius_licenses": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+
+    let token = activation_token(email).await;
+    let (status, key) = api
+        .call(
+            Method::POST,
+            "/v1/activate",
+            None,
+            Some(json!({ "token": token })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    assert_eq!(key["key"]["role"], "owner");
+    (id, key["credential"].as_str().unwrap().to_owned())
 }

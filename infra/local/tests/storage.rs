@@ -1,0 +1,138 @@
+//! End to end through the local stack, as a tenant would use it: a bucket
+//! created through the API, backups uploaded with an S3 client, usage kept
+//! by the emulator's own S3 notifications through `quota-alerts`, and the
+//! alert emails read back from the emulator.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Api, admin_key, onboard};
+use nuvem_testkit::emulator;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Subjects of the quota alerts sent to `to` so far.
+async fn alerts_to(to: &str) -> Vec<String> {
+    emulator()
+        .await
+        .sent_emails()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.to.iter().any(|t| t == to) && m.subject.contains("da cota"))
+        .map(|m| m.subject)
+        .collect()
+}
+
+/// Waits until `check` holds (the stack works asynchronously), or fails.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_reach_80_and_100_percent_alerts_and_a_raised_quota_is_quiet() {
+    let runner = common::stack("e2e-storage", &[]).await;
+    let api = Api {
+        http: Client::new(),
+        runner: &runner,
+    };
+    let admin = admin_key(&runner);
+    let email = "ti@padaria-central.com.br";
+    let (account, owner) = onboard(&api, &admin, "11.222.333/0001-81", email).await;
+    // The smallest quota an admin may set: 0.001 GB = 1 000 000 bytes.
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/admin/accounts/{account}"),
+            Some(&admin),
+            Some(json!({"quota_gb": 0.001})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, bucket) = api
+        .call(
+            Method::POST,
+            "/v1/buckets",
+            Some(&owner),
+            Some(json!({"name": "backups"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bucket}");
+    let name = bucket["bucket"].as_str().unwrap().to_owned();
+
+    // An S3 client configured as the answer says (the emulator stands in for S3).
+    let conf = aws_sdk_s3::config::Builder::from(&emulator().await.sdk_config().await)
+        .force_path_style(true)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    let upload = |key: &'static str, size: usize| {
+        s3.put_object()
+            .bucket(&name)
+            .key(key)
+            .body(vec![0u8; size].into())
+            .send()
+    };
+    let used = || async {
+        let (_, usage) = api.call(Method::GET, "/v1/usage", Some(&owner), None).await;
+        usage["used_bytes"].as_u64().unwrap_or(0)
+    };
+
+    upload("2026-11-01.tar", 800_000).await.unwrap();
+    eventually("the 80 % alert", || async {
+        alerts_to(email).await.len() == 1
+    })
+    .await;
+    assert!(alerts_to(email).await[0].contains("80%"));
+    upload("2026-11-02.tar", 200_000).await.unwrap();
+    eventually("the 100 % alert", || async {
+        alerts_to(email).await.len() == 2
+    })
+    .await;
+    assert!(alerts_to(email).await[1].contains("100%"));
+    assert_eq!(used().await, 1_000_000);
+
+    for key in ["2026-11-01.tar", "2026-11-02.tar"] {
+        s3.delete_object()
+            .bucket(&name)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    eventually("usage to fall", || async { used().await == 0 }).await;
+    let (_, usage): (StatusCode, Value) =
+        api.call(Method::GET, "/v1/usage", Some(&owner), None).await;
+    assert_eq!(usage["buckets"][0]["object_count"], 0);
+
+    // Raising the quota and uploading again below the new levels: no new alert.
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/admin/accounts/{account}"),
+            Some(&admin),
+            Some(json!({"quota_gb": 0.01})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    upload("2026-11-03.tar", 900_000).await.unwrap();
+    eventually("usage to count the new upload", || async {
+        used().await == 900_000
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        alerts_to(email).await.len(),
+        2,
+        "exactly two alert emails in all"
+    );
+}
