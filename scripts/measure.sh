@@ -11,3 +11,5 @@ cargo build --release $(printf -- '-p %s ' $functions) --bins
 echo "## $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m)"
 python3 scripts/init_time.py --runs "${RUNS:-20}" $(printf -- "$CARGO_TARGET_DIR/release/%s " $functions)
 cargo run --quiet --release -p authorizer --example cpu
+# Against the emulator (debug build is fine: it counts requests, not time).
+CARGO_TARGET_DIR=target cargo run --quiet -p quota-alerts --example requests_per_record

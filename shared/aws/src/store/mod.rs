@@ -79,6 +79,15 @@ impl Store {
         }
     }
 
+    /// A store over a client configured by the caller (e.g. with an
+    /// interceptor that counts requests, in `quota-alerts`' bench).
+    pub fn from_client(db: Client, table: impl Into<String>) -> Self {
+        Store {
+            db,
+            table: table.into(),
+        }
+    }
+
     pub fn table(&self) -> &str {
         &self.table
     }

@@ -1,0 +1,175 @@
+//! DynamoDB requests per S3 record: `quota-alerts` handles 200 S3 records
+//! (puts, overwrites and deletes over 40 keys, with real S3's sequencers, 10
+//! duplicates) in batches of 10 against the emulator, and an SDK interceptor
+//! counts every DynamoDB request by operation.
+//!
+//! `cargo run -p quota-alerts --example requests_per_record` (run by `make measure`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use chrono::Utc;
+use nuvem_aws::Core;
+use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState, Store};
+use nuvem_domain::account::{AccountStatus, Locale};
+use nuvem_domain::events::{Envelope, EventType};
+use nuvem_testkit::TestStack;
+use serde_json::json;
+
+/// Counts requests by their `X-Amz-Target` (DynamoDB's operation name).
+#[derive(Debug, Default, Clone)]
+struct Counter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl Intercept for Counter {
+    fn name(&self) -> &'static str {
+        "request-counter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.split('.').nth(1))
+            .unwrap_or("?")
+            .to_owned();
+        *self.0.lock().unwrap().entry(target).or_default() += 1;
+        Ok(())
+    }
+}
+
+fn notification(bucket: &str, key: &str, put: Option<u64>, sequencer: u64) -> String {
+    let (name, object) = match put {
+        Some(size) => (
+            "ObjectCreated:Put",
+            json!({"key": key, "size": size, "sequencer": format!("{sequencer:016X}")}),
+        ),
+        None => (
+            "ObjectRemoved:Delete",
+            json!({"key": key, "sequencer": format!("{sequencer:016X}")}),
+        ),
+    };
+    json!({"Records": [{"eventName": name, "s3": {"bucket": {"name": bucket}, "object": object}}]})
+        .to_string()
+}
+
+#[tokio::main]
+async fn main() {
+    let t = TestStack::new("bench").await;
+    let counter = Counter::default();
+    let db = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&t.sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let core = Core {
+        store: Store::from_client(db, t.table()),
+        events: nuvem_aws::queue::EventQueue::new(&t.sdk, t.events_queue()),
+    };
+    let id = nuvem_domain::ids::new_id("acc");
+    let now = Utc::now();
+    let account = AccountRecord {
+        id: id.clone(),
+        organization_name: "Bench".into(),
+        document: id.clone(),
+        document_kind: "cnpj".into(),
+        phone: "+5511987654321".into(),
+        email: format!("{id}@example.com"),
+        locale: Locale::PtBr,
+        status: AccountStatus::Active,
+        imperius_licenses: 0,
+        licenses_in_use: 0,
+        quota_gb: Some(1.0),
+        rejection_reason: None,
+        created_at: now,
+        updated_at: now,
+        activated_at: Some(now),
+        version: 1,
+    };
+    let event = Envelope::new(EventType::AccountSignedUp, &id, json!({}), now);
+    core.store
+        .create_account(&account, &account.email, &event)
+        .await
+        .unwrap();
+    let bucket = nuvem_domain::bucket::physical_bucket_name("nuvem-t", &id, "bench").unwrap();
+    core.store
+        .claim_bucket(&BucketRecord {
+            name: "bench".into(),
+            bucket: bucket.clone(),
+            account_id: id.clone(),
+            state: BucketState::Ready,
+            imperius_license: false,
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let deps = quota_alerts::Deps { core };
+
+    // 200 records: each key is put, overwritten, and every fourth deleted.
+    let mut bodies = Vec::new();
+    let mut seq = 1;
+    for round in 0..5u64 {
+        for key in 0..40u64 {
+            let put = if round == 4 && key % 4 == 0 {
+                None
+            } else {
+                Some(1000 + round * 10 + key)
+            };
+            bodies.push(notification(
+                &bucket,
+                &format!("backups/{key}.tar"),
+                put,
+                seq,
+            ));
+            seq += 1;
+        }
+    }
+    let duplicates: Vec<String> = bodies.iter().step_by(20).cloned().collect();
+    let records = bodies.len() + duplicates.len();
+    bodies.extend(duplicates);
+    counter.0.lock().unwrap().clear();
+    for (n, chunk) in bodies.chunks(10).enumerate() {
+        let mut event = SqsEvent::default();
+        event.records = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let mut m = SqsMessage::default();
+                m.message_id = Some(format!("{n}-{i}"));
+                m.body = Some(body.clone());
+                m
+            })
+            .collect();
+        let answer = quota_alerts::handle(&deps, event).await;
+        assert!(answer.batch_item_failures.is_empty());
+    }
+    let counts = counter.0.lock().unwrap().clone();
+    let writes: u64 = [
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "TransactWriteItems",
+        "BatchWriteItem",
+    ]
+    .iter()
+    .filter_map(|op| counts.get(*op))
+    .sum();
+    let total: u64 = counts.values().sum();
+    println!("quota-alerts: {records} S3 records in batches of 10");
+    for (op, n) in &counts {
+        println!("  {op:<20} {n}");
+    }
+    println!(
+        "write requests per record: {:.2}; all DynamoDB requests per record: {:.2}",
+        writes as f64 / records as f64,
+        total as f64 / records as f64
+    );
+}
