@@ -30,6 +30,22 @@ const NOTIFIED: [&str; 3] = [
     "s3:LifecycleExpiration:*",
 ];
 
+/// An object as ListObjectsV2 shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    /// Epoch seconds.
+    pub last_modified: i64,
+}
+
+/// One page of a listing and S3's token for the next, if there is one.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectPage {
+    pub objects: Vec<ListedObject>,
+    pub next: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Blobs {
     s3: Client,
@@ -114,6 +130,45 @@ impl Blobs {
             .await
             .map_err(s3_error)?;
         Ok(())
+    }
+
+    /// One page of a bucket's objects in key order (UTF-8 byte order), keys
+    /// decoded: from S3's `continuation` token, or else after `start_after`.
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        continuation: Option<&str>,
+        start_after: Option<&str>,
+        max_keys: i32,
+    ) -> Result<ObjectPage, BlobError> {
+        let mut request = self
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .max_keys(max_keys)
+            .set_continuation_token(continuation.map(str::to_owned));
+        if continuation.is_none() {
+            request = request.set_start_after(start_after.map(str::to_owned));
+        }
+        let out = request.send().await.map_err(s3_error)?;
+        let objects = out
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| {
+                Some(ListedObject {
+                    size: u64::try_from(o.size.unwrap_or(0)).unwrap_or(0),
+                    last_modified: o.last_modified.map_or(0, |t| t.secs()),
+                    key: o.key?,
+                })
+            })
+            .collect();
+        let next = if out.is_truncated == Some(true) {
+            out.next_continuation_token
+        } else {
+            None
+        };
+        Ok(ObjectPage { objects, next })
     }
 
     /// Deletes an empty bucket; a bucket that is already gone is fine.

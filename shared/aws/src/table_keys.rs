@@ -46,8 +46,10 @@ pub fn event_sk(event_id: &str) -> String {
     format!("EVENT#{event_id}")
 }
 
-/// gsi2 is the outbox: an event is in it from its commit until it is sent
-/// to the events queue (a sparse index: sent events carry no gsi2 keys).
+/// gsi2 is a sparse, overloaded index. Partition `OUTBOX` is the outbox: an
+/// event is in it from its commit until it is sent to the events queue (sent
+/// events carry no gsi2 keys). Partition `BUCKETS` lists every tenant bucket
+/// ([`ALL_BUCKETS`]).
 pub const OUTBOX: &str = "OUTBOX";
 pub fn outbox_sk(occurred_at: &str, event_id: &str) -> String {
     format!("{occurred_at}#{event_id}")
@@ -99,3 +101,25 @@ pub fn object_pk(bucket: &str, key: &str) -> String {
     format!("OBJECT#{bucket}#{key}")
 }
 pub const OBJECT_SK: &str = "OBJECT";
+/// gsi1 partition listing a bucket's recorded objects (live and tombstones)
+/// by key, in the byte order S3's ListObjectsV2 uses; the gsi1 sort key is
+/// the decoded object key.
+pub fn objects_of_bucket(bucket: &str) -> String {
+    format!("OBJECTS#{bucket}")
+}
+
+/// gsi2 partition listing every tenant bucket by physical name (for the
+/// usage reconciler); the gsi2 sort key is the physical bucket name.
+pub const ALL_BUCKETS: &str = "BUCKETS";
+
+/// The usage reconciler's runs of one bucket, newest last.
+pub fn reconcile_pk(bucket: &str) -> String {
+    format!("RECONCILE#{bucket}")
+}
+pub fn reconcile_run_sk(at: &str) -> String {
+    format!("RUN#{at}")
+}
+/// Where an unfinished reconciliation cycle stopped (one item).
+/// Physical bucket names are lowercase, so this never names a bucket.
+pub const RECONCILE_STATE_PK: &str = "RECONCILE#STATE";
+pub const RECONCILE_STATE_SK: &str = "STATE";

@@ -205,6 +205,152 @@ fn signed_diff(a: u64, b: u64) -> i64 {
     i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX })
 }
 
+/// What S3's listing (ListObjectsV2) says of a key: its size and when it
+/// was last written (epoch seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub size: u64,
+    pub last_modified: i64,
+}
+
+/// The usage reconciler's decision for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// What nuvem counts for the key is what S3 holds.
+    Agrees,
+    /// They differ, but one side changed after `cutoff`: an event about the
+    /// key may still be in flight (or just applied after the listing was
+    /// read), so the key is left to the events and the next run.
+    Settling,
+    /// Drift: store `new_state` and add the deltas.
+    Correct(Outcome),
+}
+
+/// Compares S3's listing of a key (`None`: not listed) with what nuvem
+/// recorded for it and when (`recorded_at`, epoch seconds; `None` for
+/// states written before that was kept, i.e. old). S3 is the truth, but
+/// only for keys whose both sides are at or before `cutoff` (the run's start
+/// minus a settling time): anything newer may be the subject of an event
+/// that has not been applied yet, or a change after the listing page was
+/// read. A correction keeps the recorded sequencer, so that older records
+/// arriving later are still recognised.
+pub fn reconcile(
+    listed: Option<&Listed>,
+    recorded: Option<&ObjectState>,
+    recorded_at: Option<i64>,
+    cutoff: i64,
+) -> Verdict {
+    let (new_bytes, new_objects) = match listed {
+        Some(l) => (l.size, 1),
+        None => (0, 0),
+    };
+    let (old_bytes, old_objects) = ObjectState::counted(recorded);
+    if (new_bytes, new_objects) == (old_bytes, old_objects) {
+        return Verdict::Agrees;
+    }
+    if listed.is_some_and(|l| l.last_modified > cutoff) || recorded_at.is_some_and(|t| t > cutoff) {
+        return Verdict::Settling;
+    }
+    Verdict::Correct(Outcome {
+        new_state: ObjectState {
+            size: new_bytes,
+            live: listed.is_some(),
+            sequencer: recorded.and_then(|r| r.sequencer.clone()),
+        },
+        bytes_delta: signed_diff(new_bytes, old_bytes),
+        objects_delta: signed_diff(new_objects, old_objects),
+    })
+}
+
+#[cfg(test)]
+mod reconcile_tests {
+    use super::*;
+
+    const CUTOFF: i64 = 1_000;
+
+    fn live(size: u64) -> ObjectState {
+        ObjectState {
+            size,
+            live: true,
+            sequencer: Some("0A".into()),
+        }
+    }
+
+    fn listed(size: u64, at: i64) -> Listed {
+        Listed {
+            size,
+            last_modified: at,
+        }
+    }
+
+    #[test]
+    fn agreement_changes_nothing_however_recent() {
+        assert_eq!(reconcile(None, None, None, CUTOFF), Verdict::Agrees);
+        let tomb = ObjectState {
+            size: 0,
+            live: false,
+            sequencer: None,
+        };
+        assert_eq!(
+            reconcile(None, Some(&tomb), Some(5_000), CUTOFF),
+            Verdict::Agrees
+        );
+        assert_eq!(
+            reconcile(Some(&listed(7, 5_000)), Some(&live(7)), Some(5_000), CUTOFF),
+            Verdict::Agrees
+        );
+    }
+
+    #[test]
+    fn missed_put_lost_delete_and_wrong_size_are_corrected() {
+        let Verdict::Correct(added) = reconcile(Some(&listed(9, 10)), None, None, CUTOFF) else {
+            panic!("missed put not corrected");
+        };
+        assert_eq!((added.bytes_delta, added.objects_delta), (9, 1));
+        assert!(added.new_state.live);
+        assert_eq!(added.new_state.sequencer, None);
+
+        let Verdict::Correct(removed) = reconcile(None, Some(&live(4)), Some(10), CUTOFF) else {
+            panic!("lost delete not corrected");
+        };
+        assert_eq!((removed.bytes_delta, removed.objects_delta), (-4, -1));
+        assert!(!removed.new_state.live);
+        assert_eq!(removed.new_state.sequencer.as_deref(), Some("0A"));
+
+        let Verdict::Correct(fixed) =
+            reconcile(Some(&listed(3, CUTOFF)), Some(&live(8)), None, CUTOFF)
+        else {
+            panic!("size not corrected");
+        };
+        assert_eq!((fixed.bytes_delta, fixed.objects_delta), (-5, 0));
+        assert_eq!(fixed.new_state, ObjectState { size: 3, ..live(3) });
+    }
+
+    #[test]
+    fn recent_changes_on_either_side_are_left_to_the_events() {
+        // Put after the cutoff, its event not applied yet.
+        assert_eq!(
+            reconcile(Some(&listed(9, CUTOFF + 1)), None, None, CUTOFF),
+            Verdict::Settling
+        );
+        // Recorded (put) after the cutoff, so possibly after the listing.
+        assert_eq!(
+            reconcile(None, Some(&live(4)), Some(CUTOFF + 1), CUTOFF),
+            Verdict::Settling
+        );
+        // Deleted after the listing: the tombstone is recent.
+        let tomb = ObjectState {
+            size: 0,
+            live: false,
+            sequencer: Some("0B".into()),
+        };
+        assert_eq!(
+            reconcile(Some(&listed(4, 10)), Some(&tomb), Some(CUTOFF + 1), CUTOFF),
+            Verdict::Settling
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,6 +58,8 @@ impl Store {
             s(k::buckets_of_account(&record.account_id)),
         );
         item.insert(k::GSI1SK.into(), s(&record.name));
+        item.insert(k::GSI2PK.into(), s(k::ALL_BUCKETS));
+        item.insert(k::GSI2SK.into(), s(&record.bucket));
         let result = self
             .db
             .put_item()

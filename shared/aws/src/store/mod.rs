@@ -7,12 +7,14 @@ mod buckets;
 mod keys;
 mod outbox;
 mod rate;
+mod reconcile;
 mod usage;
 
 pub use accounts::{AccountRecord, AuditRecord, CreateAccountError};
 pub use activation::{ActivationRecord, RedeemError};
 pub use buckets::{BucketClaim, BucketRecord, BucketState, BucketUsage, LicenseChange};
 pub use keys::{KeyRecord, RevokeOutcome};
+pub use reconcile::{ReconcileCursor, ReconcileRun, RecordedObject};
 pub use usage::{AccountUsage, StoredObject};
 
 use std::collections::HashMap;

@@ -17,6 +17,10 @@ pub struct StoredObject {
     #[serde(flatten)]
     pub state: ObjectState,
     pub rev: u64,
+    /// When this state was written (epoch seconds); absent on items written
+    /// before it was kept. The usage reconciler leaves recent changes alone.
+    #[serde(default)]
+    pub changed_at: Option<i64>,
 }
 
 /// An account's used bytes and the alert level they last reached (percent).
@@ -43,6 +47,7 @@ impl Store {
     /// Records an object's new state and adds the deltas to its bucket's and
     /// account's usage, if nobody changed the object since `previous` was
     /// read. Returns false when someone did (read again and retry).
+    /// `now_epoch` is kept as the state's `changed_at`.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_object_change(
         &self,
@@ -58,10 +63,14 @@ impl Store {
         let stored = StoredObject {
             state: state.clone(),
             rev: previous.map_or(1, |p| p.rev + 1),
+            changed_at: Some(now_epoch),
         };
         let mut item: Item = serde_dynamo::to_item(&stored)?;
         item.insert(k::PK.into(), s(k::object_pk(bucket, key)));
         item.insert(k::SK.into(), s(k::OBJECT_SK));
+        // Lists the bucket's objects by key, for the usage reconciler.
+        item.insert(k::GSI1PK.into(), s(k::objects_of_bucket(bucket)));
+        item.insert(k::GSI1SK.into(), s(key));
         if !state.live {
             item.insert(k::EXPIRES_AT.into(), n(now_epoch + TOMBSTONE_SECS));
         }

@@ -1,0 +1,177 @@
+//! Time of one reconciliation of a bucket of 10,000 objects against the
+//! emulator: first with 1 % drift (100 objects whose events were lost),
+//! then again with nothing to correct (the daily case: listing and index
+//! pages only).
+//!
+//! The recorded objects are seeded with BatchWriteItem, not through
+//! `record_object_change`: the emulator implements TransactWriteItems by
+//! deep-copying the whole table for each item of the transaction, so a
+//! transaction costs time proportional to the table (about 65 ms each with
+//! 1,000 objects recorded), which DynamoDB does not. For the same reason the
+//! corrections' time printed here is the emulator's, not DynamoDB's.
+//!
+//! `cargo run -p usage-reconciler --example per_10k [objects]`
+
+use std::time::Instant;
+
+use chrono::{Duration, Utc};
+use futures::StreamExt;
+use nuvem_aws::Core;
+use nuvem_aws::blobs::Blobs;
+use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState};
+use nuvem_domain::account::{AccountStatus, Locale};
+use nuvem_domain::events::{Envelope, EventType};
+use nuvem_testkit::TestStack;
+use serde_json::json;
+
+#[tokio::main]
+async fn main() {
+    let objects: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let t = TestStack::new("reconcile-bench").await;
+    let core = Core::from_lookup(&t.sdk, &t.env("UsageReconciler")).unwrap();
+    let id = nuvem_domain::ids::new_id("acc");
+    let now = Utc::now();
+    let account = AccountRecord {
+        id: id.clone(),
+        organization_name: "Bench".into(),
+        document: id.clone(),
+        document_kind: "cnpj".into(),
+        phone: "+5511987654321".into(),
+        email: format!("{id}@example.com"),
+        locale: Locale::PtBr,
+        status: AccountStatus::Active,
+        imperius_licenses: 0,
+        licenses_in_use: 0,
+        quota_gb: Some(1_000.0),
+        rejection_reason: None,
+        created_at: now,
+        updated_at: now,
+        activated_at: Some(now),
+        version: 1,
+    };
+    let signed_up = Envelope::new(EventType::AccountSignedUp, &id, json!({}), now);
+    core.store
+        .create_account(&account, &account.email, &signed_up)
+        .await
+        .unwrap();
+    let bucket = nuvem_domain::bucket::physical_bucket_name("nuvem-t", &id, "bench").unwrap();
+    core.store
+        .claim_bucket(&BucketRecord {
+            name: "bench".into(),
+            bucket: bucket.clone(),
+            account_id: id.clone(),
+            state: BucketState::Creating,
+            imperius_license: false,
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let blobs = Blobs::new(&t.sdk);
+    // No notifications: the events would only fill a queue nobody reads.
+    blobs
+        .client()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    core.store.bucket_ready(&bucket).await.unwrap();
+
+    let started = Instant::now();
+    let s3 = blobs.client().clone();
+    futures::stream::iter(0..objects)
+        .map(|i| {
+            let s3 = s3.clone();
+            let bucket = bucket.clone();
+            async move {
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key(object_key(i))
+                    .body(vec![1u8; size(i) as usize].into())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    eprintln!("created {objects} objects in {:.1?}", started.elapsed());
+
+    // Recorded as quota-alerts would have, an hour ago, except every 100th.
+    let db = aws_sdk_dynamodb::Client::new(&t.sdk);
+    let drift: Vec<usize> = (0..objects).step_by(100).collect();
+    let recorded: Vec<usize> = (0..objects).filter(|i| i % 100 != 0).collect();
+    let an_hour_ago = (Utc::now() - Duration::hours(1)).timestamp();
+    for chunk in recorded.chunks(25) {
+        use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+        use nuvem_aws::table_keys as k;
+        let writes = chunk
+            .iter()
+            .map(|&i| {
+                let key = object_key(i);
+                let stored = nuvem_aws::store::StoredObject {
+                    state: nuvem_domain::usage::ObjectState {
+                        size: size(i),
+                        live: true,
+                        sequencer: None,
+                    },
+                    rev: 1,
+                    changed_at: Some(an_hour_ago),
+                };
+                let mut item: std::collections::HashMap<String, AttributeValue> =
+                    serde_dynamo::to_item(&stored).unwrap();
+                item.insert(k::PK.into(), AttributeValue::S(k::object_pk(&bucket, &key)));
+                item.insert(k::SK.into(), AttributeValue::S(k::OBJECT_SK.into()));
+                item.insert(
+                    k::GSI1PK.into(),
+                    AttributeValue::S(k::objects_of_bucket(&bucket)),
+                );
+                item.insert(k::GSI1SK.into(), AttributeValue::S(key));
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                    .build()
+            })
+            .collect();
+        let out = db
+            .batch_write_item()
+            .request_items(t.table(), writes)
+            .send()
+            .await
+            .unwrap();
+        assert!(out.unprocessed_items.is_none_or(|u| u.is_empty()));
+    }
+
+    let mut deps = usage_reconciler::Deps::new(core, blobs);
+    deps.settle = Duration::zero();
+    let far = Utc::now() + Duration::hours(1);
+    for label in ["1 % drift", "no drift"] {
+        let started = Instant::now();
+        let report = usage_reconciler::handle(&deps, Utc::now(), far).await;
+        let elapsed = started.elapsed();
+        assert!(report.finished);
+        assert_eq!(report.listed, objects as u64);
+        let per_10k = elapsed.as_secs_f64() * 10_000.0 / objects as f64;
+        println!(
+            "{label}: {objects} objects in {:.2} s = {per_10k:.2} s per 10,000 objects \
+             (added {}, fixed {}, removed {})",
+            elapsed.as_secs_f64(),
+            report.added,
+            report.fixed,
+            report.removed,
+        );
+    }
+    let usage = deps.core.store.bucket_usage(&bucket).await.unwrap();
+    assert_eq!(usage.objects, drift.len() as u64);
+}
+
+fn object_key(i: usize) -> String {
+    format!("backups/{:03}/file-{i:06}.bin", i % 97)
+}
+
+fn size(i: usize) -> u64 {
+    100 + (i % 900) as u64
+}

@@ -1,0 +1,26 @@
+use chrono::{DateTime, Utc};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use nuvem_aws::blobs::Blobs;
+use nuvem_aws::{Core, config};
+use serde_json::Value;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    config::init_tracing();
+    let sdk = config::sdk_config().await;
+    let deps = usage_reconciler::Deps::new(Core::from_env(&sdk)?, Blobs::new(&sdk));
+    // The EventBridge scheduled event carries nothing the reconciler needs.
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let deps = &deps;
+        async move {
+            let now = Utc::now();
+            let deadline = i64::try_from(event.context.deadline)
+                .ok()
+                .and_then(DateTime::from_timestamp_millis)
+                .unwrap_or(now + chrono::Duration::minutes(1))
+                - usage_reconciler::SAFETY_MARGIN;
+            Ok::<_, Error>(usage_reconciler::handle(deps, now, deadline).await)
+        }
+    }))
+    .await
+}
