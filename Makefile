@@ -10,11 +10,16 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: venv build dev admin-key emails test lint fmt measure
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(VENV)/bin/nuvem-emulator
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
+
+# moto's server with DynamoDB calls serialised (see the script's docstring).
+$(VENV)/bin/nuvem-emulator: scripts/emulator.py $(VENV)/.installed
+	{ echo '#!$(CURDIR)/$(VENV)/bin/python'; cat scripts/emulator.py; } > $@
+	chmod +x $@
 
 build:
 	cargo build --workspace --bins
@@ -24,7 +29,7 @@ build:
 ## consumers and its schedules. Ctrl-C stops everything.
 dev: venv build
 	@mkdir -p .local
-	@$(VENV)/bin/moto_server -H 127.0.0.1 -p $(EMULATOR_PORT) > .local/emulator.log 2>&1 & \
+	@$(VENV)/bin/nuvem-emulator -H 127.0.0.1 -p $(EMULATOR_PORT) > .local/emulator.log 2>&1 & \
 	  moto=$$!; trap 'kill $$moto 2>/dev/null' EXIT INT TERM; \
 	  target/debug/nuvem-local --template template.yaml --port $(API_PORT) \
 	    --bin-dir target/debug --stack-name $(STACK) \

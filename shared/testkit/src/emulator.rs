@@ -86,11 +86,13 @@ pub async fn emulator() -> &'static Emulator {
         .await
 }
 
-/// Where moto's server is expected: `NUVEM_MOTO_SERVER`, else `<workspace>/.venv/bin/moto_server`.
+/// Where the emulator is expected: `NUVEM_MOTO_SERVER`, else
+/// `<workspace>/.venv/bin/nuvem-emulator` (moto's server with DynamoDB calls
+/// serialised, installed by `make venv` from `scripts/emulator.py`).
 pub fn moto_server_path() -> PathBuf {
     match std::env::var_os("NUVEM_MOTO_SERVER") {
         Some(p) => PathBuf::from(p),
-        None => workspace_root().join(".venv/bin/moto_server"),
+        None => workspace_root().join(".venv/bin/nuvem-emulator"),
     }
 }
 
@@ -130,7 +132,7 @@ impl Emulator {
         let moto = moto_server_path();
         if !moto.is_file() {
             panic!(
-                "moto_server not found at {}: run `make venv` (or set NUVEM_EMULATOR_URL)",
+                "the emulator (moto's server) was not found at {}: run `make venv` (or set NUVEM_EMULATOR_URL)",
                 moto.display()
             );
         }

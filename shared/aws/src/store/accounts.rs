@@ -6,7 +6,7 @@ use nuvem_domain::account::{AccountStatus, Locale};
 use nuvem_domain::events::Envelope;
 use serde::{Deserialize, Serialize};
 
-use super::{Item, ListError, Listing, Page, Store, StoreError, failed_conditions, n, s};
+use super::{Item, ListError, Listing, Page, Store, StoreError, n, s};
 use crate::table_keys as k;
 
 /// An account as stored and as the admin API shows it.
@@ -107,18 +107,12 @@ impl Store {
             self.put(guard(k::email_pk(email_normalized), k::EMAIL_SK), cond)?,
             self.event_record(event)?,
         ];
-        match self
-            .db
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match failed_conditions(&e).as_deref() {
-                Some([_, true, ..]) => Err(CreateAccountError::DocumentTaken),
-                Some([_, _, true, ..]) => Err(CreateAccountError::EmailTaken),
-                _ => Err(StoreError::sdk(e).into()),
+        match self.transact_checked(items).await? {
+            Ok(()) => Ok(()),
+            Err(failed) => match failed.as_slice() {
+                [_, true, ..] => Err(CreateAccountError::DocumentTaken),
+                [_, _, true, ..] => Err(CreateAccountError::EmailTaken),
+                _ => Err(StoreError::Refused(failed.clone()).into()),
             },
         }
     }
@@ -167,17 +161,11 @@ impl Store {
             self.event_record(event)?,
         ];
         items.extend(extra);
-        match self
-            .db
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => match failed_conditions(&e).as_deref() {
-                Some([true, ..]) => Ok(false),
-                _ => Err(StoreError::sdk(e)),
+        match self.transact_checked(items).await? {
+            Ok(()) => Ok(true),
+            Err(failed) => match failed.as_slice() {
+                [true, ..] => Ok(false),
+                _ => Err(StoreError::Refused(failed.clone())),
             },
         }
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use nuvem_domain::ids;
 use serde_json::json;
 
-use super::{AuditRecord, Item, KeyRecord, Store, StoreError, failed_conditions, n, s};
+use super::{AuditRecord, Item, KeyRecord, Store, StoreError, n, s};
 use crate::table_keys as k;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,17 +107,11 @@ impl Store {
             self.event_record(&event)?,
             self.audit_write(&audit)?,
         ];
-        match self
-            .db
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok((key, event)),
-            Err(e) => match failed_conditions(&e) {
-                Some(failed) if failed.iter().take(2).any(|f| *f) => Err(RedeemError::Invalid),
-                _ => Err(StoreError::sdk(e).into()),
+        match self.transact_checked(items).await? {
+            Ok(()) => Ok((key, event)),
+            Err(failed) => match failed.as_slice() {
+                f if f.iter().take(2).any(|f| *f) => Err(RedeemError::Invalid),
+                _ => Err(StoreError::Refused(failed.clone()).into()),
             },
         }
     }

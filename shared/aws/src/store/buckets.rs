@@ -202,21 +202,15 @@ impl Store {
             TransactWriteItem::builder().update(flip).build(),
             TransactWriteItem::builder().update(count).build(),
         ];
-        match self
-            .db
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(LicenseChange::Changed),
-            Err(e) => match super::failed_conditions(&e).as_deref() {
-                Some([true, ..]) => Ok(match self.get_bucket(account_id, bucket).await? {
+        match self.transact_checked(items).await? {
+            Ok(()) => Ok(LicenseChange::Changed),
+            Err(failed) => match failed.as_slice() {
+                [true, ..] => Ok(match self.get_bucket(account_id, bucket).await? {
                     Some(b) if b.imperius_license == on => LicenseChange::Unchanged,
                     _ => LicenseChange::NotFound,
                 }),
-                Some([false, true]) => Ok(LicenseChange::NoneLeft),
-                _ => Err(StoreError::sdk(e)),
+                [false, true] => Ok(LicenseChange::NoneLeft),
+                _ => Err(StoreError::Refused(failed.clone())),
             },
         }
     }

@@ -7,9 +7,7 @@ use nuvem_domain::events::Envelope;
 use nuvem_domain::keys::{KeyStatus, Role};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Item, ListError, Listing, Page, Store, StoreError, condition_failed, failed_conditions, n, s,
-};
+use super::{Item, ListError, Listing, Page, Store, StoreError, condition_failed, n, s};
 use crate::table_keys as k;
 
 /// An access key as stored. The secret itself is never stored: only its hash.
@@ -124,21 +122,15 @@ impl Store {
             TransactWriteItem::builder().update(revoke).build(),
             self.event_record(event)?,
         ];
-        match self
-            .db
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(RevokeOutcome::Revoked),
-            Err(e) => match failed_conditions(&e).as_deref() {
+        match self.transact_checked(items).await? {
+            Ok(()) => Ok(RevokeOutcome::Revoked),
+            Err(failed) => match failed.as_slice() {
                 // Not this account's active key: revoked already, or not ours.
-                Some([true, ..]) => match self.get_key(key_id).await? {
+                [true, ..] => match self.get_key(key_id).await? {
                     Some(key) if key.account_id == account_id => Ok(RevokeOutcome::AlreadyRevoked),
                     _ => Ok(RevokeOutcome::NotFound),
                 },
-                _ => Err(StoreError::sdk(e)),
+                _ => Err(StoreError::Refused(failed.clone())),
             },
         }
     }

@@ -37,6 +37,9 @@ pub enum StoreError {
     Dynamo(String),
     #[error("stored item is malformed: {0}")]
     Malformed(String),
+    /// A transaction refused by a condition its caller did not expect.
+    #[error("transaction refused by its conditions: {0:?}")]
+    Refused(Vec<bool>),
 }
 
 impl StoreError {
@@ -117,6 +120,42 @@ impl Store {
             .await
             .map_err(StoreError::sdk)?;
         Ok(())
+    }
+
+    /// Writes items all or nothing. `Err(failed)` says which items' conditions
+    /// refused the transaction (the expected outcome of a lost race or a
+    /// duplicate); anything else is a fault.
+    pub(crate) async fn transact_checked(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), Vec<bool>>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .db
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(Ok(())),
+                Err(e) => e,
+            };
+            match cancellation_codes(&e) {
+                Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed") => {
+                    return Ok(Err(codes
+                        .iter()
+                        .map(|c| c == "ConditionalCheckFailed")
+                        .collect()));
+                }
+                // Another transaction held an item: DynamoDB asks to retry.
+                Some(codes) if codes.iter().any(|c| c == "TransactionConflict") && attempt < 4 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                }
+                _ => return Err(StoreError::sdk(e)),
+            }
+        }
     }
 
     /// The outbox copy of a domain event, written in the same transaction as
@@ -266,8 +305,11 @@ pub(crate) fn decode_cursor(
     ))
 }
 
-/// Which items of a cancelled transaction failed their condition.
-pub(crate) fn failed_conditions<E>(err: &aws_sdk_dynamodb::error::SdkError<E>) -> Option<Vec<bool>>
+/// The cancellation reason code of each item of a cancelled transaction
+/// (`"None"`, `"ConditionalCheckFailed"`, `"TransactionConflict"`, …).
+pub(crate) fn cancellation_codes<E>(
+    err: &aws_sdk_dynamodb::error::SdkError<E>,
+) -> Option<Vec<String>>
 where
     E: AsTransactionCancel,
 {
@@ -275,7 +317,7 @@ where
     Some(
         reasons
             .iter()
-            .map(|r| r.code() == Some("ConditionalCheckFailed"))
+            .map(|r| r.code().unwrap_or("None").to_owned())
             .collect(),
     )
 }

@@ -8,7 +8,7 @@ use nuvem_domain::events::Envelope;
 use nuvem_domain::usage::ObjectState;
 use serde::{Deserialize, Serialize};
 
-use super::{Item, Store, StoreError, failed_conditions, n, s};
+use super::{Item, Store, StoreError, n, s};
 use crate::table_keys as k;
 
 /// An object's recorded state and its revision (the optimistic lock).
@@ -99,17 +99,11 @@ impl Store {
                 items.push(TransactWriteItem::builder().update(add).build());
             }
         }
-        match self
-            .db
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => match failed_conditions(&e).as_deref() {
-                Some([true, ..]) => Ok(false),
-                _ => Err(StoreError::sdk(e)),
+        match self.transact_checked(items).await? {
+            Ok(()) => Ok(true),
+            Err(failed) => match failed.as_slice() {
+                [true, ..] => Ok(false),
+                _ => Err(StoreError::Refused(failed.clone())),
             },
         }
     }
@@ -146,17 +140,11 @@ impl Store {
         if let Some(event) = alert {
             items.push(self.event_record(event)?);
         }
-        match self
-            .db
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => match failed_conditions(&e).as_deref() {
-                Some([true, ..]) => Ok(false),
-                _ => Err(StoreError::sdk(e)),
+        match self.transact_checked(items).await? {
+            Ok(()) => Ok(true),
+            Err(failed) => match failed.as_slice() {
+                [true, ..] => Ok(false),
+                _ => Err(StoreError::Refused(failed.clone())),
             },
         }
     }
