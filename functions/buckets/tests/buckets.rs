@@ -271,39 +271,10 @@ async fn bad_names_and_wrong_roles_change_nothing() {
 
 /// An approved account with `licenses` Imperius licences and a quota.
 async fn active_account(env: &Env, licenses: u32, quota_gb: f64) -> String {
-    use nuvem_domain::account::{AccountStatus, Locale};
-    let id = nuvem_domain::ids::new_id("acc");
-    let now = chrono::Utc::now();
-    let account = nuvem_aws::store::AccountRecord {
-        id: id.clone(),
-        organization_name: "Clínica Sorriso".into(),
-        document: id.clone(),
-        document_kind: "cnpj".into(),
-        phone: "+5511987654321".into(),
-        email: format!("{id}@example.com"),
-        locale: Locale::PtBr,
-        status: AccountStatus::Active,
-        imperius_licenses: licenses,
-        licenses_in_use: 0,
-        quota_gb: Some(quota_gb),
-        rejection_reason: None,
-        created_at: now,
-        updated_at: now,
-        activated_at: Some(now),
-        version: 1,
-    };
-    let event = nuvem_domain::events::Envelope::new(
-        nuvem_domain::events::EventType::AccountApproved,
-        &id,
-        json!({}),
-        now,
-    );
-    env.deps
-        .store
-        .create_account(&account, &account.email, &event)
+    let quota_bytes = nuvem_domain::account::quota_bytes(quota_gb);
+    nuvem_testkit::tenants::active_account(&env.deps.store, quota_bytes, licenses)
         .await
-        .unwrap();
-    id
+        .id
 }
 
 fn set_license(account: &str, name: &str, on: bool) -> ApiGatewayV2httpRequest {

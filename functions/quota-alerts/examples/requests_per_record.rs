@@ -11,12 +11,9 @@ use std::sync::{Arc, Mutex};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use chrono::Utc;
 use nuvem_aws::Core;
-use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState, Store};
-use nuvem_domain::account::{AccountStatus, Locale};
-use nuvem_domain::events::{Envelope, EventType};
-use nuvem_testkit::TestStack;
+use nuvem_aws::store::Store;
+use nuvem_testkit::{TestStack, tenants};
 use serde_json::json;
 
 /// Counts requests by their `X-Amz-Target` (DynamoDB's operation name).
@@ -74,43 +71,10 @@ async fn main() {
         store: Store::from_client(db, t.table()),
         events: nuvem_aws::queue::EventQueue::new(&t.sdk, t.events_queue()),
     };
-    let id = nuvem_domain::ids::new_id("acc");
-    let now = Utc::now();
-    let account = AccountRecord {
-        id: id.clone(),
-        organization_name: "Bench".into(),
-        document: id.clone(),
-        document_kind: "cnpj".into(),
-        phone: "+5511987654321".into(),
-        email: format!("{id}@example.com"),
-        locale: Locale::PtBr,
-        status: AccountStatus::Active,
-        imperius_licenses: 0,
-        licenses_in_use: 0,
-        quota_gb: Some(1.0),
-        rejection_reason: None,
-        created_at: now,
-        updated_at: now,
-        activated_at: Some(now),
-        version: 1,
-    };
-    let event = Envelope::new(EventType::AccountSignedUp, &id, json!({}), now);
-    core.store
-        .create_account(&account, &account.email, &event)
+    let id = tenants::active_account(&core.store, 1_000_000_000, 0)
         .await
-        .unwrap();
-    let bucket = nuvem_domain::bucket::physical_bucket_name("nuvem-t", &id, "bench").unwrap();
-    core.store
-        .claim_bucket(&BucketRecord {
-            name: "bench".into(),
-            bucket: bucket.clone(),
-            account_id: id.clone(),
-            state: BucketState::Ready,
-            imperius_license: false,
-            created_at: now,
-        })
-        .await
-        .unwrap();
+        .id;
+    let bucket = tenants::tenant_bucket(&t, &core.store, &id, "bench").await;
     let deps = quota_alerts::Deps { core };
 
     // 200 records: each key is put, overwritten, and every fourth deleted.

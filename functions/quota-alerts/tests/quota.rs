@@ -3,14 +3,10 @@
 //! sequencers, duplicated and shuffled.
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use chrono::Utc;
 use nuvem_aws::Core;
 use nuvem_aws::blobs::Blobs;
-use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState};
-use nuvem_domain::account::{AccountStatus, Locale};
-use nuvem_domain::events::{Envelope, EventType};
-use nuvem_testkit::TestStack;
 use nuvem_testkit::inspect::drain;
+use nuvem_testkit::{TestStack, tenants};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -25,52 +21,15 @@ struct Env {
 async fn env(quota_bytes: u64) -> Env {
     let t = TestStack::new("quota").await;
     let core = Core::from_lookup(&t.sdk, &t.env("QuotaAlerts")).unwrap();
-    let id = nuvem_domain::ids::new_id("acc");
-    let now = Utc::now();
-    let account = AccountRecord {
-        id: id.clone(),
-        organization_name: "Escritório Contábil Silva".into(),
-        document: id.clone(),
-        document_kind: "cnpj".into(),
-        phone: "+5511987654321".into(),
-        email: format!("{id}@example.com"),
-        locale: Locale::PtBr,
-        status: AccountStatus::Active,
-        imperius_licenses: 0,
-        licenses_in_use: 0,
-        quota_gb: Some(quota_bytes as f64 / 1e9),
-        rejection_reason: None,
-        created_at: now,
-        updated_at: now,
-        activated_at: Some(now),
-        version: 1,
-    };
-    let signed_up = Envelope::new(EventType::AccountSignedUp, &id, json!({}), now);
-    core.store
-        .create_account(&account, &account.email, &signed_up)
+    let account = tenants::active_account(&core.store, quota_bytes, 0)
         .await
-        .unwrap();
-    let bucket = nuvem_domain::bucket::physical_bucket_name("nuvem-t", &id, "dados").unwrap();
-    let record = BucketRecord {
-        name: "dados".into(),
-        bucket: bucket.clone(),
-        account_id: id.clone(),
-        state: BucketState::Creating,
-        imperius_license: false,
-        created_at: now,
-    };
-    core.store.claim_bucket(&record).await.unwrap();
-    let queue_arn = t.stack.queue("S3EventsQueue").arn.clone();
-    Blobs::new(&t.sdk)
-        .create_tenant_bucket(&bucket, &id, &queue_arn)
-        .await
-        .unwrap();
-    core.store.bucket_ready(&bucket).await.unwrap();
+        .id;
+    let bucket = tenants::tenant_bucket(&t, &core.store, &account, "dados").await;
     drain(&t.sqs, t.events_queue(), 50).await;
     Env {
         t,
         deps: quota_alerts::Deps { core },
-        account: id,
+        account,
         bucket,
     }
 }

@@ -12,17 +12,13 @@
 //!
 //! `cargo run -p usage-reconciler --example per_10k [objects]`
 
+use futures::StreamExt;
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
-use futures::StreamExt;
 use nuvem_aws::Core;
 use nuvem_aws::blobs::Blobs;
-use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState};
-use nuvem_domain::account::{AccountStatus, Locale};
-use nuvem_domain::events::{Envelope, EventType};
-use nuvem_testkit::TestStack;
-use serde_json::json;
+use nuvem_testkit::{TestStack, tenants};
 
 #[tokio::main]
 async fn main() {
@@ -32,53 +28,11 @@ async fn main() {
         .unwrap_or(10_000);
     let t = TestStack::new("reconcile-bench").await;
     let core = Core::from_lookup(&t.sdk, &t.env("UsageReconciler")).unwrap();
-    let id = nuvem_domain::ids::new_id("acc");
-    let now = Utc::now();
-    let account = AccountRecord {
-        id: id.clone(),
-        organization_name: "Bench".into(),
-        document: id.clone(),
-        document_kind: "cnpj".into(),
-        phone: "+5511987654321".into(),
-        email: format!("{id}@example.com"),
-        locale: Locale::PtBr,
-        status: AccountStatus::Active,
-        imperius_licenses: 0,
-        licenses_in_use: 0,
-        quota_gb: Some(1_000.0),
-        rejection_reason: None,
-        created_at: now,
-        updated_at: now,
-        activated_at: Some(now),
-        version: 1,
-    };
-    let signed_up = Envelope::new(EventType::AccountSignedUp, &id, json!({}), now);
-    core.store
-        .create_account(&account, &account.email, &signed_up)
+    let id = tenants::active_account(&core.store, 1_000_000_000_000, 0)
         .await
-        .unwrap();
-    let bucket = nuvem_domain::bucket::physical_bucket_name("nuvem-t", &id, "bench").unwrap();
-    core.store
-        .claim_bucket(&BucketRecord {
-            name: "bench".into(),
-            bucket: bucket.clone(),
-            account_id: id.clone(),
-            state: BucketState::Creating,
-            imperius_license: false,
-            created_at: now,
-        })
-        .await
-        .unwrap();
+        .id;
+    let bucket = tenants::tenant_bucket(&t, &core.store, &id, "bench").await;
     let blobs = Blobs::new(&t.sdk);
-    // No notifications: the events would only fill a queue nobody reads.
-    blobs
-        .client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    core.store.bucket_ready(&bucket).await.unwrap();
 
     let started = Instant::now();
     let s3 = blobs.client().clone();

@@ -6,13 +6,10 @@
 use chrono::{Duration, Utc};
 use nuvem_aws::Core;
 use nuvem_aws::blobs::Blobs;
-use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState};
-use nuvem_domain::account::{AccountStatus, Locale};
-use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::usage::ObjectState;
-use nuvem_testkit::TestStack;
 use nuvem_testkit::inspect::drain;
-use serde_json::{Value, json};
+use nuvem_testkit::{TestStack, tenants};
+use serde_json::Value;
 use usage_reconciler::{Deps, Report, handle};
 
 struct Env {
@@ -27,48 +24,11 @@ struct Env {
 async fn env(quota_bytes: u64) -> Env {
     let t = TestStack::new("reconcile").await;
     let core = Core::from_lookup(&t.sdk, &t.env("UsageReconciler")).unwrap();
-    let id = nuvem_domain::ids::new_id("acc");
-    let now = Utc::now();
-    let account = AccountRecord {
-        id: id.clone(),
-        organization_name: "Padaria Pão Quente".into(),
-        document: id.clone(),
-        document_kind: "cnpj".into(),
-        phone: "+5511987654321".into(),
-        email: format!("{id}@example.com"),
-        locale: Locale::PtBr,
-        status: AccountStatus::Active,
-        imperius_licenses: 0,
-        licenses_in_use: 0,
-        quota_gb: Some(quota_bytes as f64 / 1e9),
-        rejection_reason: None,
-        created_at: now,
-        updated_at: now,
-        activated_at: Some(now),
-        version: 1,
-    };
-    let signed_up = Envelope::new(EventType::AccountSignedUp, &id, json!({}), now);
-    core.store
-        .create_account(&account, &account.email, &signed_up)
+    let id = tenants::active_account(&core.store, quota_bytes, 0)
         .await
-        .unwrap();
-    let bucket = nuvem_domain::bucket::physical_bucket_name("nuvem-t", &id, "backups").unwrap();
-    let record = BucketRecord {
-        name: "backups".into(),
-        bucket: bucket.clone(),
-        account_id: id.clone(),
-        state: BucketState::Creating,
-        imperius_license: false,
-        created_at: now,
-    };
-    core.store.claim_bucket(&record).await.unwrap();
+        .id;
+    let bucket = tenants::tenant_bucket(&t, &core.store, &id, "backups").await;
     let blobs = Blobs::new(&t.sdk);
-    let queue_arn = t.stack.queue("S3EventsQueue").arn.clone();
-    blobs
-        .create_tenant_bucket(&bucket, &id, &queue_arn)
-        .await
-        .unwrap();
-    core.store.bucket_ready(&bucket).await.unwrap();
     drain(&t.sqs, t.events_queue(), 50).await;
     let mut deps = Deps::new(core, blobs);
     // Everything here is older than the run: nothing is in flight.

@@ -19,6 +19,7 @@ mod harness;
 pub mod inspect;
 pub mod stack;
 pub mod template;
+pub mod tenants;
 
 pub use emulator::{Emulator, SentEmail, emulator, moto_server_path};
 pub use harness::TestStack;

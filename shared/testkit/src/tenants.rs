@@ -1,0 +1,68 @@
+//! Tenant state seeded straight into a test stack, as onboarding and the
+//! bucket routes would have left it: an approved account with a quota, and a
+//! ready bucket wired to the stack's S3 events queue.
+
+use chrono::Utc;
+use nuvem_aws::blobs::Blobs;
+use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState, Store};
+use nuvem_domain::account::{AccountStatus, Locale};
+use nuvem_domain::events::{Envelope, EventType};
+use serde_json::json;
+
+use crate::TestStack;
+
+/// An active, activated account with `quota_bytes` of quota (stored as GB,
+/// 1 GB = 10^9 bytes; below the API's 0.001 GB minimum if a test wants) and
+/// `licenses` Imperius licences.
+pub async fn active_account(store: &Store, quota_bytes: u64, licenses: u32) -> AccountRecord {
+    let id = nuvem_domain::ids::new_id("acc");
+    let now = Utc::now();
+    let account = AccountRecord {
+        id: id.clone(),
+        organization_name: "Padaria Pão Quente Ltda".into(),
+        document: id.clone(),
+        document_kind: "cnpj".into(),
+        phone: "+5511987654321".into(),
+        email: format!("{id}@example.com"),
+        locale: Locale::PtBr,
+        status: AccountStatus::Active,
+        imperius_licenses: licenses,
+        licenses_in_use: 0,
+        quota_gb: Some(quota_bytes as f64 / 1e9),
+        rejection_reason: None,
+        created_at: now,
+        updated_at: now,
+        activated_at: Some(now),
+        version: 1,
+    };
+    let approved = Envelope::new(EventType::AccountApproved, &id, json!({}), now);
+    store
+        .create_account(&account, &account.email, &approved)
+        .await
+        .expect("account stored");
+    account
+}
+
+/// A ready bucket of the account, created in the emulator's S3 and wired to
+/// the stack's `S3EventsQueue`; returns its physical name.
+pub async fn tenant_bucket(t: &TestStack, store: &Store, account_id: &str, name: &str) -> String {
+    let prefix = t.env("Buckets")("BUCKET_PREFIX").expect("BUCKET_PREFIX");
+    let bucket = nuvem_domain::bucket::physical_bucket_name(&prefix, account_id, name)
+        .expect("a valid bucket name");
+    let record = BucketRecord {
+        name: name.into(),
+        bucket: bucket.clone(),
+        account_id: account_id.into(),
+        state: BucketState::Creating,
+        imperius_license: false,
+        created_at: Utc::now(),
+    };
+    store.claim_bucket(&record).await.expect("bucket claimed");
+    let queue_arn = &t.stack.queue("S3EventsQueue").arn;
+    Blobs::new(&t.sdk)
+        .create_tenant_bucket(&bucket, account_id, queue_arn)
+        .await
+        .expect("bucket created");
+    store.bucket_ready(&bucket).await.expect("bucket ready");
+    bucket
+}
