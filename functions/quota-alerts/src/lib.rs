@@ -169,9 +169,7 @@ async fn apply_record(
                 &bucket,
                 &key,
                 previous.as_ref(),
-                &outcome.new_state,
-                outcome.bytes_delta,
-                outcome.objects_delta,
+                &outcome,
                 Utc::now().timestamp(),
             )
             .await

@@ -371,9 +371,7 @@ async fn check(
             &bucket.bucket,
             key,
             previous.as_ref(),
-            &outcome.new_state,
-            outcome.bytes_delta,
-            outcome.objects_delta,
+            &outcome,
             Utc::now().timestamp(),
         )
         .await

@@ -6,7 +6,7 @@
 use chrono::{Duration, Utc};
 use nuvem_aws::Core;
 use nuvem_aws::blobs::Blobs;
-use nuvem_domain::usage::ObjectState;
+use nuvem_domain::usage::{ObjectState, Outcome};
 use nuvem_testkit::inspect::drain;
 use nuvem_testkit::{TestStack, tenants};
 use serde_json::Value;
@@ -87,9 +87,11 @@ impl Env {
                     &self.bucket,
                     key,
                     previous.as_ref(),
-                    &state,
-                    size as i64 - was.0,
-                    1 - was.1,
+                    &Outcome {
+                        new_state: state,
+                        bytes_delta: size as i64 - was.0,
+                        objects_delta: 1 - was.1,
+                    },
                     Utc::now().timestamp(),
                 )
                 .await

@@ -5,7 +5,7 @@
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use nuvem_domain::events::Envelope;
-use nuvem_domain::usage::ObjectState;
+use nuvem_domain::usage::{ObjectState, Outcome};
 use serde::{Deserialize, Serialize};
 
 use super::{Item, Store, StoreError, n, s};
@@ -48,18 +48,21 @@ impl Store {
     /// account's usage, if nobody changed the object since `previous` was
     /// read. Returns false when someone did (read again and retry).
     /// `now_epoch` is kept as the state's `changed_at`.
-    #[allow(clippy::too_many_arguments)]
     pub async fn record_object_change(
         &self,
         account_id: &str,
         bucket: &str,
         key: &str,
         previous: Option<&StoredObject>,
-        state: &ObjectState,
-        bytes_delta: i64,
-        objects_delta: i64,
+        change: &Outcome,
         now_epoch: i64,
     ) -> Result<bool, StoreError> {
+        let Outcome {
+            new_state: state,
+            bytes_delta,
+            objects_delta,
+        } = change;
+        let (bytes_delta, objects_delta) = (*bytes_delta, *objects_delta);
         let stored = StoredObject {
             state: state.clone(),
             rev: previous.map_or(1, |p| p.rev + 1),
