@@ -29,12 +29,15 @@ build:
 ## consumers and its schedules. Ctrl-C stops everything.
 dev: venv build
 	@mkdir -p .local
+	@echo "make dev: WebhookAllowLoopback=true, so webhook endpoints on 127.0.0.1 (http://) are allowed here;"
+	@echo "          a deployment refuses loopback unless its operator sets that parameter."
 	@$(VENV)/bin/nuvem-emulator -H 127.0.0.1 -p $(EMULATOR_PORT) > .local/emulator.log 2>&1 & \
 	  moto=$$!; trap 'kill $$moto 2>/dev/null' EXIT INT TERM; \
 	  target/debug/nuvem-local --template template.yaml --port $(API_PORT) \
 	    --bin-dir target/debug --stack-name $(STACK) \
 	    --emulator-url http://127.0.0.1:$(EMULATOR_PORT) \
-	    --param PublicBaseUrl=http://127.0.0.1:$(API_PORT)
+	    --param PublicBaseUrl=http://127.0.0.1:$(API_PORT) \
+	    --param WebhookAllowLoopback=true
 
 ## A new platform admin credential for the running `make dev` stack.
 admin-key:

@@ -13,3 +13,5 @@ python3 scripts/init_time.py --runs "${RUNS:-20}" $(printf -- "$CARGO_TARGET_DIR
 cargo run --quiet --release -p authorizer --example cpu
 # Against the emulator (debug build is fine: it counts requests, not time).
 CARGO_TARGET_DIR=target cargo run --quiet -p quota-alerts --example requests_per_record
+CARGO_TARGET_DIR=target cargo run --quiet -p fanout --example fanout_requests
+cargo run --quiet --release -p webhook-delivery --example throughput

@@ -1,23 +1,30 @@
-//! Consumes the `events` queue and tells tenants what happened. Today the
-//! email channel (SES); webhooks and WhatsApp join here later.
+//! Consumes the `events` queue and tells tenants what happened: email (SES)
+//! and webhooks (one delivery task per subscribed endpoint, for
+//! `webhook-delivery`); WhatsApp joins here later.
 //!
-//! Each (channel, event) is claimed before its effect (see
-//! `nuvem_aws::idempotency`), so an event delivered twice sends one email,
-//! and a failed record is reported alone for redelivery (partial batch
-//! failure); after `maxReceiveCount` the queue moves it to its DLQ.
+//! Each email is claimed before it is sent (see `nuvem_aws::idempotency`),
+//! so an event delivered twice sends one email; webhook tasks carry a
+//! delivery id derived from event and endpoint, so duplicates collapse in
+//! `webhook-delivery`. A failed record is reported alone for redelivery
+//! (partial batch failure); after `maxReceiveCount` the queue moves it to
+//! its DLQ.
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
+use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
 use nuvem_aws::idempotency::Claim;
 use nuvem_aws::mail::Mailer;
 use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
 use nuvem_aws::store::Store;
-use nuvem_domain::events::{Envelope, EventType};
+use nuvem_domain::events::{Envelope, EventName, EventType};
 use nuvem_domain::mail;
+use nuvem_domain::webhook::delivery::delivery_id;
+use nuvem_domain::webhook::endpoint::subscribes;
 
 pub struct Deps {
     pub store: Store,
     pub mailer: Mailer,
+    pub deliveries: DeliveryQueue,
     /// `<base>/activate?token=…` is the activation link.
     pub public_base_url: String,
 }
@@ -48,16 +55,62 @@ async fn process(deps: &Deps, record: &SqsMessage) -> Result<(), String> {
         .message_attributes
         .get(ACTIVATION_TOKEN_ATTRIBUTE)
         .and_then(|a| a.string_value.as_deref());
-    email(deps, &event, token).await
+    // Both channels run even if one fails; a retry redoes only what is not
+    // done (the email claim, the delivery ids).
+    let (email, webhooks) = tokio::join!(email(deps, &event, token), webhooks(deps, &event));
+    email.and(webhooks)
+}
+
+/// One delivery task per enabled endpoint of the account that subscribes to
+/// the event: one query, then ten tasks per SQS request.
+async fn webhooks(deps: &Deps, event: &Envelope) -> Result<(), String> {
+    if event.event_type == EventName::Known(EventType::WebhookTest) {
+        return Ok(());
+    }
+    let routes = deps
+        .store
+        .endpoint_routes(&event.account_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tasks: Vec<DeliveryTask> = routes
+        .iter()
+        .filter(|route| route.enabled && subscribes(&route.event_types, &event.event_type))
+        .map(|route| DeliveryTask {
+            delivery_id: delivery_id(&event.id, &route.id),
+            endpoint_id: route.id.clone(),
+            attempt: 1,
+            not_before: None,
+            event: event.clone(),
+        })
+        .collect();
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let failed = deps
+        .deliveries
+        .send_all(&tasks)
+        .await
+        .map_err(|e| e.to_string())?;
+    if failed > 0 {
+        return Err(format!(
+            "{failed} of {} delivery tasks not queued",
+            tasks.len()
+        ));
+    }
+    Ok(())
 }
 
 async fn email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Result<(), String> {
+    let EventName::Known(event_type) = event.event_type else {
+        return Ok(());
+    };
     if !matches!(
-        event.event_type,
+        event_type,
         EventType::AccountApproved
             | EventType::AccountActivationReissued
             | EventType::AccountRejected
             | EventType::QuotaThresholdCrossed
+            | EventType::WebhookEndpointDisabled
     ) {
         return Ok(());
     }
@@ -92,7 +145,10 @@ async fn send_email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Resul
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("account {} not found", event.account_id))?;
-    let message = match event.event_type {
+    let EventName::Known(event_type) = event.event_type else {
+        return Ok(());
+    };
+    let message = match event_type {
         EventType::AccountApproved | EventType::AccountActivationReissued => {
             let Some(token) = token else {
                 // Retrying cannot bring the token back; an operator must.
@@ -115,6 +171,12 @@ async fn send_email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Resul
             mail::rejection_email(account.locale, &account.organization_name, reason)
         }
         EventType::QuotaThresholdCrossed => quota_email(&account, &event.data)?,
+        EventType::WebhookEndpointDisabled => mail::webhook_disabled_email(
+            account.locale,
+            &account.organization_name,
+            event.data["url"].as_str().unwrap_or_default(),
+            event.data["reason"] == "gone",
+        ),
         _ => return Ok(()),
     };
     deps.mailer

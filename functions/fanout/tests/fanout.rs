@@ -14,13 +14,21 @@ use serde_json::json;
 
 async fn deps() -> (fanout::Deps, &'static Emulator) {
     let t = TestStack::new("fanout").await;
+    (deps_of(&t), t.emulator)
+}
+
+/// The function's dependencies on a test stack, as its `main` builds them.
+fn deps_of(t: &TestStack) -> fanout::Deps {
     let env = t.env("Fanout");
-    let deps = fanout::Deps {
+    fanout::Deps {
         store: Store::new(&t.sdk, t.table()),
         mailer: Mailer::new(&t.sdk, env("MAIL_FROM").unwrap()),
+        deliveries: nuvem_aws::deliveries::DeliveryQueue::new(
+            &t.sdk,
+            &t.stack.queue("DeliveriesQueue").url,
+        ),
         public_base_url: "https://app.example.com.br/".into(),
-    };
-    (deps, t.emulator)
+    }
 }
 
 /// Stores an account as signup would, with a mailbox of its own.
@@ -219,4 +227,208 @@ async fn a_quota_crossing_is_emailed_with_the_usage_and_the_biggest_buckets() {
         "{body}"
     );
     assert!(body.contains("backups-diarios"));
+}
+
+// ---------------------------------------------------------------- webhooks
+
+mod webhooks {
+    use super::*;
+    use nuvem_aws::deliveries::DeliveryTask;
+    use nuvem_aws::store::EndpointRecord;
+    use nuvem_testkit::inspect::drain;
+    use nuvem_testkit::receiver::Receiver;
+
+    struct World {
+        t: TestStack,
+        deps: fanout::Deps,
+    }
+
+    async fn world() -> World {
+        let t = TestStack::new("fanout-wh").await;
+        World {
+            deps: deps_of(&t),
+            t,
+        }
+    }
+
+    async fn endpoint(
+        store: &Store,
+        account_id: &str,
+        url: &str,
+        settings: serde_json::Value,
+    ) -> EndpointRecord {
+        let mut body = json!({ "url": url });
+        for (k, v) in settings.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        nuvem_testkit::tenants::webhook_endpoint(store, account_id, body, None).await
+    }
+
+    fn quota_event(account_id: &str) -> Envelope {
+        Envelope::new(
+            EventType::QuotaThresholdCrossed,
+            account_id,
+            json!({"level_percent": 80, "used_bytes": 800, "quota_bytes": 1000, "biggest_buckets": []}),
+            Utc::now(),
+        )
+    }
+
+    async fn queued(w: &World) -> Vec<DeliveryTask> {
+        drain(&w.t.sqs, &w.t.stack.queue("DeliveriesQueue").url, 100)
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_subscribed_enabled_endpoint_of_the_account_gets_one_task() {
+        let w = world().await;
+        let store = &w.deps.store;
+        let mine = nuvem_testkit::tenants::active_account(store, 1_000, 0).await;
+        let theirs = nuvem_testkit::tenants::active_account(store, 1_000, 0).await;
+        let url = "http://127.0.0.1:9/hook";
+        let all = endpoint(store, &mine.id, url, json!({})).await;
+        let quota = endpoint(
+            store,
+            &mine.id,
+            url,
+            json!({"event_types": ["quota.threshold_crossed"]}),
+        )
+        .await;
+        let _keys = endpoint(
+            store,
+            &mine.id,
+            url,
+            json!({"event_types": ["key.created"]}),
+        )
+        .await;
+        let _off = endpoint(store, &mine.id, url, json!({"enabled": false})).await;
+        let _other_account = endpoint(store, &theirs.id, url, json!({})).await;
+
+        let event = quota_event(&mine.id);
+        // Delivered twice: the tasks repeat with the same delivery ids.
+        let answer = fanout::handle(&w.deps, batch(vec![record("m1", &event, None)])).await;
+        assert!(answer.batch_item_failures.is_empty());
+        fanout::handle(&w.deps, batch(vec![record("m2", &event, None)])).await;
+        let tasks = queued(&w).await;
+        assert_eq!(tasks.len(), 4);
+        let mut targets: Vec<&str> = tasks.iter().map(|t| t.endpoint_id.as_str()).collect();
+        targets.sort();
+        targets.dedup();
+        let mut expected = vec![all.id.as_str(), quota.id.as_str()];
+        expected.sort();
+        assert_eq!(targets, expected);
+        for task in &tasks {
+            assert_eq!(task.attempt, 1);
+            assert_eq!(task.event, event);
+            assert_eq!(
+                task.delivery_id,
+                nuvem_domain::webhook::delivery::delivery_id(&event.id, &task.endpoint_id)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_duplicated_event_reaches_each_endpoint_once() {
+        let w = world().await;
+        let store = &w.deps.store;
+        let receiver = Receiver::start().await;
+        let account = nuvem_testkit::tenants::active_account(store, 1_000, 0).await;
+        let a = endpoint(store, &account.id, &receiver.url("/a"), json!({})).await;
+        let b = endpoint(store, &account.id, &receiver.url("/b"), json!({})).await;
+        let event = quota_event(&account.id);
+        fanout::handle(
+            &w.deps,
+            batch(vec![record("m1", &event, None), record("m2", &event, None)]),
+        )
+        .await;
+        fanout::handle(&w.deps, batch(vec![record("m3", &event, None)])).await;
+        let tasks = queued(&w).await;
+        assert_eq!(tasks.len(), 6);
+        let delivery = webhook_delivery::Deps {
+            core: nuvem_aws::Core::from_lookup(&w.t.sdk, &w.t.env("WebhookDelivery")).unwrap(),
+            queue: w.deps.deliveries.clone(),
+            sender: nuvem_aws::webhook::Sender::new(true),
+        };
+        let records: Vec<SqsMessage> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, task)| {
+                let mut m = SqsMessage::default();
+                m.message_id = Some(format!("d{i}"));
+                m.body = Some(serde_json::to_string(task).unwrap());
+                m
+            })
+            .collect();
+        // Concurrent duplicates may find the attempt in flight and be retried.
+        let answer = webhook_delivery::handle(&delivery, batch(records.clone())).await;
+        let retried: Vec<SqsMessage> = records
+            .into_iter()
+            .filter(|r| {
+                answer
+                    .batch_item_failures
+                    .iter()
+                    .any(|f| Some(&f.item_identifier) == r.message_id.as_ref())
+            })
+            .collect();
+        if !retried.is_empty() {
+            webhook_delivery::handle(&delivery, batch(retried)).await;
+        }
+        let received = receiver.received();
+        let mut paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, ["/a", "/b"], "one request per endpoint");
+        received
+            .iter()
+            .find(|r| r.path == "/a")
+            .unwrap()
+            .verify(&a.secret)
+            .unwrap();
+        received
+            .iter()
+            .find(|r| r.path == "/b")
+            .unwrap()
+            .verify(&b.secret)
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn custom_events_reach_only_endpoints_that_take_them() {
+        let w = world().await;
+        let store = &w.deps.store;
+        let account = nuvem_testkit::tenants::active_account(store, 1_000, 0).await;
+        let url = "http://127.0.0.1:9/hook";
+        let all = endpoint(store, &account.id, url, json!({})).await;
+        let paid = endpoint(
+            store,
+            &account.id,
+            url,
+            json!({"event_types": ["custom.order.paid"]}),
+        )
+        .await;
+        let _other = endpoint(
+            store,
+            &account.id,
+            url,
+            json!({"event_types": ["custom.order.cancelled"]}),
+        )
+        .await;
+        let event = Envelope::new(
+            nuvem_domain::events::CustomEventType::parse("custom.order.paid").unwrap(),
+            account.id.clone(),
+            json!({"order": 42}),
+            Utc::now(),
+        );
+        fanout::handle(&w.deps, batch(vec![record("m1", &event, None)])).await;
+        let mut targets: Vec<String> = queued(&w)
+            .await
+            .into_iter()
+            .map(|t| t.endpoint_id)
+            .collect();
+        targets.sort();
+        let mut expected = vec![all.id, paid.id];
+        expected.sort();
+        assert_eq!(targets, expected);
+    }
 }

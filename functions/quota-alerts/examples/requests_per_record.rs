@@ -5,43 +5,12 @@
 //!
 //! `cargo run -p quota-alerts --example requests_per_record` (run by `make measure`).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use nuvem_aws::Core;
 use nuvem_aws::store::Store;
+use nuvem_testkit::counting::RequestCounter;
 use nuvem_testkit::{TestStack, tenants};
 use serde_json::json;
-
-/// Counts requests by their `X-Amz-Target` (DynamoDB's operation name).
-#[derive(Debug, Default, Clone)]
-struct Counter(Arc<Mutex<BTreeMap<String, u64>>>);
-
-impl Intercept for Counter {
-    fn name(&self) -> &'static str {
-        "request-counter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .and_then(|t| t.split('.').nth(1))
-            .unwrap_or("?")
-            .to_owned();
-        *self.0.lock().unwrap().entry(target).or_default() += 1;
-        Ok(())
-    }
-}
 
 fn notification(bucket: &str, key: &str, put: Option<u64>, sequencer: u64) -> String {
     let (name, object) = match put {
@@ -61,14 +30,9 @@ fn notification(bucket: &str, key: &str, put: Option<u64>, sequencer: u64) -> St
 #[tokio::main]
 async fn main() {
     let t = TestStack::new("bench").await;
-    let counter = Counter::default();
-    let db = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&t.sdk)
-            .interceptor(counter.clone())
-            .build(),
-    );
+    let counter = RequestCounter::default();
     let core = Core {
-        store: Store::from_client(db, t.table()),
+        store: Store::from_client(counter.dynamodb(&t.sdk), t.table()),
         events: nuvem_aws::queue::EventQueue::new(&t.sdk, t.events_queue()),
     };
     let id = tenants::active_account(&core.store, 1_000_000_000, 0)
@@ -99,7 +63,7 @@ async fn main() {
     let duplicates: Vec<String> = bodies.iter().step_by(20).cloned().collect();
     let records = bodies.len() + duplicates.len();
     bodies.extend(duplicates);
-    counter.0.lock().unwrap().clear();
+    counter.clear();
     for (n, chunk) in bodies.chunks(10).enumerate() {
         let mut event = SqsEvent::default();
         event.records = chunk
@@ -115,7 +79,7 @@ async fn main() {
         let answer = quota_alerts::handle(&deps, event).await;
         assert!(answer.batch_item_failures.is_empty());
     }
-    let counts = counter.0.lock().unwrap().clone();
+    let counts = counter.counts();
     let writes: u64 = [
         "PutItem",
         "UpdateItem",

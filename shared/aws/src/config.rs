@@ -31,11 +31,23 @@ pub fn env_or<T: FromStr>(name: &str, default: T) -> Result<T, ConfigError>
 where
     T::Err: Display,
 {
-    match std::env::var(name) {
-        Ok(v) => v
+    optional(&|name| std::env::var(name).ok(), name, default)
+}
+
+/// An optional variable from any source, parsed as `T`, with a default.
+pub fn optional<T: FromStr>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: Display,
+{
+    match lookup(name) {
+        Some(v) => v
             .parse()
             .map_err(|e| ConfigError(format!("environment variable {name}: {e}"))),
-        Err(_) => Ok(default),
+        None => Ok(default),
     }
 }
 

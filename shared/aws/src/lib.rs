@@ -4,6 +4,7 @@
 
 pub mod blobs;
 pub mod config;
+pub mod deliveries;
 pub mod http;
 pub mod idempotency;
 pub mod mail;
@@ -12,6 +13,7 @@ pub mod quota;
 pub mod runtime;
 pub mod store;
 pub mod table_keys;
+pub mod webhook;
 
 /// What most functions need: the table and the events queue, from the
 /// environment the template sets (`TABLE_NAME`, `EVENTS_QUEUE_URL`).
@@ -46,7 +48,12 @@ impl Core {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, config::ConfigError> {
         Ok(Core {
-            store: store::Store::new(sdk, config::required(lookup, "TABLE_NAME")?),
+            store: store::Store::new(sdk, config::required(lookup, "TABLE_NAME")?)
+                .with_retention_days(config::optional(
+                    lookup,
+                    "RETENTION_DAYS",
+                    store::DEFAULT_RETENTION_DAYS,
+                )?),
             events: queue::EventQueue::new(sdk, config::required(lookup, "EVENTS_QUEUE_URL")?),
         })
     }

@@ -8,6 +8,16 @@ use nuvem_domain::events::Envelope;
 #[error("sqs: {0}")]
 pub struct QueueError(String);
 
+impl QueueError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        QueueError(message.into())
+    }
+
+    pub(crate) fn sdk<E: std::error::Error>(e: E) -> Self {
+        QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct EventQueue {
     sqs: Client,

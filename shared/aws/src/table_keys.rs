@@ -123,3 +123,43 @@ pub fn reconcile_run_sk(at: &str) -> String {
 /// Physical bucket names are lowercase, so this never names a bucket.
 pub const RECONCILE_STATE_PK: &str = "RECONCILE#STATE";
 pub const RECONCILE_STATE_SK: &str = "STATE";
+
+/// A webhook endpoint lives in its account's partition, so that fan-out
+/// finds every endpoint of an account with one query.
+pub fn webhook_sk(webhook_id: &str) -> String {
+    format!("WEBHOOK#{webhook_id}")
+}
+pub const WEBHOOK_PREFIX: &str = "WEBHOOK#";
+pub const EVENT_PREFIX: &str = "EVENT#";
+
+/// One delivery of one event to one endpoint: its attempt count, status and
+/// the lease of the attempt in flight (the idempotency record of
+/// `webhook-delivery`).
+pub fn delivery_pk(delivery_id: &str) -> String {
+    format!("DELIVERY#{delivery_id}")
+}
+pub const DELIVERY_SK: &str = "DELIVERY";
+
+/// The attempts log of one endpoint, newest last by attempt id (a ULID).
+/// The account is part of the key, so no listing can cross accounts.
+pub fn attempts_pk(account_id: &str, webhook_id: &str) -> String {
+    format!("ATTEMPTS#{account_id}#{webhook_id}")
+}
+pub fn attempt_sk(attempt_id: &str) -> String {
+    format!("ATTEMPT#{attempt_id}")
+}
+pub const ATTEMPT_PREFIX: &str = "ATTEMPT#";
+/// gsi1 partition of an endpoint's attempts with one outcome, by attempt id.
+pub fn attempts_by_outcome(account_id: &str, webhook_id: &str, outcome: &str) -> String {
+    format!("ATTEMPTS#{account_id}#{webhook_id}#{outcome}")
+}
+
+/// The line of an ordered endpoint for one subject: one `WAIT#<position>`
+/// item per event not yet delivered; the first is the one being delivered.
+pub fn lane_pk(account_id: &str, webhook_id: &str, subject: &str) -> String {
+    format!("LANE#{account_id}#{webhook_id}#{subject}")
+}
+pub fn lane_sk(position: &str) -> String {
+    format!("WAIT#{position}")
+}
+pub const LANE_PREFIX: &str = "WAIT#";

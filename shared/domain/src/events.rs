@@ -33,10 +33,19 @@ pub enum EventType {
     /// up (see [`crate::threshold::crossing`]).
     #[serde(rename = "quota.threshold_crossed")]
     QuotaThresholdCrossed,
+    /// A test delivery a tenant asked for; sent only to the endpoint being
+    /// tested, never fanned out to the account's other endpoints.
+    #[serde(rename = "webhook.test")]
+    WebhookTest,
+    /// A webhook endpoint was disabled automatically (it answered 410 Gone or
+    /// kept failing for [`crate::webhook::retry::DISABLE_AFTER_FAILING`]); its
+    /// owner is also told by email.
+    #[serde(rename = "webhook.endpoint_disabled")]
+    WebhookEndpointDisabled,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 10] = [
         EventType::AccountSignedUp,
         EventType::AccountApproved,
         EventType::AccountActivationReissued,
@@ -45,6 +54,8 @@ impl EventType {
         EventType::KeyCreated,
         EventType::KeyRevoked,
         EventType::QuotaThresholdCrossed,
+        EventType::WebhookTest,
+        EventType::WebhookEndpointDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +68,100 @@ impl EventType {
             EventType::KeyCreated => "key.created",
             EventType::KeyRevoked => "key.revoked",
             EventType::QuotaThresholdCrossed => "quota.threshold_crossed",
+            EventType::WebhookTest => "webhook.test",
+            EventType::WebhookEndpointDisabled => "webhook.endpoint_disabled",
+        }
+    }
+
+    /// Whether a webhook endpoint may list this type in its filter.
+    /// `webhook.test` is sent on demand to one endpoint, so filtering on it
+    /// means nothing.
+    pub fn is_subscribable(self) -> bool {
+        self != EventType::WebhookTest
+    }
+
+    /// One English line for the event catalogue.
+    pub fn description(self) -> &'static str {
+        match self {
+            EventType::AccountSignedUp => {
+                "An organization signed up; the account waits for approval."
+            }
+            EventType::AccountApproved => {
+                "The account was approved with a storage quota and Imperius licences; an activation link was emailed."
+            }
+            EventType::AccountActivationReissued => {
+                "A new activation link was emailed to an approved account that has not activated yet."
+            }
+            EventType::AccountRejected => "The signup was rejected, with the reason given.",
+            EventType::AccountUpdated => {
+                "The account's storage quota or Imperius licences were changed."
+            }
+            EventType::KeyCreated => "An access key was created.",
+            EventType::KeyRevoked => "An access key was revoked.",
+            EventType::QuotaThresholdCrossed => {
+                "The account's storage use rose past 80 %, 95 % or 100 % of its quota."
+            }
+            EventType::WebhookTest => "A test delivery, sent on request to one webhook endpoint.",
+            EventType::WebhookEndpointDisabled => {
+                "A webhook endpoint was disabled automatically: it answered 410 Gone or kept failing for 5 days."
+            }
+        }
+    }
+
+    /// A realistic `data` object of this type, with the fields the code
+    /// that emits it puts in (keep in step with those call sites).
+    pub fn example_data(self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            EventType::AccountSignedUp => json!({
+                "organization_name": "Padaria Pão Quente Ltda",
+                "document_kind": "cnpj",
+                "imperius_licenses": 10
+            }),
+            EventType::AccountApproved => json!({
+                "quota_gb": 50.0,
+                "imperius_licenses": 10,
+                "activation_expires_at": "2026-07-08T10:00:00Z"
+            }),
+            EventType::AccountActivationReissued => json!({
+                "activation_expires_at": "2026-07-08T10:00:00Z"
+            }),
+            EventType::AccountRejected => json!({
+                "reason": "The CNPJ does not match the organization name."
+            }),
+            EventType::AccountUpdated => json!({
+                "quota_gb": 100.0,
+                "imperius_licenses": 12,
+                "previous": { "quota_gb": 50.0, "imperius_licenses": 10 }
+            }),
+            EventType::KeyCreated => json!({
+                "key_id": "key_01j9z3k8m2n4p6q8r0s2t4v6w8",
+                "name": "backup server",
+                "role": "operator"
+            }),
+            EventType::KeyRevoked => json!({
+                "key_id": "key_01j9z3k8m2n4p6q8r0s2t4v6w8"
+            }),
+            EventType::QuotaThresholdCrossed => json!({
+                "level_percent": 80,
+                "used_bytes": 42_949_672_960_u64,
+                "quota_bytes": 53_687_091_200_u64,
+                "biggest_buckets": [
+                    { "name": "backups", "used_bytes": 32_212_254_720_u64 },
+                    { "name": "invoices", "used_bytes": 10_737_418_240_u64 }
+                ]
+            }),
+            EventType::WebhookTest => json!({
+                "message": "This is a test delivery from nuvem.",
+                "webhook_id": "wh_01j9z3k8m2n4p6q8r0s2t4v6w8"
+            }),
+            EventType::WebhookEndpointDisabled => json!({
+                "webhook_id": "wh_01j9z3k8m2n4p6q8r0s2t4v6w8",
+                "url": "https://example.com/webhooks/nuvem",
+                "reason": "failing",
+                "detail": "every delivery failed for 5 days",
+                "failing_since": "2026-07-01T10:00:00Z"
+            }),
         }
     }
 }
@@ -77,12 +182,149 @@ impl FromStr for EventType {
     }
 }
 
+/// Longest custom event type name, `custom.` included.
+pub const CUSTOM_NAME_MAX_CHARS: usize = 100;
+/// Longest segment between dots of a custom event type name.
+pub const CUSTOM_SEGMENT_MAX_CHARS: usize = 64;
+const CUSTOM_PREFIX: &str = "custom.";
+
+/// A tenant-defined event type, `custom.<name>`: after the prefix, one or
+/// more dot-separated segments of `[a-z0-9_-]`. The prefix keeps tenant
+/// names from ever colliding with the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CustomEventType(String);
+
+impl CustomEventType {
+    pub fn parse(value: &str) -> Result<CustomEventType, EventNameError> {
+        let invalid = |reason| EventNameError::InvalidCustom {
+            value: value.to_owned(),
+            reason,
+        };
+        let Some(rest) = value.strip_prefix(CUSTOM_PREFIX) else {
+            return Err(invalid("must start with \"custom.\""));
+        };
+        if value.len() > CUSTOM_NAME_MAX_CHARS {
+            return Err(invalid("must be at most 100 characters"));
+        }
+        for segment in rest.split('.') {
+            if segment.is_empty() || segment.len() > CUSTOM_SEGMENT_MAX_CHARS {
+                return Err(invalid(
+                    "each dot-separated part must have 1 to 64 characters",
+                ));
+            }
+            if !segment
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            {
+                return Err(invalid(
+                    "may only contain lowercase letters, digits, '_', '-' and '.'",
+                ));
+            }
+        }
+        Ok(CustomEventType(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CustomEventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A string that is neither a catalogue event type nor a valid custom one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventNameError {
+    #[error("unknown event type {0:?} (custom types start with \"custom.\")")]
+    Unknown(String),
+    #[error("invalid custom event type {value:?}: {reason}")]
+    InvalidCustom { value: String, reason: &'static str },
+}
+
+/// The type of an event: one of the catalogue or a tenant's custom type.
+/// (De)serializes as the plain name; anything else fails to deserialize.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EventName {
+    Known(EventType),
+    Custom(CustomEventType),
+}
+
+impl EventName {
+    pub fn as_str(&self) -> &str {
+        match self {
+            EventName::Known(t) => t.as_str(),
+            EventName::Custom(c) => c.as_str(),
+        }
+    }
+
+    /// The catalogue type, for `match`ing; `None` for custom types.
+    pub fn known(&self) -> Option<EventType> {
+        match self {
+            EventName::Known(t) => Some(*t),
+            EventName::Custom(_) => None,
+        }
+    }
+}
+
+impl From<EventType> for EventName {
+    fn from(t: EventType) -> Self {
+        EventName::Known(t)
+    }
+}
+
+impl From<CustomEventType> for EventName {
+    fn from(c: CustomEventType) -> Self {
+        EventName::Custom(c)
+    }
+}
+
+impl PartialEq<EventType> for EventName {
+    fn eq(&self, other: &EventType) -> bool {
+        *self == EventName::Known(*other)
+    }
+}
+
+impl fmt::Display for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventName {
+    type Err = EventNameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(t) = s.parse::<EventType>() {
+            return Ok(EventName::Known(t));
+        }
+        if s.starts_with(CUSTOM_PREFIX) {
+            return CustomEventType::parse(s).map(EventName::Custom);
+        }
+        Err(EventNameError::Unknown(s.to_owned()))
+    }
+}
+
+impl Serialize for EventName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Envelope {
     /// `evt_…`; consumers use it to drop duplicates (delivery is at least once).
     pub id: String,
     #[serde(rename = "type")]
-    pub event_type: EventType,
+    pub event_type: EventName,
     pub account_id: String,
     pub occurred_at: DateTime<Utc>,
     pub data: serde_json::Value,
@@ -90,14 +332,14 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn new(
-        event_type: EventType,
+        event_type: impl Into<EventName>,
         account_id: impl Into<String>,
         data: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Envelope {
         Envelope {
             id: ids::new_id(ids::EVENT),
-            event_type,
+            event_type: event_type.into(),
             account_id: account_id.into(),
             occurred_at: now,
             data,
@@ -142,6 +384,7 @@ mod tests {
         );
         assert!(ids::has_prefix(&envelope.id, ids::EVENT));
         let json = serde_json::to_value(&envelope).unwrap();
+        assert_eq!(envelope.event_type, EventType::AccountApproved);
         assert_eq!(json["type"], "account.approved");
         assert_eq!(json["account_id"], "acc_01j9z3k8m2n4p6q8r0s2t4v6w8");
         assert_eq!(json["occurred_at"], "2026-07-01T10:00:00Z");
@@ -159,5 +402,127 @@ mod tests {
             "data": {}
         });
         assert!(serde_json::from_value::<Envelope>(raw).is_err());
+    }
+
+    #[test]
+    fn custom_envelope_round_trip() {
+        let now = Utc.with_ymd_and_hms(2026, 7, 1, 10, 0, 0).unwrap();
+        let custom = CustomEventType::parse("custom.invoice.paid").unwrap();
+        let envelope = Envelope::new(
+            custom.clone(),
+            "acc_01j9z3k8m2n4p6q8r0s2t4v6w8",
+            json!({"invoice": 42}),
+            now,
+        );
+        let json = serde_json::to_value(&envelope).unwrap();
+        assert_eq!(json["type"], "custom.invoice.paid");
+        let back = serde_json::from_value::<Envelope>(json).unwrap();
+        assert_eq!(back.event_type, EventName::Custom(custom));
+        assert_eq!(back, envelope);
+    }
+
+    #[test]
+    fn event_names_parse_known_then_custom() {
+        for event_type in EventType::ALL {
+            let name: EventName = event_type.as_str().parse().unwrap();
+            assert_eq!(name, EventName::Known(event_type));
+            assert_eq!(name, event_type);
+            assert_eq!(name.known(), Some(event_type));
+            assert_eq!(name.to_string(), event_type.as_str());
+            assert_eq!(
+                serde_json::to_value(&name).unwrap(),
+                json!(event_type.as_str())
+            );
+        }
+        let custom: EventName = "custom.order_shipped-v2".parse().unwrap();
+        assert_eq!(custom.known(), None);
+        assert_eq!(custom.as_str(), "custom.order_shipped-v2");
+        assert_eq!(
+            "account.exploded".parse::<EventName>(),
+            Err(EventNameError::Unknown("account.exploded".into()))
+        );
+        assert!(matches!(
+            "custom.".parse::<EventName>(),
+            Err(EventNameError::InvalidCustom { .. })
+        ));
+        for bad in [
+            json!("account.exploded"),
+            json!("custom.Bad"),
+            json!(""),
+            json!(7),
+        ] {
+            assert!(
+                serde_json::from_value::<EventName>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            serde_json::from_value::<EventName>(json!("custom.a"))
+                .unwrap()
+                .as_str(),
+            "custom.a"
+        );
+    }
+
+    #[test]
+    fn custom_type_rules() {
+        let max_segment = "a".repeat(CUSTOM_SEGMENT_MAX_CHARS);
+        let longest = format!("custom.{max_segment}.{}", "b".repeat(100 - 8 - 64));
+        assert_eq!(longest.len(), CUSTOM_NAME_MAX_CHARS);
+        for good in [
+            "custom.a",
+            "custom.order.paid",
+            "custom.0_9-z",
+            &format!("custom.{max_segment}"),
+            &longest,
+        ] {
+            assert_eq!(CustomEventType::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            "custom",
+            "custom.",
+            "custom..a",
+            "custom.a.",
+            "custom.A",
+            "custom.a b",
+            "custom.é",
+            "custom.a/b",
+            "Custom.a",
+            "x.custom.a",
+            "account.approved",
+            &format!("custom.{max_segment}a"),
+            &format!("{longest}c"),
+        ] {
+            assert!(CustomEventType::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_type_is_described_with_an_object_example() {
+        for event_type in EventType::ALL {
+            assert!(!event_type.description().is_empty(), "{event_type}");
+            assert!(
+                event_type.example_data().is_object(),
+                "{event_type} example is not an object"
+            );
+        }
+        assert!(!EventType::WebhookTest.is_subscribable());
+        assert!(EventType::WebhookEndpointDisabled.is_subscribable());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn valid_custom_names_round_trip(name in "custom(\\.[a-z0-9_-]{1,20}){1,4}") {
+            let parsed: EventName = name.parse().unwrap();
+            proptest::prop_assert_eq!(parsed.as_str(), name.as_str());
+            let json = serde_json::to_string(&parsed).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<EventName>(&json).unwrap(), parsed);
+        }
+
+        #[test]
+        fn parsing_never_panics(name in "\\PC{0,120}") {
+            let _ = name.parse::<EventName>();
+        }
     }
 }

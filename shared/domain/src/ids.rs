@@ -8,6 +8,12 @@ pub const ACCOUNT: &str = "acc";
 pub const KEY: &str = "key";
 pub const EVENT: &str = "evt";
 pub const AUDIT: &str = "aud";
+pub const WEBHOOK: &str = "wh";
+/// Fanned-out deliveries get derived ids, not ULIDs (see
+/// [`crate::webhook::delivery::delivery_id`]); one-off ones (tests) use
+/// [`new_id`].
+pub const DELIVERY: &str = "dlv";
+pub const ATTEMPT: &str = "att";
 
 const ULID_LEN: usize = 26;
 /// Crockford base32, lowercase (no i, l, o, u).
@@ -15,6 +21,14 @@ const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", Ulid::new().to_string().to_ascii_lowercase())
+}
+
+/// The smallest id of `prefix` created at or after `at`: ids sort by time,
+/// so `[lower_bound(t), …]` is a key range of everything since `t`.
+pub fn lower_bound(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let ulid = Ulid::from_parts(ms, 0);
+    format!("{prefix}_{}", ulid.to_string().to_ascii_lowercase())
 }
 
 /// Whether `id` has exactly the shape [`new_id`] produces for `prefix`, so
@@ -36,13 +50,25 @@ mod tests {
 
     #[test]
     fn new_ids_have_their_prefix() {
-        for prefix in [ACCOUNT, KEY, EVENT, AUDIT] {
+        for prefix in [ACCOUNT, KEY, EVENT, AUDIT, WEBHOOK, ATTEMPT] {
             let id = new_id(prefix);
             assert!(has_prefix(&id, prefix), "{id}");
             assert_eq!(id.len(), prefix.len() + 1 + ULID_LEN);
             assert_eq!(id, id.to_ascii_lowercase());
         }
         assert!(!has_prefix(&new_id(ACCOUNT), KEY));
+    }
+
+    #[test]
+    fn lower_bound_sorts_before_every_later_id() {
+        let before = chrono::Utc::now() - chrono::Duration::milliseconds(5);
+        let bound = lower_bound(EVENT, before);
+        assert!(has_prefix(&bound, EVENT), "{bound}");
+        for _ in 0..100 {
+            assert!(new_id(EVENT) > bound);
+        }
+        let later = lower_bound(EVENT, chrono::Utc::now() + chrono::Duration::seconds(1));
+        assert!(new_id(EVENT) < later);
     }
 
     #[test]

@@ -20,3 +20,4 @@ pub mod threshold;
 pub mod token;
 pub mod usage;
 pub mod validation;
+pub mod webhook;

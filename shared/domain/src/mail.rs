@@ -310,6 +310,62 @@ pub fn quota_email(
     render(locale, subject, &paragraphs)
 }
 
+/// Sent when nuvem disables a webhook endpoint on its own: the receiver
+/// answered 410 Gone (`gone`), or every delivery failed for 5 days.
+pub fn webhook_disabled_email(
+    locale: Locale,
+    organization_name: &str,
+    url: &str,
+    gone: bool,
+) -> Message {
+    match locale {
+        Locale::PtBr => render(
+            locale,
+            "Um webhook da sua conta na nuvem foi desativado".into(),
+            &[
+                &[Text("Olá!")],
+                &[
+                    Text("Desativamos um endpoint de webhook de "),
+                    Text(organization_name),
+                    Text(":"),
+                ],
+                &[Text(url)],
+                &[Text(if gone {
+                    "O servidor respondeu 410 (Gone), que indica que o endpoint não existe mais."
+                } else {
+                    "Todas as entregas para ele falharam nos últimos 5 dias."
+                })],
+                &[Text(
+                    "Enquanto ele estiver desativado, nenhum evento será enviado para ele. Depois de corrigir o endpoint, reative-o pela API (PATCH /v1/webhooks/{id} com \"enabled\": true) e reenvie os eventos perdidos com POST /v1/events/{id}/retry.",
+                )],
+                &[Text("Atenciosamente,\nEquipe nuvem")],
+            ],
+        ),
+        Locale::En => render(
+            locale,
+            "A webhook endpoint of your nuvem account was disabled".into(),
+            &[
+                &[Text("Hello!")],
+                &[
+                    Text("We disabled a webhook endpoint of "),
+                    Text(organization_name),
+                    Text(":"),
+                ],
+                &[Text(url)],
+                &[Text(if gone {
+                    "The server answered 410 (Gone), which says the endpoint no longer exists."
+                } else {
+                    "Every delivery to it failed for the last 5 days."
+                })],
+                &[Text(
+                    "While it is disabled, no event is sent to it. Once the endpoint is fixed, enable it again through the API (PATCH /v1/webhooks/{id} with \"enabled\": true) and send the missed events again with POST /v1/events/{id}/retry.",
+                )],
+                &[Text("Best regards,\nThe nuvem team")],
+            ],
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +375,34 @@ mod tests {
 
     fn expires() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 7, 1, 14, 5, 0).unwrap()
+    }
+
+    #[test]
+    fn webhook_disabled_names_the_url_and_why() {
+        for locale in Locale::ALL {
+            let url = "https://hooks.example.com/nuvem?a=1&b=<2>";
+            let gone = webhook_disabled_email(locale, "Padaria", url, true);
+            let failing = webhook_disabled_email(locale, "Padaria", url, false);
+            assert!(
+                gone.text.contains(url) && gone.text.contains("410"),
+                "{locale}"
+            );
+            assert!(
+                failing.text.contains('5') && !failing.text.contains("410"),
+                "{locale}"
+            );
+            assert!(gone.html.contains(&escape_html(url)) && !gone.html.contains("<2>"));
+        }
+        assert!(
+            webhook_disabled_email(Locale::PtBr, "P", "https://x", true)
+                .subject
+                .contains("desativado")
+        );
+        assert!(
+            webhook_disabled_email(Locale::En, "P", "https://x", true)
+                .subject
+                .contains("disabled")
+        );
     }
 
     #[test]

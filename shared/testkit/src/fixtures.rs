@@ -105,3 +105,13 @@ pub fn reply(resp: &ApiGatewayV2httpResponse) -> (u16, String, Value) {
     };
     (resp.status_code as u16, content_type, body)
 }
+
+/// The request as API Gateway sends it for another route of the same
+/// function (`"GET /v1/webhooks/{id}"`): route key and method.
+pub fn with_route(mut req: ApiGatewayV2httpRequest, route: &str) -> ApiGatewayV2httpRequest {
+    let method = route.split(' ').next().unwrap_or("GET");
+    req.route_key = Some(route.to_owned());
+    req.request_context.route_key = Some(route.to_owned());
+    req.request_context.http.method = method.parse().expect("an HTTP method");
+    req
+}

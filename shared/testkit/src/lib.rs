@@ -13,10 +13,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod counting;
 mod emulator;
 pub mod fixtures;
 mod harness;
 pub mod inspect;
+pub mod receiver;
 pub mod stack;
 pub mod template;
 pub mod tenants;

@@ -1,12 +1,15 @@
 //! Tenant state seeded straight into a test stack, as onboarding and the
-//! bucket routes would have left it: an approved account with a quota, and a
-//! ready bucket wired to the stack's S3 events queue.
+//! bucket and webhook routes would have left it: an approved account with a
+//! quota, a ready bucket wired to the stack's S3 events queue, a webhook
+//! endpoint.
 
 use chrono::Utc;
 use nuvem_aws::blobs::Blobs;
-use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState, Store};
+use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState, EndpointRecord, Store};
 use nuvem_domain::account::{AccountStatus, Locale};
 use nuvem_domain::events::{Envelope, EventType};
+use nuvem_domain::webhook::endpoint::{EndpointRequest, UrlPolicy};
+use nuvem_domain::webhook::signature::WebhookSecret;
 use serde_json::json;
 
 use crate::TestStack;
@@ -65,4 +68,46 @@ pub async fn tenant_bucket(t: &TestStack, store: &Store, account_id: &str, name:
         .expect("bucket created");
     store.bucket_ready(&bucket).await.expect("bucket ready");
     bucket
+}
+
+/// A webhook endpoint of the account as `POST /v1/webhooks` would store it:
+/// `settings` is the request body (loopback allowed, as in `make dev`);
+/// `stored_url`, when given, replaces the validated URL, as if a name had
+/// passed validation and been re-pointed since.
+pub async fn webhook_endpoint(
+    store: &Store,
+    account_id: &str,
+    settings: serde_json::Value,
+    stored_url: Option<&str>,
+) -> EndpointRecord {
+    let request: EndpointRequest = serde_json::from_value(settings).expect("an endpoint request");
+    let (mut settings, secret) = request
+        .validate(&UrlPolicy {
+            allow_loopback: true,
+        })
+        .expect("valid endpoint settings");
+    if let Some(url) = stored_url {
+        settings.url = url.to_owned();
+    }
+    let now = Utc::now();
+    let endpoint = EndpointRecord {
+        id: nuvem_domain::ids::new_id(nuvem_domain::ids::WEBHOOK),
+        account_id: account_id.to_owned(),
+        settings,
+        secret: secret
+            .unwrap_or_else(WebhookSecret::generate)
+            .to_string_form(),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        failing_since: None,
+        disabled_reason: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store
+        .create_endpoint(&endpoint)
+        .await
+        .expect("endpoint stored")
+        .expect("room for the endpoint");
+    endpoint
 }

@@ -128,7 +128,10 @@ impl Store {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<AccountRecord>, ListError> {
-        let listing = Listing::Gsi1(k::accounts_by_status(status.as_str()));
+        let listing = Listing::Gsi1 {
+            pk: k::accounts_by_status(status.as_str()),
+            newest_first: false,
+        };
         self.page(listing, limit, cursor).await
     }
 

@@ -119,7 +119,10 @@ impl Store {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<BucketRecord>, ListError> {
-        let listing = Listing::Gsi1(k::buckets_of_account(account_id));
+        let listing = Listing::Gsi1 {
+            pk: k::buckets_of_account(account_id),
+            newest_first: false,
+        };
         self.page(listing, limit, cursor).await
     }
 

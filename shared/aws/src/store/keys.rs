@@ -90,7 +90,10 @@ impl Store {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<KeyRecord>, ListError> {
-        let listing = Listing::Gsi1(k::keys_of_account(account_id));
+        let listing = Listing::Gsi1 {
+            pk: k::keys_of_account(account_id),
+            newest_first: false,
+        };
         self.page(listing, limit, cursor).await
     }
 

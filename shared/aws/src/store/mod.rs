@@ -4,18 +4,27 @@
 mod accounts;
 mod activation;
 mod buckets;
+mod deliveries;
 mod keys;
+mod lanes;
 mod outbox;
 mod rate;
 mod reconcile;
 mod usage;
+mod webhooks;
 
 pub use accounts::{AccountRecord, AuditRecord, CreateAccountError};
 pub use activation::{ActivationRecord, RedeemError};
 pub use buckets::{BucketClaim, BucketRecord, BucketState, BucketUsage, LicenseChange};
+pub use deliveries::{AttemptClaim, AttemptOutcome, AttemptRecord, DeliveryStatus};
 pub use keys::{KeyRecord, RevokeOutcome};
+pub use lanes::LaneEntry;
 pub use reconcile::{ReconcileCursor, ReconcileRun, RecordedObject};
 pub use usage::{AccountUsage, StoredObject};
+pub use webhooks::{
+    CreateEndpointError, EndpointRecord, EndpointRoute, HealthChange, MAX_ENDPOINTS_PER_ACCOUNT,
+    ROTATION_OVERLAP,
+};
 
 use std::collections::HashMap;
 
@@ -74,14 +83,22 @@ pub enum ListError {
 pub struct Store {
     pub(crate) db: Client,
     pub(crate) table: String,
+    /// How long events and delivery attempts are kept (DynamoDB TTL).
+    pub(crate) retention: chrono::Duration,
 }
+
+/// Events and delivery attempts are kept this long unless configured.
+pub const DEFAULT_RETENTION_DAYS: i64 = 30;
 
 impl Store {
     pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Store {
-            db: Client::new(config),
-            table: table.into(),
-        }
+        Self::from_client(Client::new(config), table)
+    }
+
+    /// How long events and delivery attempts are kept (`RETENTION_DAYS`).
+    pub fn with_retention_days(mut self, days: i64) -> Self {
+        self.retention = chrono::Duration::days(days);
+        self
     }
 
     /// A store over a client configured by the caller (e.g. with an
@@ -90,6 +107,7 @@ impl Store {
         Store {
             db,
             table: table.into(),
+            retention: chrono::Duration::days(DEFAULT_RETENTION_DAYS),
         }
     }
 
@@ -159,14 +177,15 @@ impl Store {
     }
 
     /// The outbox copy of a domain event, written in the same transaction as
-    /// the change that caused it and kept 30 days.
+    /// the change that caused it and kept for the retention period (it
+    /// backs `GET /v1/events` and replays).
     pub fn event_record(&self, event: &Envelope) -> Result<TransactWriteItem, StoreError> {
         let mut item: Item = serde_dynamo::to_item(event)?;
         item.insert(k::PK.into(), s(k::account_pk(&event.account_id)));
         item.insert(k::SK.into(), s(k::event_sk(&event.id)));
         item.insert(
             k::EXPIRES_AT.into(),
-            n(event.occurred_at.timestamp() + 30 * 24 * 3600),
+            n((event.occurred_at + self.retention).timestamp()),
         );
         item.insert(k::GSI2PK.into(), s(k::OUTBOX));
         item.insert(
@@ -179,8 +198,8 @@ impl Store {
 
 /// Which items a listing pages through.
 pub(crate) enum Listing<'a> {
-    /// A gsi1 partition, in sort-key order.
-    Gsi1(String),
+    /// A gsi1 partition, in sort-key order or its reverse.
+    Gsi1 { pk: String, newest_first: bool },
     /// The items of a table partition whose sort key starts with a prefix.
     Prefix {
         pk: String,
@@ -220,12 +239,13 @@ impl Store {
     ) -> Result<Page<T>, ListError> {
         let query = self.db.query().table_name(&self.table).limit(limit);
         let query = match listing {
-            Listing::Gsi1(pk) => {
+            Listing::Gsi1 { pk, newest_first } => {
                 let start = decode_cursor(cursor, &[k::PK, k::SK, k::GSI1PK, k::GSI1SK])?;
                 query
                     .index_name(k::GSI1)
                     .key_condition_expression("gsi1pk = :p")
                     .expression_attribute_values(":p", s(pk))
+                    .scan_index_forward(!newest_first)
                     .set_exclusive_start_key(start)
             }
             Listing::Prefix {

@@ -49,3 +49,36 @@ impl Store {
         Ok(serde_dynamo::from_items(out.items.unwrap_or_default())?)
     }
 }
+
+impl Store {
+    /// The account's events of the retention period, newest first (event
+    /// ids are ULIDs, so the sort key orders them by time).
+    pub async fn list_events(
+        &self,
+        account_id: &str,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<super::Page<Envelope>, super::ListError> {
+        let listing = super::Listing::Prefix {
+            pk: k::account_pk(account_id),
+            sk_prefix: k::EVENT_PREFIX,
+            newest_first: true,
+        };
+        self.page(listing, limit, cursor).await
+    }
+
+    /// One of the account's events, if it is still kept.
+    pub async fn get_event(
+        &self,
+        account_id: &str,
+        event_id: &str,
+    ) -> Result<Option<Envelope>, StoreError> {
+        self.get(k::account_pk(account_id), &k::event_sk(event_id))
+            .await
+    }
+
+    /// Stores a new event (a tenant's custom event) in the outbox.
+    pub async fn put_event(&self, event: &Envelope) -> Result<(), StoreError> {
+        self.transact(vec![self.event_record(event)?]).await
+    }
+}

@@ -1,0 +1,15 @@
+use nuvem_aws::deliveries::DeliveryQueue;
+use nuvem_aws::webhook::Sender;
+use nuvem_aws::{Core, config};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    config::init_tracing();
+    let sdk = config::sdk_config().await;
+    let deps = webhook_delivery::Deps {
+        core: Core::from_env(&sdk)?,
+        queue: DeliveryQueue::new(&sdk, config::env("DELIVERIES_QUEUE_URL")?),
+        sender: Sender::new(config::env_or("WEBHOOK_ALLOW_LOOPBACK", false)?),
+    };
+    nuvem_aws::runtime::serve_sqs(|event| webhook_delivery::handle(&deps, event)).await
+}

@@ -1,0 +1,18 @@
+use nuvem_aws::deliveries::DeliveryQueue;
+use nuvem_aws::webhook::Sender;
+use nuvem_aws::{Core, config};
+use nuvem_domain::webhook::endpoint::UrlPolicy;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    config::init_tracing();
+    let sdk = config::sdk_config().await;
+    let allow_loopback = config::env_or("WEBHOOK_ALLOW_LOOPBACK", false)?;
+    let deps = webhooks::Deps {
+        core: Core::from_env(&sdk)?,
+        deliveries: DeliveryQueue::new(&sdk, config::env("DELIVERIES_QUEUE_URL")?),
+        sender: Sender::new(allow_loopback),
+        url_policy: UrlPolicy { allow_loopback },
+    };
+    nuvem_aws::runtime::serve_http(|req| webhooks::handle(&deps, req)).await
+}

@@ -1,0 +1,121 @@
+//! End to end through the local stack, as a tenant would use webhooks: an
+//! endpoint registered through the API, a domain event fanned out by
+//! `fanout`, signed and delivered by `webhook-delivery` to a receiver on
+//! 127.0.0.1, a failed first attempt retried on schedule, and the attempts
+//! and stats read back through the API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Api, admin_key, onboard};
+use nuvem_testkit::receiver::{Receiver, Reply};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_reaches_the_tenants_endpoint_signed_after_a_retry() {
+    let runner = common::stack("e2e-webhooks", &[("WebhookAllowLoopback", "true")]).await;
+    let api = Api {
+        http: Client::new(),
+        runner: &runner,
+    };
+    let admin = admin_key(&runner);
+    let (account, owner) = onboard(&api, &admin, "45.723.174/0001-10", "ti@rapida.com.br").await;
+
+    let receiver = Receiver::start().await;
+    // The receiver is down for the first attempt.
+    receiver.reply([Reply::status(503).body("maintenance")]);
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&owner),
+            Some(json!({
+                "url": receiver.url("/nuvem/events"),
+                "description": "ERP",
+                "event_types": ["account.updated", "key.created"],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let webhook = created["webhook"]["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+
+    // An onboarding event: the platform admin raises the account's quota.
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/admin/accounts/{account}"),
+            Some(&admin),
+            Some(json!({"quota_gb": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // First attempt (503), then the retry about 5 s later (200).
+    let received = receiver.wait_for(2, Duration::from_secs(60)).await;
+    assert_eq!(received.len(), 2, "delivered, then retried");
+    for request in &received {
+        request
+            .verify(&secret)
+            .expect("signed with the endpoint's secret");
+        assert_eq!(request.path, "/nuvem/events");
+    }
+    assert_eq!(
+        received[0].header("webhook-id"),
+        received[1].header("webhook-id")
+    );
+    let event = received[1].json();
+    assert_eq!(event["type"], "account.updated");
+    assert_eq!(event["account_id"], account.as_str());
+    let gap = received[1].at - received[0].at;
+    assert!(
+        gap >= Duration::from_secs(3),
+        "retried after its wait: {gap:?}"
+    );
+
+    let (status, attempts) = api
+        .call(
+            Method::GET,
+            &format!("/v1/webhooks/{webhook}/attempts"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{attempts}");
+    let items = attempts["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["outcome"], "succeeded");
+    assert_eq!(items[0]["attempt"], 2);
+    assert_eq!(items[1]["outcome"], "failed");
+    assert_eq!(items[1]["response_status"], 503);
+    assert_eq!(items[1]["response_body_excerpt"], "maintenance");
+
+    let (status, stats) = api
+        .call(
+            Method::GET,
+            &format!("/v1/webhooks/{webhook}/stats?window=1h"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["stats"]["attempts"], 2);
+    assert_eq!(stats["stats"]["success_rate"], 0.5);
+    assert_eq!(stats["stats"]["by_status_class"]["5xx"], 1);
+    assert_eq!(stats["state"]["failing_since"], serde_json::Value::Null);
+
+    // The event is listed among the account's events.
+    let (_, events) = api
+        .call(Method::GET, "/v1/events", Some(&owner), None)
+        .await;
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == event["id"]),
+        "{events}"
+    );
+}
