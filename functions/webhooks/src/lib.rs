@@ -135,19 +135,7 @@ async fn create(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
         .validate(&deps.url_policy)
         .map_err(Problem::validation)?;
     let now = Utc::now();
-    let secret = secret.unwrap_or_else(WebhookSecret::generate);
-    let record = EndpointRecord {
-        id: ids::new_id(ids::WEBHOOK),
-        account_id: who.account_id.clone(),
-        settings,
-        secret: secret.to_string_form(),
-        previous_secret: None,
-        previous_secret_expires_at: None,
-        failing_since: None,
-        disabled_reason: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let record = EndpointRecord::new(&who.account_id, settings, secret, now);
     match deps.core.store.create_endpoint(&record).await? {
         Ok(()) => http::json(
             201,

@@ -9,7 +9,6 @@ use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState, EndpointRecord,
 use nuvem_domain::account::{AccountStatus, Locale};
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::webhook::endpoint::{EndpointRequest, UrlPolicy};
-use nuvem_domain::webhook::signature::WebhookSecret;
 use serde_json::json;
 
 use crate::TestStack;
@@ -89,21 +88,7 @@ pub async fn webhook_endpoint(
     if let Some(url) = stored_url {
         settings.url = url.to_owned();
     }
-    let now = Utc::now();
-    let endpoint = EndpointRecord {
-        id: nuvem_domain::ids::new_id(nuvem_domain::ids::WEBHOOK),
-        account_id: account_id.to_owned(),
-        settings,
-        secret: secret
-            .unwrap_or_else(WebhookSecret::generate)
-            .to_string_form(),
-        previous_secret: None,
-        previous_secret_expires_at: None,
-        failing_since: None,
-        disabled_reason: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let endpoint = EndpointRecord::new(account_id, settings, secret, Utc::now());
     store
         .create_endpoint(&endpoint)
         .await

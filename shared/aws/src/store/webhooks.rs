@@ -5,7 +5,9 @@
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::{DateTime, Duration, Utc};
 use nuvem_domain::events::Envelope;
+use nuvem_domain::ids;
 use nuvem_domain::webhook::endpoint::EndpointSettings;
+use nuvem_domain::webhook::signature::WebhookSecret;
 use serde::{Deserialize, Serialize};
 
 use super::{Item, ListError, Listing, Page, Store, StoreError, condition_failed, n, s};
@@ -46,6 +48,30 @@ pub struct EndpointRecord {
 }
 
 impl EndpointRecord {
+    /// A new, healthy endpoint of `account_id` (secret generated unless the
+    /// tenant brought one).
+    pub fn new(
+        account_id: &str,
+        settings: EndpointSettings,
+        secret: Option<WebhookSecret>,
+        now: DateTime<Utc>,
+    ) -> EndpointRecord {
+        EndpointRecord {
+            id: ids::new_id(ids::WEBHOOK),
+            account_id: account_id.to_owned(),
+            settings,
+            secret: secret
+                .unwrap_or_else(WebhookSecret::generate)
+                .to_string_form(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            failing_since: None,
+            disabled_reason: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The secrets deliveries are signed with at `now`: the current one and,
     /// during a rotation's overlap, the previous one.
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
