@@ -129,6 +129,7 @@ pub async fn deliver(deps: &Deps, task: DeliveryTask, now: DateTime<Utc>) -> Res
         .await
         .map_err(|e| e.to_string())?
     {
+        AttemptClaim::Stale => return Ok(()),
         AttemptClaim::Done => {
             // A duplicate of a delivery that is over: it must not hold the line.
             if let Some(lane) = &lane {

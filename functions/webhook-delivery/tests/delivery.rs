@@ -758,3 +758,48 @@ async fn different_subjects_do_not_wait_for_each_other() {
         .unwrap();
     assert_eq!(w.received_ids(), [stuck.id.clone(), other.id.clone()]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_event_arriving_late_goes_first_without_unseating_the_retried_one() {
+    let w = World::new().await;
+    let endpoint = w.endpoint(json!({"ordered": true})).await;
+    let older = w.event_at(0, json!({}));
+    let retried = w.event_at(10, json!({}));
+    let newer = w.event_at(20, json!({}));
+    w.receiver.reply([Reply::status(500)]);
+    deliver(&w.deps, w.task(&endpoint, &retried), Utc::now())
+        .await
+        .unwrap();
+    // The older event reaches delivery late: it is first in line, so it goes.
+    deliver(&w.deps, w.task(&endpoint, &older), Utc::now())
+        .await
+        .unwrap();
+    // Its success sends the next in line: the retried event's first task,
+    // whose attempt was made; it changes nothing and keeps its place.
+    let kicked: Vec<DeliveryTask> = drain(&w.t.sqs, w.deliveries_url(), 10)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    assert!(
+        kicked
+            .iter()
+            .any(|t| t.event.id == retried.id && t.attempt == 1)
+    );
+    for task in kicked.into_iter().filter(|t| t.attempt == 1) {
+        deliver(&w.deps, task, Utc::now()).await.unwrap();
+    }
+    // A newer event still waits behind the retried one.
+    deliver(&w.deps, w.task(&endpoint, &newer), Utc::now())
+        .await
+        .unwrap();
+    let mut second = w.task(&endpoint, &retried);
+    second.attempt = 2;
+    deliver(&w.deps, second, Utc::now()).await.unwrap();
+    w.run_queue(Duration::from_secs(15)).await;
+    let order: Vec<String> = [&retried, &older, &retried, &newer]
+        .iter()
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(w.received_ids(), order);
+}

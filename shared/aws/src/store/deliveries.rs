@@ -41,8 +41,12 @@ impl DeliveryStatus {
 pub enum AttemptClaim {
     /// This worker makes the attempt; record it with [`Store::record_attempt`].
     Acquired,
-    /// The attempt was made already, or the delivery is over: drop the task.
+    /// The delivery is over (succeeded, exhausted or cancelled): drop the task.
     Done,
+    /// The delivery goes on, but not with this task: its attempt was made
+    /// already (a duplicate), or it is a stale task whose attempt is still
+    /// in its own message. Drop the task.
+    Stale,
     /// Another worker holds the attempt's lease: retry the task later.
     Busy,
 }
@@ -161,14 +165,13 @@ impl Store {
                     .get(k::delivery_pk(delivery_id), k::DELIVERY_SK)
                     .await?;
                 Ok(match state {
-                    Some(state)
-                        if state.status == Some(DeliveryStatus::Pending)
-                            && state.attempts + 1 == attempt =>
-                    {
-                        AttemptClaim::Busy
+                    Some(state) if state.status == Some(DeliveryStatus::Pending) => {
+                        if state.attempts + 1 == attempt {
+                            AttemptClaim::Busy
+                        } else {
+                            AttemptClaim::Stale
+                        }
                     }
-                    // Made already, over, or a stale task whose attempt is
-                    // still in its own message (that message makes it).
                     _ => AttemptClaim::Done,
                 })
             }
