@@ -69,6 +69,9 @@ def measure(binary, port, runs):
         "EVENTS_QUEUE_URL": "http://127.0.0.1:9/123456789012/bench-EventsQueue",
         "MAIL_FROM": "nuvem@nuvem.example",
         "PUBLIC_BASE_URL": "https://app.nuvem.example",
+        "BUCKET_PREFIX": "nuvem-t",
+        "S3_EVENTS_QUEUE_ARN": "arn:aws:sqs:us-east-1:123456789012:bench-S3EventsQueue",
+        "DELIVERIES_QUEUE_URL": "http://127.0.0.1:9/123456789012/bench-DeliveriesQueue",
         "RUST_LOG": "info",
     }
     inits, rss = [], []

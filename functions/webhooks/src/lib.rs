@@ -34,6 +34,8 @@ pub struct Deps {
 /// Who may change endpoints and see secrets, and who may only look.
 const WRITE: &[Role] = &[Role::Owner];
 const READ: &[Role] = &[Role::Owner, Role::Operator];
+/// Most attempts one stats answer reads (the newest of the window).
+const STATS_SAMPLE_CAP: usize = 10_000;
 /// Longest wait of a test delivery (the HTTP API gives up after 30 s).
 const TEST_TIMEOUT_SECS: u32 = 20;
 /// Custom events carry at most this much JSON (the body, data included).
@@ -378,6 +380,7 @@ async fn stats(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
             &who.account_id,
             &endpoint.id,
             &ids::lower_bound(ids::ATTEMPT, since),
+            STATS_SAMPLE_CAP,
         )
         .await?;
     http::json(
@@ -386,6 +389,8 @@ async fn stats(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
             "webhook_id": endpoint.id,
             "window": window.as_str(),
             "since": since,
+            // Past the cap, the stats are those of the newest attempts.
+            "sampled": samples.len() >= STATS_SAMPLE_CAP,
             "stats": summarize(&samples),
             "state": {
                 "enabled": endpoint.settings.enabled,

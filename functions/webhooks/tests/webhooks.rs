@@ -477,6 +477,22 @@ async fn test_deliveries_are_answered_logged_and_counted() {
     assert_eq!(stats["stats"]["by_status_class"]["5xx"], 1);
     assert!(stats["stats"]["latency_ms"]["p99"].is_u64());
     assert_eq!(stats["state"]["enabled"], true);
+    assert_eq!(stats["sampled"], false);
+    // Past its cap, a stats read keeps the newest attempts of the window.
+    let newest = w
+        .deps
+        .core
+        .store
+        .attempt_samples(
+            &w.account,
+            &id,
+            &nuvem_domain::ids::lower_bound("att", chrono::Utc::now() - chrono::Duration::hours(1)),
+            2,
+        )
+        .await
+        .unwrap();
+    let statuses: Vec<Option<u16>> = newest.iter().map(|s| s.status).collect();
+    assert_eq!(statuses, [Some(200), Some(204)]);
     assert_eq!(
         w.query("GET /v1/webhooks/{id}/stats", &id, &[("window", "2d")])
             .await

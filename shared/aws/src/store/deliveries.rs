@@ -297,13 +297,16 @@ impl Store {
         self.page(listing, limit, cursor).await
     }
 
-    /// What the stats need of every attempt since `since` (attempt ids sort
-    /// by time, so the window is a key range), projected to three numbers.
+    /// What the stats need of the attempts since `since` (attempt ids sort
+    /// by time, so the window is a key range), newest first, projected to
+    /// three numbers, and at most `cap` of them (the work of one stats call
+    /// stays bounded however busy the endpoint is).
     pub async fn attempt_samples(
         &self,
         account_id: &str,
         webhook_id: &str,
         since_attempt_id: &str,
+        cap: usize,
     ) -> Result<Vec<AttemptSample>, StoreError> {
         #[derive(Deserialize)]
         struct Sample {
@@ -323,6 +326,8 @@ impl Store {
                 .expression_attribute_values(":from", s(k::attempt_sk(since_attempt_id)))
                 .expression_attribute_values(":to", s(k::attempt_sk("~")))
                 .projection_expression("outcome, response_status, duration_ms")
+                .scan_index_forward(false)
+                .limit(i32::try_from(cap - samples.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -334,8 +339,8 @@ impl Store {
                 succeeded: s.outcome == AttemptOutcome::Succeeded,
             }));
             match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(samples),
+                Some(key) if samples.len() < cap => start = Some(key),
+                _ => return Ok(samples),
             }
         }
     }
