@@ -229,6 +229,37 @@ async fn a_quota_crossing_is_emailed_with_the_usage_and_the_biggest_buckets() {
     assert!(body.contains("backups-diarios"));
 }
 
+#[tokio::test]
+async fn a_disabled_webhook_endpoint_is_emailed_to_the_owner_in_their_language() {
+    let (deps, emu) = deps().await;
+    let account = account(&deps, Locale::En, AccountStatus::Active).await;
+    let event = Envelope::new(
+        EventType::WebhookEndpointDisabled,
+        &account.id,
+        json!({"webhook_id": "wh_01jd0000000000000000000000", "url": "https://erp.example.com/hooks",
+               "reason": "gone", "detail": "the endpoint answered 410 Gone", "failing_since": null}),
+        Utc::now(),
+    );
+    let answer = fanout::handle(
+        &deps,
+        batch(vec![record("d1", &event, None), record("d2", &event, None)]),
+    )
+    .await;
+    assert!(answer.batch_item_failures.is_empty());
+    let mails = mails_to(emu, &account.email).await;
+    assert_eq!(mails.len(), 1, "one email per event");
+    assert!(
+        mails[0].subject.contains("disabled"),
+        "{}",
+        mails[0].subject
+    );
+    let body = mails[0].html.as_deref().unwrap();
+    assert!(
+        body.contains("https://erp.example.com/hooks") && body.contains("410"),
+        "{body}"
+    );
+}
+
 // ---------------------------------------------------------------- webhooks
 
 mod webhooks {

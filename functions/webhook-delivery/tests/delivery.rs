@@ -803,3 +803,65 @@ async fn an_older_event_arriving_late_goes_first_without_unseating_the_retried_o
         .collect();
     assert_eq!(w.received_ids(), order);
 }
+
+/// Nothing lost, nothing twice: every task of 4 events × 3 endpoints sent
+/// two or three times, shuffled, to a receiver whose first answers fail,
+/// ends in exactly one successful request per (event, endpoint).
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicated_shuffled_tasks_with_failures_deliver_each_once() {
+    let w = World::new().await;
+    let mut endpoints = Vec::new();
+    for j in 0..3 {
+        let url = w.receiver.url(&format!("/endpoint-{j}"));
+        endpoints.push(w.endpoint(json!({"url": url})).await);
+    }
+    let events: Vec<Envelope> = (0..4).map(|i| w.event_at(i, json!({"n": i}))).collect();
+    w.receiver.reply((0..4).map(|_| Reply::status(503)));
+    let mut tasks = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        for (j, endpoint) in endpoints.iter().enumerate() {
+            for _ in 0..(2 + (i + j) % 2) {
+                tasks.push(w.task(endpoint, event));
+            }
+        }
+    }
+    // A fixed permutation (no RNG): stride through the list.
+    let n = tasks.len();
+    let shuffled: Vec<DeliveryTask> = (0..n).map(|k| tasks[(k * 7) % n].clone()).collect();
+    assert_ne!(n % 7, 0, "a permutation needs a stride prime to the length");
+    for (c, chunk) in shuffled.chunks(10).enumerate() {
+        let records = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, t)| record(&format!("s{c}-{i}"), t))
+            .collect();
+        let answer = webhook_delivery::handle(&w.deps, batch(records)).await;
+        // A duplicate that finds its twin's attempt in flight is retried.
+        for failure in answer.batch_item_failures {
+            let (c, i) = failure.item_identifier[1..].split_once('-').unwrap();
+            let task =
+                shuffled[c.parse::<usize>().unwrap() * 10 + i.parse::<usize>().unwrap()].clone();
+            deliver(&w.deps, task, Utc::now()).await.unwrap();
+        }
+    }
+    w.run_queue(Duration::from_secs(30)).await;
+    let received = w.receiver.received();
+    let mut successes = std::collections::BTreeMap::new();
+    for (k, request) in received.iter().enumerate() {
+        // The first four answers were 503s; every later one a 200.
+        if k >= 4 {
+            let key = (
+                request.header("webhook-id").unwrap().to_owned(),
+                request.path.clone(),
+            );
+            *successes.entry(key).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(
+        received.len(),
+        12 + 4,
+        "each delivery once, plus the four failed attempts"
+    );
+    assert_eq!(successes.len(), 12, "every (event, endpoint) delivered");
+    assert!(successes.values().all(|&n| n == 1), "{successes:?}");
+}
