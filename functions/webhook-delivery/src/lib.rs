@@ -17,6 +17,7 @@
 //!   succeeds or is parked (its schedule ran out).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
@@ -41,12 +42,18 @@ const LEASE_MARGIN_SECS: i64 = 30;
 const DUE_SLACK_SECS: i64 = 1;
 /// The window of an endpoint's rate limit.
 const RATE_WINDOW_SECS: i64 = 1;
+/// The time one invocation gives its attempts: the function's timeout
+/// (330 s in the template) less a margin for recording the last ones.
+const INVOCATION_BUDGET: Duration = Duration::from_secs(320);
 /// How often an event behind an attempt in flight looks again.
 const LANE_POLL_SECS: i64 = 5;
 
 pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     // Tasks of one endpoint go one after another, oldest event first (so an
     // ordered endpoint's line sees them in order); endpoints go concurrently.
+    // A task whose attempt could outlast the invocation goes back to the
+    // queue instead (ten slow tasks of one endpoint exceed any timeout).
+    let deadline = Instant::now() + INVOCATION_BUDGET;
     let mut failed: Vec<(&SqsMessage, String)> = Vec::new();
     let mut lines: BTreeMap<String, Vec<(&SqsMessage, DeliveryTask)>> = BTreeMap::new();
     for record in &event.records {
@@ -62,7 +69,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
         line.sort_by_key(|(_, task)| ordering_position(&task.event));
         let mut failed = Vec::new();
         for (record, task) in line {
-            if let Err(e) = deliver(deps, task, Utc::now()).await {
+            if let Err(e) = deliver_within(deps, task, Utc::now(), Some(deadline)).await {
                 failed.push((record, e));
             }
         }
@@ -83,6 +90,18 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 
 /// Makes the task's attempt if it is due and still wanted.
 pub async fn deliver(deps: &Deps, task: DeliveryTask, now: DateTime<Utc>) -> Result<(), String> {
+    deliver_within(deps, task, now, None).await
+}
+
+/// [`deliver`], unless the attempt could outlast `deadline` (the
+/// invocation's budget): then the task goes back to the queue at once, for
+/// another invocation.
+pub async fn deliver_within(
+    deps: &Deps,
+    task: DeliveryTask,
+    now: DateTime<Utc>,
+    deadline: Option<Instant>,
+) -> Result<(), String> {
     let store = &deps.core.store;
     if let Some(due) = task.not_before
         && due > now + chrono::Duration::seconds(DUE_SLACK_SECS)
@@ -105,6 +124,12 @@ pub async fn deliver(deps: &Deps, task: DeliveryTask, now: DateTime<Utc>) -> Res
             lane.leave(deps).await?;
         }
         return cancel(deps, &task, "endpoint disabled").await;
+    }
+    if let Some(deadline) = deadline {
+        let needs = Duration::from_secs(u64::from(endpoint.settings.timeout_seconds) + 10);
+        if Instant::now() + needs > deadline {
+            return requeue(deps, &task, chrono::Duration::zero()).await;
+        }
     }
     if let Some(lane) = &lane
         && let Some(wait) = lane.wait(deps, &task, now).await?

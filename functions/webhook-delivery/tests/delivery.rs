@@ -865,3 +865,26 @@ async fn duplicated_shuffled_tasks_with_failures_deliver_each_once() {
     assert_eq!(successes.len(), 12, "every (event, endpoint) delivered");
     assert!(successes.values().all(|&n| n == 1), "{successes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_that_could_outlast_the_invocation_is_left_to_another() {
+    let w = World::new().await;
+    let endpoint = w.endpoint(json!({"timeout_seconds": 30})).await;
+    let task = w.task(&endpoint, &w.event());
+    let soon = std::time::Instant::now() + Duration::from_secs(20);
+    webhook_delivery::deliver_within(&w.deps, task.clone(), Utc::now(), Some(soon))
+        .await
+        .unwrap();
+    assert!(w.receiver.received().is_empty(), "not started");
+    let queued = w.queued_after(Duration::ZERO).await;
+    assert_eq!(
+        queued,
+        std::slice::from_ref(&task),
+        "back in the queue, unchanged"
+    );
+    let later = std::time::Instant::now() + Duration::from_secs(60);
+    webhook_delivery::deliver_within(&w.deps, task, Utc::now(), Some(later))
+        .await
+        .unwrap();
+    assert_eq!(w.receiver.received().len(), 1);
+}
