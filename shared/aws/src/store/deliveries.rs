@@ -314,34 +314,24 @@ impl Store {
             response_status: Option<u16>,
             duration_ms: u64,
         }
-        let mut samples = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .db
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":p", s(k::attempts_pk(account_id, webhook_id)))
-                .expression_attribute_values(":from", s(k::attempt_sk(since_attempt_id)))
-                .expression_attribute_values(":to", s(k::attempt_sk("~")))
-                .projection_expression("outcome, response_status, duration_ms")
-                .scan_index_forward(false)
-                .limit(i32::try_from(cap - samples.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::sdk)?;
-            let page: Vec<Sample> = serde_dynamo::from_items(out.items.unwrap_or_default())?;
-            samples.extend(page.into_iter().map(|s| AttemptSample {
+        let query = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":p", s(k::attempts_pk(account_id, webhook_id)))
+            .expression_attribute_values(":from", s(k::attempt_sk(since_attempt_id)))
+            .expression_attribute_values(":to", s(k::attempt_sk("~")))
+            .projection_expression("outcome, response_status, duration_ms")
+            .scan_index_forward(false);
+        let samples: Vec<Sample> = self.query_all(query, cap).await?;
+        Ok(samples
+            .into_iter()
+            .map(|s| AttemptSample {
                 status: s.response_status,
                 duration_ms: s.duration_ms,
                 succeeded: s.outcome == AttemptOutcome::Succeeded,
-            }));
-            match out.last_evaluated_key {
-                Some(key) if samples.len() < cap => start = Some(key),
-                _ => return Ok(samples),
-            }
-        }
+            })
+            .collect())
     }
 }

@@ -230,6 +230,33 @@ impl Store {
             .transpose()
     }
 
+    /// Up to `cap` items a query matches, following its pages (for reads
+    /// that need a whole, bounded set rather than one page of a listing).
+    pub(crate) async fn query_all<T: serde::de::DeserializeOwned>(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        cap: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = query
+                .clone()
+                .limit(i32::try_from(cap - items.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::sdk)?;
+            items.extend(serde_dynamo::from_items::<_, T>(
+                out.items.unwrap_or_default(),
+            )?);
+            match out.last_evaluated_key {
+                Some(key) if items.len() < cap => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
     /// One page of a listing, with the cursor of the next.
     pub(crate) async fn page<T: serde::de::DeserializeOwned>(
         &self,

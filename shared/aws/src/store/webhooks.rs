@@ -197,29 +197,15 @@ impl Store {
         &self,
         account_id: &str,
     ) -> Result<Vec<EndpointRoute>, StoreError> {
-        let mut routes = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .db
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":p", s(k::account_pk(account_id)))
-                .expression_attribute_values(":prefix", s(k::WEBHOOK_PREFIX))
-                .projection_expression("id, event_types, enabled, ordered")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::sdk)?;
-            routes.extend(serde_dynamo::from_items::<_, EndpointRoute>(
-                out.items.unwrap_or_default(),
-            )?);
-            match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(routes),
-            }
-        }
+        let query = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":p", s(k::account_pk(account_id)))
+            .expression_attribute_values(":prefix", s(k::WEBHOOK_PREFIX))
+            .projection_expression("id, event_types, enabled, ordered");
+        self.query_all(query, usize::MAX).await
     }
 
     /// Replaces an endpoint's settings (the caller merged and validated
