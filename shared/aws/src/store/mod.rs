@@ -196,6 +196,13 @@ impl Store {
     }
 }
 
+/// A secondary index of the table (a cursor of one carries its keys too).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Index {
+    Gsi1,
+    Gsi2,
+}
+
 /// Which items a listing pages through.
 pub(crate) enum Listing<'a> {
     /// A gsi1 partition, in sort-key order or its reverse.
@@ -264,32 +271,57 @@ impl Store {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<T>, ListError> {
-        let query = self.db.query().table_name(&self.table).limit(limit);
-        let query = match listing {
-            Listing::Gsi1 { pk, newest_first } => {
-                let start = decode_cursor(cursor, &[k::PK, k::SK, k::GSI1PK, k::GSI1SK])?;
+        let query = self.db.query().table_name(&self.table);
+        let (query, index) = match listing {
+            Listing::Gsi1 { pk, newest_first } => (
                 query
-                    .index_name(k::GSI1)
                     .key_condition_expression("gsi1pk = :p")
                     .expression_attribute_values(":p", s(pk))
-                    .scan_index_forward(!newest_first)
-                    .set_exclusive_start_key(start)
-            }
+                    .scan_index_forward(!newest_first),
+                Some(Index::Gsi1),
+            ),
             Listing::Prefix {
                 pk,
                 sk_prefix,
                 newest_first,
-            } => {
-                let start = decode_cursor(cursor, &[k::PK, k::SK])?;
+            } => (
                 query
                     .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
                     .expression_attribute_values(":p", s(pk))
                     .expression_attribute_values(":prefix", s(sk_prefix))
-                    .scan_index_forward(!newest_first)
-                    .set_exclusive_start_key(start)
-            }
+                    .scan_index_forward(!newest_first),
+                None,
+            ),
         };
-        let out = query.send().await.map_err(StoreError::sdk)?;
+        self.page_of(query, index, limit, cursor).await
+    }
+
+    /// One page of a query the caller shaped (key condition, filter, order)
+    /// on the table or one of its indexes, resumed from an opaque cursor.
+    pub(crate) async fn page_of<T: serde::de::DeserializeOwned>(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        index: Option<Index>,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<T>, ListError> {
+        let (query, keys): (_, &[&str]) = match index {
+            None => (query, &[k::PK, k::SK]),
+            Some(Index::Gsi1) => (
+                query.index_name(k::GSI1),
+                &[k::PK, k::SK, k::GSI1PK, k::GSI1SK],
+            ),
+            Some(Index::Gsi2) => (
+                query.index_name(k::GSI2),
+                &[k::PK, k::SK, k::GSI2PK, k::GSI2SK],
+            ),
+        };
+        let out = query
+            .limit(limit)
+            .set_exclusive_start_key(decode_cursor(cursor, keys)?)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
         let items =
             serde_dynamo::from_items(out.items.unwrap_or_default()).map_err(StoreError::from)?;
         Ok(Page {

@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BucketRecord, Item, ListError, Page, Store, StoreError, StoredObject, decode_cursor,
-    encode_cursor, n, outbox_time, s,
+    BucketRecord, Index, Item, ListError, Page, Store, StoreError, StoredObject, n, outbox_time, s,
 };
 use crate::table_keys as k;
 
@@ -66,27 +65,18 @@ impl Store {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<BucketRecord>, ListError> {
-        let start = decode_cursor(cursor, &[k::PK, k::SK, k::GSI2PK, k::GSI2SK])?;
         let query = self
             .db
             .query()
             .table_name(&self.table)
-            .index_name(k::GSI2)
-            .limit(limit)
-            .expression_attribute_values(":p", s(k::ALL_BUCKETS))
-            .set_exclusive_start_key(start);
+            .expression_attribute_values(":p", s(k::ALL_BUCKETS));
         let query = match from {
             None => query.key_condition_expression("gsi2pk = :p"),
             Some(from) => query
                 .key_condition_expression("gsi2pk = :p AND gsi2sk >= :from")
                 .expression_attribute_values(":from", s(from)),
         };
-        let out = query.send().await.map_err(StoreError::sdk)?;
-        Ok(Page {
-            items: serde_dynamo::from_items(out.items.unwrap_or_default())
-                .map_err(StoreError::from)?,
-            next_cursor: encode_cursor(out.last_evaluated_key.as_ref()),
-        })
+        self.page_of(query, Some(Index::Gsi2), limit, cursor).await
     }
 
     /// One page of a bucket's recorded live objects with keys after `after`
@@ -101,20 +91,16 @@ impl Store {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<RecordedObject>, ListError> {
-        let start = decode_cursor(cursor, &[k::PK, k::SK, k::GSI1PK, k::GSI1SK])?;
         let query = self
             .db
             .query()
             .table_name(&self.table)
-            .index_name(k::GSI1)
-            .limit(limit)
             .filter_expression("live = :live")
             .expression_attribute_values(
                 ":live",
                 aws_sdk_dynamodb::types::AttributeValue::Bool(true),
             )
-            .expression_attribute_values(":p", s(k::objects_of_bucket(bucket)))
-            .set_exclusive_start_key(start);
+            .expression_attribute_values(":p", s(k::objects_of_bucket(bucket)));
         // BETWEEN is inclusive: the key equal to `after` is dropped below.
         let query = match (after, through) {
             (None, None) => query.key_condition_expression("gsi1pk = :p"),
@@ -129,15 +115,16 @@ impl Store {
                 .expression_attribute_values(":a", s(a))
                 .expression_attribute_values(":t", s(t)),
         };
-        let out = query.send().await.map_err(StoreError::sdk)?;
-        let items: Vec<RecordedObject> =
-            serde_dynamo::from_items(out.items.unwrap_or_default()).map_err(StoreError::from)?;
+        let page: Page<RecordedObject> = self
+            .page_of(query, Some(Index::Gsi1), limit, cursor)
+            .await?;
         Ok(Page {
-            items: items
+            items: page
+                .items
                 .into_iter()
                 .filter(|o| Some(o.key.as_str()) != after)
                 .collect(),
-            next_cursor: encode_cursor(out.last_evaluated_key.as_ref()),
+            next_cursor: page.next_cursor,
         })
     }
 
