@@ -31,35 +31,16 @@ fn deps_of(t: &TestStack) -> fanout::Deps {
     }
 }
 
-/// Stores an account as signup would, with a mailbox of its own.
+/// A stored account with a mailbox of its own, in `locale` and `status`.
 async fn account(deps: &fanout::Deps, locale: Locale, status: AccountStatus) -> AccountRecord {
-    let id = nuvem_domain::ids::new_id("acc");
-    let now = Utc::now();
-    let record = AccountRecord {
-        id: id.clone(),
-        organization_name: "Café <Bom> & Cia".into(),
-        document: id[4..18].to_owned(),
-        document_kind: "cnpj".into(),
-        phone: "+5511987654321".into(),
-        email: format!("{}@example.com", id),
-        locale,
-        status,
-        imperius_licenses: 1,
-        quota_gb: Some(1.0),
-        rejection_reason: (status == AccountStatus::Rejected)
-            .then(|| "CNPJ inativo na Receita".into()),
-        created_at: now,
-        updated_at: now,
-        activated_at: None,
-        licenses_in_use: 0,
-        version: 1,
-    };
-    let event = Envelope::new(EventType::AccountSignedUp, &id, json!({}), now);
-    deps.store
-        .create_account(&record, &record.email, &event)
-        .await
-        .unwrap();
-    record
+    nuvem_testkit::tenants::account_with(&deps.store, |account| {
+        account.organization_name = "Café <Bom> & Cia".into();
+        account.locale = locale;
+        account.status = status;
+        account.rejection_reason =
+            (status == AccountStatus::Rejected).then(|| "CNPJ inativo na Receita".into());
+    })
+    .await
 }
 
 /// The fixture's record carrying `event` (and the token attribute if given).

@@ -17,9 +17,20 @@ use crate::TestStack;
 /// 1 GB = 10^9 bytes; below the API's 0.001 GB minimum if a test wants) and
 /// `licenses` Imperius licences.
 pub async fn active_account(store: &Store, quota_bytes: u64, licenses: u32) -> AccountRecord {
+    account_with(store, |account| {
+        account.imperius_licenses = licenses;
+        account.quota_gb = Some(quota_bytes as f64 / 1e9);
+    })
+    .await
+}
+
+/// An active account like [`active_account`]'s (1 GB, one licence), as
+/// `edit` changes it (language, status, name…), stored with its own
+/// document and mailbox (`<id>@example.com`).
+pub async fn account_with(store: &Store, edit: impl FnOnce(&mut AccountRecord)) -> AccountRecord {
     let id = nuvem_domain::ids::new_id("acc");
     let now = Utc::now();
-    let account = AccountRecord {
+    let mut account = AccountRecord {
         id: id.clone(),
         organization_name: "Padaria Pão Quente Ltda".into(),
         document: id.clone(),
@@ -28,15 +39,16 @@ pub async fn active_account(store: &Store, quota_bytes: u64, licenses: u32) -> A
         email: format!("{id}@example.com"),
         locale: Locale::PtBr,
         status: AccountStatus::Active,
-        imperius_licenses: licenses,
+        imperius_licenses: 1,
         licenses_in_use: 0,
-        quota_gb: Some(quota_bytes as f64 / 1e9),
+        quota_gb: Some(1.0),
         rejection_reason: None,
         created_at: now,
         updated_at: now,
         activated_at: Some(now),
         version: 1,
     };
+    edit(&mut account);
     let approved = Envelope::new(EventType::AccountApproved, &id, json!({}), now);
     store
         .create_account(&account, &account.email, &approved)
