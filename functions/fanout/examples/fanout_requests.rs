@@ -6,13 +6,13 @@
 //!
 //! `cargo run -p fanout --example fanout_requests` (run by `make measure`).
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use chrono::Utc;
 use nuvem_aws::deliveries::DeliveryQueue;
 use nuvem_aws::mail::Mailer;
 use nuvem_aws::store::Store;
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_testkit::counting::RequestCounter;
+use nuvem_testkit::fixtures::{sqs_batch, sqs_message};
 use nuvem_testkit::inspect::drain;
 use nuvem_testkit::{TestStack, tenants};
 use serde_json::json;
@@ -47,11 +47,10 @@ async fn main() {
         json!({"key_id": "key_01jd2x4r8ytq3m5n7p9s1v3w5x", "name": "backup", "role": "operator"}),
         Utc::now(),
     );
-    let mut message = SqsMessage::default();
-    message.message_id = Some("bench".into());
-    message.body = Some(serde_json::to_string(&event).unwrap());
-    let mut batch = SqsEvent::default();
-    batch.records = vec![message];
+    let batch = sqs_batch(vec![sqs_message(
+        "bench",
+        serde_json::to_string(&event).unwrap(),
+    )]);
 
     let started = std::time::Instant::now();
     let answer = fanout::handle(&deps, batch).await;

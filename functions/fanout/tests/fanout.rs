@@ -8,7 +8,7 @@ use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
 use nuvem_aws::store::{AccountRecord, Store};
 use nuvem_domain::account::{AccountStatus, Locale};
 use nuvem_domain::events::{Envelope, EventType};
-use nuvem_testkit::fixtures::fixture;
+use nuvem_testkit::fixtures::{fixture, sqs_batch, sqs_message};
 use nuvem_testkit::{Emulator, SentEmail, TestStack};
 use serde_json::json;
 
@@ -66,12 +66,6 @@ fn record(message_id: &str, event: &Envelope, token: Option<&str>) -> SqsMessage
     message
 }
 
-fn batch(records: Vec<SqsMessage>) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = records;
-    event
-}
-
 async fn mails_to(emu: &Emulator, to: &str) -> Vec<SentEmail> {
     emu.sent_emails()
         .await
@@ -97,7 +91,7 @@ async fn approval_sends_one_portuguese_activation_email_however_often_it_is_deli
     let event = approved(&account);
     let token = "nvm_at_0123456789abcdefghijABCDEFGHIJ0123456789a";
     // Twice in one batch, then again in a later batch.
-    let first = batch(vec![
+    let first = sqs_batch(vec![
         record("m1", &event, Some(token)),
         record("m2", &event, Some(token)),
     ]);
@@ -108,7 +102,7 @@ async fn approval_sends_one_portuguese_activation_email_however_often_it_is_deli
         .map(|f| f.item_identifier.clone())
         .collect();
     assert!(failed.is_empty(), "{failed:?}");
-    let again = fanout::handle(&deps, batch(vec![record("m3", &event, Some(token))])).await;
+    let again = fanout::handle(&deps, sqs_batch(vec![record("m3", &event, Some(token))])).await;
     assert!(again.batch_item_failures.is_empty());
 
     let mails = mails_to(emu, &account.email).await;
@@ -143,7 +137,7 @@ async fn rejection_is_emailed_in_the_accounts_language_with_the_reason() {
         json!({"reason": "x"}),
         Utc::now(),
     );
-    let answer = fanout::handle(&deps, batch(vec![record("r1", &event, None)])).await;
+    let answer = fanout::handle(&deps, sqs_batch(vec![record("r1", &event, None)])).await;
     assert!(answer.batch_item_failures.is_empty());
     let mails = mails_to(emu, &account.email).await;
     assert_eq!(mails.len(), 1);
@@ -172,7 +166,7 @@ async fn a_poison_record_fails_alone() {
     let mut ghost = approved(&account);
     ghost.account_id = "acc_01jd0000000000000000000404".into();
     orphan.body = Some(serde_json::to_string(&ghost).unwrap());
-    let answer = fanout::handle(&deps, batch(vec![poison, good, orphan])).await;
+    let answer = fanout::handle(&deps, sqs_batch(vec![poison, good, orphan])).await;
     let mut failed: Vec<_> = answer
         .batch_item_failures
         .iter()
@@ -196,7 +190,7 @@ async fn a_quota_crossing_is_emailed_with_the_usage_and_the_biggest_buckets() {
     );
     let answer = fanout::handle(
         &deps,
-        batch(vec![record("q1", &event, None), record("q2", &event, None)]),
+        sqs_batch(vec![record("q1", &event, None), record("q2", &event, None)]),
     )
     .await;
     assert!(answer.batch_item_failures.is_empty());
@@ -223,7 +217,7 @@ async fn a_disabled_webhook_endpoint_is_emailed_to_the_owner_in_their_language()
     );
     let answer = fanout::handle(
         &deps,
-        batch(vec![record("d1", &event, None), record("d2", &event, None)]),
+        sqs_batch(vec![record("d1", &event, None), record("d2", &event, None)]),
     )
     .await;
     assert!(answer.batch_item_failures.is_empty());
@@ -320,9 +314,9 @@ mod webhooks {
 
         let event = quota_event(&mine.id);
         // Delivered twice: the tasks repeat with the same delivery ids.
-        let answer = fanout::handle(&w.deps, batch(vec![record("m1", &event, None)])).await;
+        let answer = fanout::handle(&w.deps, sqs_batch(vec![record("m1", &event, None)])).await;
         assert!(answer.batch_item_failures.is_empty());
-        fanout::handle(&w.deps, batch(vec![record("m2", &event, None)])).await;
+        fanout::handle(&w.deps, sqs_batch(vec![record("m2", &event, None)])).await;
         let tasks = queued(&w).await;
         assert_eq!(tasks.len(), 4);
         let mut targets: Vec<&str> = tasks.iter().map(|t| t.endpoint_id.as_str()).collect();
@@ -352,10 +346,10 @@ mod webhooks {
         let event = quota_event(&account.id);
         fanout::handle(
             &w.deps,
-            batch(vec![record("m1", &event, None), record("m2", &event, None)]),
+            sqs_batch(vec![record("m1", &event, None), record("m2", &event, None)]),
         )
         .await;
-        fanout::handle(&w.deps, batch(vec![record("m3", &event, None)])).await;
+        fanout::handle(&w.deps, sqs_batch(vec![record("m3", &event, None)])).await;
         let tasks = queued(&w).await;
         assert_eq!(tasks.len(), 6);
         let delivery = webhook_delivery::Deps {
@@ -366,15 +360,10 @@ mod webhooks {
         let records: Vec<SqsMessage> = tasks
             .iter()
             .enumerate()
-            .map(|(i, task)| {
-                let mut m = SqsMessage::default();
-                m.message_id = Some(format!("d{i}"));
-                m.body = Some(serde_json::to_string(task).unwrap());
-                m
-            })
+            .map(|(i, task)| sqs_message(format!("d{i}"), serde_json::to_string(task).unwrap()))
             .collect();
         // Concurrent duplicates may find the attempt in flight and be retried.
-        let answer = webhook_delivery::handle(&delivery, batch(records.clone())).await;
+        let answer = webhook_delivery::handle(&delivery, sqs_batch(records.clone())).await;
         let retried: Vec<SqsMessage> = records
             .into_iter()
             .filter(|r| {
@@ -385,7 +374,7 @@ mod webhooks {
             })
             .collect();
         if !retried.is_empty() {
-            webhook_delivery::handle(&delivery, batch(retried)).await;
+            webhook_delivery::handle(&delivery, sqs_batch(retried)).await;
         }
         let received = receiver.received();
         let mut paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
@@ -432,7 +421,7 @@ mod webhooks {
             json!({"order": 42}),
             Utc::now(),
         );
-        fanout::handle(&w.deps, batch(vec![record("m1", &event, None)])).await;
+        fanout::handle(&w.deps, sqs_batch(vec![record("m1", &event, None)])).await;
         let mut targets: Vec<String> = queued(&w)
             .await
             .into_iter()

@@ -5,10 +5,10 @@
 //!
 //! `cargo run -p quota-alerts --example requests_per_record` (run by `make measure`).
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use nuvem_aws::Core;
 use nuvem_aws::store::Store;
 use nuvem_testkit::counting::RequestCounter;
+use nuvem_testkit::fixtures::{sqs_batch, sqs_message};
 use nuvem_testkit::{TestStack, tenants};
 use serde_json::json;
 
@@ -65,18 +65,12 @@ async fn main() {
     bodies.extend(duplicates);
     counter.clear();
     for (n, chunk) in bodies.chunks(10).enumerate() {
-        let mut event = SqsEvent::default();
-        event.records = chunk
+        let records = chunk
             .iter()
             .enumerate()
-            .map(|(i, body)| {
-                let mut m = SqsMessage::default();
-                m.message_id = Some(format!("{n}-{i}"));
-                m.body = Some(body.clone());
-                m
-            })
+            .map(|(i, body)| sqs_message(format!("{n}-{i}"), body.clone()))
             .collect();
-        let answer = quota_alerts::handle(&deps, event).await;
+        let answer = quota_alerts::handle(&deps, sqs_batch(records)).await;
         assert!(answer.batch_item_failures.is_empty());
     }
     let counts = counter.counts();

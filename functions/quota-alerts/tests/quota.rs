@@ -35,16 +35,12 @@ async fn env(quota_bytes: u64) -> Env {
 }
 
 fn message(id: &str, body: String) -> SqsMessage {
-    let mut m = SqsMessage::default();
-    m.message_id = Some(id.into());
-    m.body = Some(body);
-    m
+    nuvem_testkit::fixtures::sqs_message(id, body)
 }
 
 async fn deliver(env: &Env, messages: Vec<SqsMessage>) -> Vec<String> {
-    let mut event = SqsEvent::default();
-    event.records = messages;
-    let answer = quota_alerts::handle(&env.deps, event).await;
+    let answer =
+        quota_alerts::handle(&env.deps, nuvem_testkit::fixtures::sqs_batch(messages)).await;
     answer
         .batch_item_failures
         .into_iter()

@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::SqsMessage;
 use chrono::Utc;
 use nuvem_aws::Core;
 use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
@@ -23,6 +23,7 @@ use nuvem_aws::webhook::Sender;
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::webhook::delivery::delivery_id;
 use nuvem_testkit::counting::RequestCounter;
+use nuvem_testkit::fixtures::{sqs_batch, sqs_message};
 use nuvem_testkit::receiver::Receiver;
 use nuvem_testkit::{TestStack, tenants};
 use serde_json::json;
@@ -68,18 +69,13 @@ async fn main() {
                 not_before: None,
                 event,
             };
-            let mut m = SqsMessage::default();
-            m.message_id = Some(format!("m{i}"));
-            m.body = Some(serde_json::to_string(&task).unwrap());
-            m
+            sqs_message(format!("m{i}"), serde_json::to_string(&task).unwrap())
         })
         .collect();
 
     let started = Instant::now();
     for chunk in records.chunks(10) {
-        let mut batch = SqsEvent::default();
-        batch.records = chunk.to_vec();
-        let answer = webhook_delivery::handle(&deps, batch).await;
+        let answer = webhook_delivery::handle(&deps, sqs_batch(chunk.to_vec())).await;
         assert!(answer.batch_item_failures.is_empty());
     }
     let elapsed = started.elapsed();

@@ -16,7 +16,7 @@ use nuvem_aws::webhook::{Lookup, LookupFuture, Sender};
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::webhook::delivery::delivery_id;
 use nuvem_domain::webhook::signature::WebhookSecret;
-use nuvem_testkit::fixtures::fixture;
+use nuvem_testkit::fixtures::{fixture, sqs_batch};
 use nuvem_testkit::inspect::drain;
 use nuvem_testkit::receiver::{Receiver, Reply};
 use nuvem_testkit::{TestStack, tenants};
@@ -155,12 +155,6 @@ fn record(message_id: &str, task: &DeliveryTask) -> SqsMessage {
     message
 }
 
-fn batch(records: Vec<SqsMessage>) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = records;
-    event
-}
-
 #[test]
 fn the_fixture_is_a_delivery_task() {
     let event: SqsEvent = fixture("webhook-delivery/delivery-task.json");
@@ -179,11 +173,11 @@ async fn a_delivery_is_signed_logged_and_made_once() {
     // The same task twice in one batch and once more later: one request.
     let response = webhook_delivery::handle(
         &w.deps,
-        batch(vec![record("m1", &task), record("m2", &task)]),
+        sqs_batch(vec![record("m1", &task), record("m2", &task)]),
     )
     .await;
     assert!(response.batch_item_failures.is_empty() || response.batch_item_failures.len() == 1);
-    webhook_delivery::handle(&w.deps, batch(vec![record("m3", &task)])).await;
+    webhook_delivery::handle(&w.deps, sqs_batch(vec![record("m3", &task)])).await;
     let received = w.receiver.wait_for(2, Duration::from_millis(500)).await;
     assert_eq!(received.len(), 1, "duplicates collapse");
     let request = &received[0];
@@ -247,7 +241,7 @@ async fn a_failure_is_retried_on_schedule_then_succeeds() {
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].attempt, 2);
     assert_eq!(next[0].delivery_id, delivery_id(&event.id, &endpoint.id));
-    webhook_delivery::handle(&w.deps, batch(vec![record("m2", &next[0])])).await;
+    webhook_delivery::handle(&w.deps, sqs_batch(vec![record("m2", &next[0])])).await;
     let received = w.receiver.received();
     assert_eq!(received.len(), 2);
     assert_eq!(
@@ -536,7 +530,7 @@ async fn the_rate_limit_holds_back_the_excess() {
         .map(|i| record(&format!("m{i}"), &w.task(&limited, &w.event())))
         .collect();
     let started = std::time::Instant::now();
-    let response = webhook_delivery::handle(&w.deps, batch(tasks)).await;
+    let response = webhook_delivery::handle(&w.deps, sqs_batch(tasks)).await;
     assert!(response.batch_item_failures.is_empty());
     let sent = w.receiver.received().len();
     // Within one second at most two go out (a batch straddling a second
@@ -668,7 +662,7 @@ impl World {
                     record(&format!("q{i}"), &task)
                 })
                 .collect();
-            webhook_delivery::handle(&self.deps, batch(records)).await;
+            webhook_delivery::handle(&self.deps, sqs_batch(records)).await;
         }
     }
 
@@ -693,7 +687,7 @@ async fn an_ordered_endpoint_gets_a_subjects_events_in_order() {
         .iter()
         .map(|&i| record(&format!("m{i}"), &w.task(&endpoint, &events[i])))
         .collect();
-    webhook_delivery::handle(&w.deps, batch(tasks)).await;
+    webhook_delivery::handle(&w.deps, sqs_batch(tasks)).await;
     assert_eq!(
         w.received_ids(),
         [events[0].id.clone()],
@@ -835,7 +829,7 @@ async fn duplicated_shuffled_tasks_with_failures_deliver_each_once() {
             .enumerate()
             .map(|(i, t)| record(&format!("s{c}-{i}"), t))
             .collect();
-        let answer = webhook_delivery::handle(&w.deps, batch(records)).await;
+        let answer = webhook_delivery::handle(&w.deps, sqs_batch(records)).await;
         // A duplicate that finds its twin's attempt in flight is retried.
         for failure in answer.batch_item_failures {
             let (c, i) = failure.item_identifier[1..].split_once('-').unwrap();

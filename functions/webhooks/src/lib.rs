@@ -243,11 +243,7 @@ struct RotateBody {
 }
 
 async fn rotate(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
-    let body: RotateBody = if req.body.as_deref().is_none_or(|b| b.trim().is_empty()) {
-        RotateBody::default()
-    } else {
-        http::json_body(req, 4 * 1024)?
-    };
+    let body: RotateBody = http::optional_json_body(req, 4 * 1024)?;
     let secret = match body.secret {
         Some(s) => WebhookSecret::parse_new(&s)
             .map_err(|e| Problem::validation(vec![FieldError::new("secret", e.to_string())]))?,
@@ -451,11 +447,7 @@ struct RetryBody {
 
 /// Delivers a kept event again, as new deliveries (a fresh schedule).
 async fn retry(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
-    let body: RetryBody = if req.body.as_deref().is_none_or(|b| b.trim().is_empty()) {
-        RetryBody::default()
-    } else {
-        http::json_body(req, 4 * 1024)?
-    };
+    let body: RetryBody = http::optional_json_body(req, 4 * 1024)?;
     let id = http::path_param(req, "id")?;
     let not_found =
         || Problem::not_found("no such event (events are kept for the retention period)");

@@ -244,6 +244,19 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
     })
 }
 
+/// A JSON body that may be left out: no body (or only whitespace) is
+/// `T::default()`, anything else is parsed as strictly as [`json_body`].
+pub fn optional_json_body<T: DeserializeOwned + Default>(
+    req: &Request,
+    limit: usize,
+) -> Result<T, Problem> {
+    if req.body.as_deref().is_none_or(|b| b.trim().is_empty()) {
+        Ok(T::default())
+    } else {
+        json_body(req, limit)
+    }
+}
+
 /// serde_json appends " at line 1 column 42"; the field name says more.
 fn strip_position(msg: &str) -> String {
     match msg.rfind(" at line ") {

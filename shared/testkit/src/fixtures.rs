@@ -5,6 +5,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
 };
 use aws_lambda_events::encodings::Body;
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -114,4 +115,19 @@ pub fn with_route(mut req: ApiGatewayV2httpRequest, route: &str) -> ApiGatewayV2
     req.request_context.route_key = Some(route.to_owned());
     req.request_context.http.method = method.parse().expect("an HTTP method");
     req
+}
+
+/// An SQS record with this message id and body (the fields handlers read).
+pub fn sqs_message(id: impl Into<String>, body: impl Into<String>) -> SqsMessage {
+    let mut message = SqsMessage::default();
+    message.message_id = Some(id.into());
+    message.body = Some(body.into());
+    message
+}
+
+/// A batch of SQS records, as the event source hands it to a function.
+pub fn sqs_batch(records: Vec<SqsMessage>) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = records;
+    event
 }
