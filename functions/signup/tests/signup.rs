@@ -126,6 +126,11 @@ async fn bad_input_is_a_problem_and_stores_nothing() {
             400,
         ),
         (
+            "truncated after an unknown key",
+            with_body(http_event("signup/signup.json"), "{\"nickname\": "),
+            400,
+        ),
+        (
             "not an object",
             with_body(http_event("signup/signup.json"), "[1,2]"),
             422,

@@ -154,21 +154,22 @@ impl Gateway {
 
     /// The route for a method and raw path: Ok(route, path parameters), or
     /// Err(the methods the path allows; empty = unknown path).
+    /// The most specific route for the request, as API Gateway picks it.
+    /// Without a `$default` route, a path of the API asked with the wrong
+    /// method is no match either: API Gateway answers 404 for both.
     fn select(
         &self,
         method: &str,
         raw_path: &str,
-    ) -> Result<(&CompiledRoute, BTreeMap<String, String>), Vec<String>> {
+    ) -> Option<(&CompiledRoute, BTreeMap<String, String>)> {
         let mut best: Option<(&CompiledRoute, BTreeMap<String, String>)> = None;
-        let mut allowed = Vec::new();
         for r in &self.routes {
+            if !r.accepts(method) {
+                continue;
+            }
             let Some(params) = r.matches(raw_path) else {
                 continue;
             };
-            if !r.accepts(method) {
-                allowed.push(r.route.method.clone());
-                continue;
-            }
             let better = match &best {
                 None => true,
                 Some((b, _)) => {
@@ -179,11 +180,7 @@ impl Gateway {
                 best = Some((r, params));
             }
         }
-        best.ok_or_else(|| {
-            allowed.sort();
-            allowed.dedup();
-            allowed
-        })
+        best
     }
 }
 
@@ -198,20 +195,6 @@ fn message(status: StatusCode, text: &str) -> Response {
 
 fn internal_error() -> Response {
     message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-}
-
-fn method_not_allowed(allowed: &[String]) -> Response {
-    let body = json!({"type": "about:blank", "title": "Method Not Allowed", "status": 405});
-    let mut resp = (
-        StatusCode::METHOD_NOT_ALLOWED,
-        [("content-type", "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
-        resp.headers_mut().insert("allow", v);
-    }
-    resp
 }
 
 /// API Gateway's request id shape (`JKJaXmPLvHcESHA=`).
@@ -338,10 +321,8 @@ async fn serve(
     let raw_path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().unwrap_or_default().to_owned();
 
-    let (route, path_params) = match gw.select(&method, &raw_path) {
-        Ok(found) => found,
-        Err(allowed) if allowed.is_empty() => return message(StatusCode::NOT_FOUND, "Not Found"),
-        Err(allowed) => return method_not_allowed(&allowed),
+    let Some((route, path_params)) = gw.select(&method, &raw_path) else {
+        return message(StatusCode::NOT_FOUND, "Not Found");
     };
     let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
@@ -661,10 +642,10 @@ mod tests {
         let (k, params) = key("DELETE", "/v1/keys/key%201").unwrap();
         assert_eq!(k, "DELETE /v1/keys/{id}");
         assert_eq!(params["id"], "key 1");
-        assert_eq!(key("POST", "/v1/keys/abc").unwrap_err(), ["DELETE"]);
-        assert_eq!(key("PUT", "/v1/keys").unwrap_err(), ["GET"]);
-        assert!(key("GET", "/v1/nope").unwrap_err().is_empty());
-        assert!(key("GET", "/v1/keys/").unwrap_err().is_empty());
+        assert!(key("POST", "/v1/keys/abc").is_none());
+        assert!(key("PUT", "/v1/keys").is_none());
+        assert!(key("GET", "/v1/nope").is_none());
+        assert!(key("GET", "/v1/keys/").is_none());
         let (k, params) = key("GET", "/v1/files/a/b/c.txt").unwrap();
         assert_eq!(k, "GET /v1/files/{proxy+}");
         assert_eq!(params["proxy"], "a/b/c.txt");
@@ -672,7 +653,16 @@ mod tests {
             key("PUT", "/v1/files/a").unwrap().0,
             "ANY /v1/files/{proxy+}"
         );
-        assert!(key("GET", "/v1/files").unwrap_err().is_empty());
+        assert!(key("GET", "/v1/files").is_none());
+    }
+
+    #[test]
+    fn the_default_route_takes_whatever_no_other_route_does() {
+        let g = gw(&[("GET", "/v1/keys"), ("ANY", "$default")]);
+        let key = |m: &str, p: &str| g.select(m, p).map(|(r, _)| r.route_key());
+        assert_eq!(key("GET", "/v1/keys").unwrap(), "GET /v1/keys");
+        assert_eq!(key("PUT", "/v1/keys").unwrap(), "$default");
+        assert_eq!(key("GET", "/v1/nope").unwrap(), "$default");
     }
 
     #[test]

@@ -93,6 +93,53 @@ async fn onboarding_from_signup_to_a_revoked_operator_key() {
     );
 }
 
+/// The `$default` route answers what no other route does, as a deployed API
+/// would: a wrong method on a path of ours is a 405 naming the right ones, and
+/// any other path a 404, both as problems, with or without a credential.
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_methods_are_405_and_unknown_paths_404() {
+    let runner = stack("e2e-fallback").await;
+    let http = Client::new();
+    let send = |method: Method, path: &str| {
+        http.request(method, format!("{}{path}", runner.base_url()))
+            .header("authorization", "Bearer key_x.y")
+            .send()
+    };
+    for (method, path, allow) in [
+        (Method::GET, "/v1/signup", "POST"),
+        (Method::PUT, "/v1/keys", "GET, POST"),
+        (
+            Method::GET,
+            "/v1/keys/key_01jdq4a1b2c3d4e5f6g7h8j9k0",
+            "DELETE",
+        ),
+        (Method::POST, "/v1/webhooks/wh_1", "DELETE, GET, PATCH"),
+    ] {
+        let resp = send(method.clone(), path).await.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let problem: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(problem["status"], 405);
+    }
+    for (method, path) in [
+        (Method::GET, "/"),
+        (Method::GET, "/v1/nothing"),
+        (Method::POST, "/v2/signup"),
+        (Method::GET, "/v1/keys/"),
+        (Method::DELETE, "/v1/keys/a/b"),
+    ] {
+        let resp = send(method.clone(), path).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        assert!(resp.headers().get("allow").is_none());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_of_one_account_cannot_read_or_change_another() {
     let runner = stack("e2e-isolation").await;

@@ -94,6 +94,8 @@ fn operations_are_the_template_routes_with_the_same_auth() {
         .routes()
         .expect("routes")
         .into_iter()
+        // The catch-all answers only problems; no operation to document.
+        .filter(|r| r.path != "$default")
         .map(|r| ((r.method, r.path), r.authorizer.is_none()))
         .collect();
     let ops = operations();
@@ -441,10 +443,10 @@ fn oversized(field: &str) -> Body {
     Body::Json(json!({ field: "x".repeat(17 * 1024) }))
 }
 
-/// Not JSON from its second character on (a truncated body such as
-/// `{"unknown": ` would be a 422: the parser reports the unknown field first).
+/// A truncated body whose first key no route knows: not JSON, so a 400 even
+/// though a parser meets the unknown field first.
 fn malformed() -> Body {
-    Body::Raw("application/json", b"{'quota_gb': 1}".to_vec())
+    Body::Raw("application/json", b"{\"not_a_field\": ".to_vec())
 }
 
 fn not_json() -> Body {

@@ -232,8 +232,18 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            Problem::bad_request(format!("the body is not valid JSON: {inner}"))
+        // serde stops at the first problem it meets: in `{"unknown": ` that is
+        // the field, but the body is not JSON at all, which is the client's
+        // first mistake. Only failing bodies pay for the second parse.
+        let syntax = if inner.is_syntax() || inner.is_eof() {
+            Some(inner.to_string())
+        } else {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&raw)
+                .err()
+                .map(|e| e.to_string())
+        };
+        if let Some(syntax) = syntax {
+            Problem::bad_request(format!("the body is not valid JSON: {syntax}"))
         } else {
             let field = if path == "." { "body".to_owned() } else { path };
             Problem::validation(vec![FieldError::new(

@@ -539,9 +539,11 @@ fn event(ev: &Value, params: &Resolver) -> Result<EventSource> {
                     .and_then(scalar)
                     .unwrap_or_else(|| "ANY".into())
                     .to_ascii_uppercase(),
+                // SAM spells the catch-all route `/$default`.
                 path: p
                     .get("Path")
                     .and_then(scalar)
+                    .filter(|p| p != "/$default")
                     .unwrap_or_else(|| "$default".into()),
                 auth_none: auth.as_deref() == Some("NONE"),
                 authorizer: auth.filter(|a| a != "NONE"),

@@ -1,0 +1,97 @@
+//! The HTTP API's `$default` route. API Gateway sends here every request no
+//! route of the template matches, and answers a bare `{"message":"Not
+//! Found"}` when there is no such route. This answers as every other route
+//! does, in `application/problem+json`: 405 with `Allow` when the path is
+//! ours and only the method is wrong, 404 otherwise.
+
+use http::HeaderValue;
+use nuvem_aws::http::{Problem, Request, Response};
+
+/// Every `(method, path)` route of `template.yaml`, other than `$default`.
+/// A test compares it with the template, so a route added there without
+/// being added here fails the build.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/activate"),
+    ("GET", "/v1/admin/accounts"),
+    ("GET", "/v1/admin/accounts/{id}"),
+    ("PATCH", "/v1/admin/accounts/{id}"),
+    ("POST", "/v1/admin/accounts/{id}/activation"),
+    ("POST", "/v1/admin/accounts/{id}/approve"),
+    ("GET", "/v1/admin/accounts/{id}/audit"),
+    ("POST", "/v1/admin/accounts/{id}/reject"),
+    ("GET", "/v1/buckets"),
+    ("POST", "/v1/buckets"),
+    ("DELETE", "/v1/buckets/{name}"),
+    ("GET", "/v1/buckets/{name}"),
+    ("PATCH", "/v1/buckets/{name}"),
+    ("GET", "/v1/event-types"),
+    ("GET", "/v1/events"),
+    ("POST", "/v1/events"),
+    ("POST", "/v1/events/{id}/retry"),
+    ("GET", "/v1/keys"),
+    ("POST", "/v1/keys"),
+    ("DELETE", "/v1/keys/{id}"),
+    ("POST", "/v1/signup"),
+    ("GET", "/v1/usage"),
+    ("GET", "/v1/webhooks"),
+    ("POST", "/v1/webhooks"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("PATCH", "/v1/webhooks/{id}"),
+    ("GET", "/v1/webhooks/{id}/attempts"),
+    ("GET", "/v1/webhooks/{id}/secret"),
+    ("POST", "/v1/webhooks/{id}/secret/rotate"),
+    ("GET", "/v1/webhooks/{id}/stats"),
+    ("POST", "/v1/webhooks/{id}/test"),
+];
+
+/// Whether `path` fits the route template `pattern`, where `{name}` stands
+/// for one non-empty segment (API Gateway's rule; no route here is greedy).
+pub fn fits(pattern: &str, path: &str) -> bool {
+    let mut want = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') => {
+                if g.is_empty() {
+                    return false;
+                }
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The methods the routes at `path` accept, sorted; empty for no route.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|(_, pattern)| fits(pattern, path))
+        .map(|(method, _)| *method)
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods
+}
+
+pub fn handle(req: &Request) -> Response {
+    let path = req
+        .raw_path
+        .as_deref()
+        .or(req.request_context.http.path.as_deref())
+        .unwrap_or("/");
+    let allowed = allowed_methods(path);
+    if allowed.is_empty() {
+        return Problem::not_found("no route of this API matches the path").into_response();
+    }
+    let list = allowed.join(", ");
+    let mut problem = Problem::method_not_allowed();
+    problem.detail = Some(format!("this path accepts {list}"));
+    let mut response = problem.into_response();
+    if let Ok(value) = HeaderValue::from_str(&list) {
+        response.headers.insert("allow", value);
+    }
+    response
+}
