@@ -11,13 +11,15 @@ use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
 use nuvem_aws::store::{
     AttemptOutcome, AttemptRecord, CreateEndpointError, EndpointRecord, MAX_ENDPOINTS_PER_ACCOUNT,
-    ROTATION_OVERLAP,
+    Once, ROTATION_OVERLAP,
 };
 use nuvem_aws::webhook::{self, Sender};
 use nuvem_domain::events::{CustomEventType, Envelope, EventName, EventType};
+use nuvem_domain::idempotency;
 use nuvem_domain::ids;
 use nuvem_domain::keys::Role;
 use nuvem_domain::validation::FieldError;
+use nuvem_domain::webhook::delivery::replay_delivery_id;
 use nuvem_domain::webhook::endpoint::{EndpointPatch, EndpointRequest, UrlPolicy, subscribes};
 use nuvem_domain::webhook::signature::WebhookSecret;
 use nuvem_domain::webhook::stats::{StatsWindow, summarize};
@@ -422,19 +424,52 @@ struct CustomEventBody {
 
 /// Fires a tenant-defined `custom.*` event: kept like any event and fanned
 /// out to the endpoints that subscribe to it.
+///
+/// With an `Idempotency-Key`, a repeat of the request (same key, same body)
+/// within 24 hours answers the first event and fires nothing; the same key
+/// with another body is a 422.
 async fn fire(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let key = http::idempotency_key(req)?;
     let body: CustomEventBody = http::json_body(req, EVENT_BODY_LIMIT)?;
     let event_type = CustomEventType::parse(&body.event_type)
         .map_err(|e| Problem::validation(vec![FieldError::new("type", e.to_string())]))?;
+    let data = serde_json::Value::Object(body.data);
     let event = Envelope::new(
         EventName::Custom(event_type),
         who.account_id.clone(),
-        serde_json::Value::Object(body.data),
+        data,
         Utc::now(),
     );
-    deps.core.store.put_event(&event).await?;
-    deps.core.emit(&event, None).await;
-    http::json(202, &event)
+    let store = &deps.core.store;
+    let Some(key) = key else {
+        store.put_event(&event).await?;
+        deps.core.emit(&event, None).await;
+        return http::json(202, &event);
+    };
+    let request = json!({"type": event.event_type.as_str(), "data": event.data});
+    match store
+        .put_event_once(&event, &key, &idempotency::fingerprint(&request))
+        .await?
+    {
+        Once::Done => {
+            deps.core.emit(&event, None).await;
+            http::json(202, &event)
+        }
+        // The first request's event went out then (or goes out with the
+        // outbox relay): nothing to send again.
+        Once::Repeat(Some(first)) => http::json(202, &first).map(http::replayed),
+        Once::Repeat(None) => Err(Problem::conflict(
+            "the event this Idempotency-Key made is no longer kept",
+        )),
+        Once::Mismatch => Err(key_reused()),
+    }
+}
+
+fn key_reused() -> Problem {
+    Problem::validation(vec![FieldError::new(
+        "Idempotency-Key",
+        "this key was used with a different request; use a new key",
+    )])
 }
 
 #[derive(Deserialize, Default)]
@@ -446,7 +481,12 @@ struct RetryBody {
 }
 
 /// Delivers a kept event again, as new deliveries (a fresh schedule).
+///
+/// With an `Idempotency-Key` the deliveries' ids derive from the key, so a
+/// repeat of the replay (after a timeout, or a 500 that queued only some)
+/// queues the same deliveries again, and `webhook-delivery` sends each once.
 async fn retry(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let key = http::idempotency_key(req)?;
     let body: RetryBody = http::optional_json_body(req, 4 * 1024)?;
     let id = http::path_param(req, "id")?;
     let not_found =
@@ -490,7 +530,10 @@ async fn retry(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
     let tasks: Vec<DeliveryTask> = targets
         .iter()
         .map(|endpoint_id| DeliveryTask {
-            delivery_id: ids::new_id(ids::DELIVERY),
+            delivery_id: match &key {
+                Some(key) => replay_delivery_id(&event.id, key, endpoint_id),
+                None => ids::new_id(ids::DELIVERY),
+            },
             endpoint_id: endpoint_id.clone(),
             attempt: 1,
             not_before: None,

@@ -55,6 +55,19 @@ impl World {
         id: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
+        let req = self.request(account, role, route, id, body);
+        let (status, _, body) = reply(&webhooks::handle(&self.deps, req).await);
+        (status, body)
+    }
+
+    fn request(
+        &self,
+        account: &str,
+        role: &str,
+        route: &str,
+        id: Option<&str>,
+        body: Option<Value>,
+    ) -> ApiGatewayV2httpRequest {
         let mut req: ApiGatewayV2httpRequest =
             with_route(http_event("webhooks/create-webhook.json"), route);
         req.body = None;
@@ -64,9 +77,26 @@ impl World {
         if let Some(body) = body {
             req = with_json(req, &body);
         }
-        let req = as_principal(req, account, "key_01jd0000000000000000000001", role);
-        let (status, _, body) = reply(&webhooks::handle(&self.deps, req).await);
-        (status, body)
+        as_principal(req, account, "key_01jd0000000000000000000001", role)
+    }
+
+    /// `route` as the owner of `account`, sent with an `Idempotency-Key`.
+    /// Answers (status, replayed?, body).
+    async fn call_once(
+        &self,
+        account: &str,
+        key: &str,
+        route: &str,
+        id: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, bool, Value) {
+        let mut req = self.request(account, "owner", route, id, body);
+        req.headers
+            .insert("idempotency-key", key.parse().expect("a header value"));
+        let resp = webhooks::handle(&self.deps, req).await;
+        let replayed = resp.headers.get("idempotent-replayed").is_some();
+        let (status, _, body) = reply(&resp);
+        (status, replayed, body)
     }
 
     async fn call(&self, route: &str, id: Option<&str>, body: Option<Value>) -> (u16, Value) {
@@ -588,6 +618,182 @@ async fn custom_events_are_kept_listed_and_replayed() {
         )
         .await;
     assert_eq!(status, 404, "another account's event");
+}
+
+#[tokio::test]
+async fn a_custom_event_sent_again_with_its_idempotency_key_fires_once() {
+    let w = world().await;
+    let events_queued = || drain(&w.t.sqs, w.t.events_queue(), 10);
+    let order = json!({"type": "custom.order.paid", "data": {"order": 42, "total": "99.90"}});
+    // Sent five times at once, as a client retrying after timeouts might.
+    let sends = (0..5).map(|_| {
+        w.call_once(
+            &w.account,
+            "pedido-42",
+            "POST /v1/events",
+            None,
+            Some(order.clone()),
+        )
+    });
+    let answers = futures::future::join_all(sends).await;
+    let first = &answers.iter().find(|a| !a.1).expect("one took effect").2;
+    for (status, _, event) in &answers {
+        assert_eq!(*status, 202, "{event}");
+        assert_eq!(event, first, "every repeat answers the first event");
+    }
+    assert_eq!(answers.iter().filter(|a| !a.1).count(), 1);
+    assert_eq!(events_queued().await.len(), 1, "fired once");
+
+    // The same request written differently is the same request.
+    let reordered = json!({"data": {"total": "99.90", "order": 42}, "type": "custom.order.paid"});
+    let (status, replayed, again) = w
+        .call_once(
+            &w.account,
+            "pedido-42",
+            "POST /v1/events",
+            None,
+            Some(reordered),
+        )
+        .await;
+    assert_eq!((status, replayed), (202, true));
+    assert_eq!(&again, first);
+
+    // The same key with another request is a mistake, and changes nothing.
+    let other = json!({"type": "custom.order.paid", "data": {"order": 43}});
+    let (status, _, problem) = w
+        .call_once(
+            &w.account,
+            "pedido-42",
+            "POST /v1/events",
+            None,
+            Some(other.clone()),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
+    // Keys are the account's own: another account's equal key is its own.
+    let (status, replayed, theirs) = w
+        .call_once(
+            &w.other,
+            "pedido-42",
+            "POST /v1/events",
+            None,
+            Some(order.clone()),
+        )
+        .await;
+    assert_eq!((status, replayed), (202, false));
+    assert_ne!(theirs["id"], first["id"]);
+    assert_eq!(theirs["account_id"], w.other.as_str());
+    // A new key is a new event.
+    let (status, replayed, _) = w
+        .call_once(
+            &w.account,
+            "pedido-43",
+            "POST /v1/events",
+            None,
+            Some(other),
+        )
+        .await;
+    assert_eq!((status, replayed), (202, false));
+    assert_eq!(events_queued().await.len(), 2);
+
+    for bad in ["", "com espaço", &"k".repeat(256)] {
+        let (status, _, problem) = w
+            .call_once(
+                &w.account,
+                bad,
+                "POST /v1/events",
+                None,
+                Some(order.clone()),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad:?}: {problem}");
+    }
+    assert!(
+        events_queued().await.is_empty(),
+        "nothing fired by bad keys"
+    );
+    let (_, listed) = w.call("GET /v1/events", None, None).await;
+    let custom: Vec<&Value> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"].as_str().unwrap().starts_with("custom."))
+        .collect();
+    assert_eq!(custom.len(), 2, "{listed}");
+    assert_eq!(custom.iter().filter(|e| e["id"] == first["id"]).count(), 1);
+}
+
+#[tokio::test]
+async fn a_replay_repeated_with_its_idempotency_key_queues_the_same_deliveries() {
+    let w = world().await;
+    let (a, _) = w.create(json!({})).await;
+    let (b, _) = w.create(json!({})).await;
+    let (_, event) = w
+        .call(
+            "POST /v1/events",
+            None,
+            Some(json!({"type": "custom.sync", "data": {}})),
+        )
+        .await;
+    let event_id = event["id"].as_str().unwrap().to_owned();
+    let deliveries = |answer: &Value| -> std::collections::BTreeMap<String, String> {
+        answer["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["webhook_id"].as_str().unwrap().to_owned(),
+                    d["delivery_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let route = "POST /v1/events/{id}/retry";
+    let (status, _, first) = w
+        .call_once(&w.account, "r1", route, Some(&event_id), None)
+        .await;
+    assert_eq!(status, 202, "{first}");
+    let first = deliveries(&first);
+    assert_eq!(first.keys().collect::<Vec<_>>(), {
+        let mut both = vec![&a, &b];
+        both.sort();
+        both
+    });
+    let (_, _, again) = w
+        .call_once(&w.account, "r1", route, Some(&event_id), None)
+        .await;
+    assert_eq!(deliveries(&again), first, "the same deliveries, sent once");
+    let (_, _, only_a) = w
+        .call_once(
+            &w.account,
+            "r1",
+            route,
+            Some(&event_id),
+            Some(json!({"webhook_id": a})),
+        )
+        .await;
+    assert_eq!(deliveries(&only_a)[&a], first[&a]);
+    let (_, _, other) = w
+        .call_once(&w.account, "r2", route, Some(&event_id), None)
+        .await;
+    assert!(
+        deliveries(&other)
+            .values()
+            .all(|id| !first.values().any(|f| f == id)),
+        "another key is another replay"
+    );
+    let (_, plain) = w.call(route, Some(&event_id), None).await;
+    assert!(
+        deliveries(&plain)
+            .values()
+            .all(|id| !first.values().any(|f| f == id))
+    );
+    let (status, _, _) = w
+        .call_once(&w.account, "a b", route, Some(&event_id), None)
+        .await;
+    assert_eq!(status, 400);
 }
 
 #[tokio::test]

@@ -263,6 +263,8 @@ enum Body {
     Json(Value),
     /// Content type and raw bytes.
     Raw(&'static str, Vec<u8>),
+    /// An optional JSON body sent with an `Idempotency-Key`.
+    Keyed(&'static str, Option<Value>),
 }
 
 /// Calls operations of the document on the local stack and checks every
@@ -309,8 +311,18 @@ impl Contract {
         for (name, _) in query {
             assert!(documented.contains(name), "{what}: undocumented ?{name}");
         }
+        // Headers the test sends are documented ones.
+        if let Body::Keyed(..) = &body {
+            let header = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(resolve)
+                .any(|p| p["in"] == "header" && p["name"] == "Idempotency-Key");
+            assert!(header, "{what}: undocumented Idempotency-Key");
+        }
         // What the code accepts, the documented request schema accepts too.
-        if let Body::Json(b) = &body
+        if let Body::Json(b) | Body::Keyed(_, Some(b)) = &body
             && (200..300).contains(&expected)
         {
             let media = &op["requestBody"]["content"]["application/json"];
@@ -345,9 +357,17 @@ impl Contract {
             Body::None => req,
             Body::Json(b) => req.json(&b),
             Body::Raw(content_type, bytes) => req.header(CONTENT_TYPE, content_type).body(bytes),
+            Body::Keyed(key, b) => {
+                let req = req.header("idempotency-key", key);
+                match b {
+                    Some(b) => req.json(&b),
+                    None => req,
+                }
+            }
         };
         let resp = req.send().await.expect("HTTP call");
         let status = resp.status().as_u16();
+        let replayed = resp.headers().contains_key("idempotent-replayed");
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -370,6 +390,10 @@ impl Contract {
             panic!("{what}: status {status} is not documented; body {text}");
         };
         let documented = resolve(documented);
+        assert!(
+            !replayed || documented["headers"].get("Idempotent-Replayed").is_some(),
+            "{what}: Idempotent-Replayed is not documented for {status}"
+        );
         let Some(content) = documented.get("content") else {
             assert!(
                 text.is_empty(),
@@ -997,6 +1021,15 @@ async fn every_operation_answers_as_documented() {
     call!(api, GET EVENTS [] ? [("limit", "1"), ("cursor", &cursor)], owner, Body::None => 200);
     call!(api, GET EVENTS [] ? [("limit", "101")], owner, Body::None => 422);
     call!(api, GET EVENTS [] ? [("cursor", "bm90LWEtY3Vyc29y")], owner, Body::None => 422);
+    // Repeated with its Idempotency-Key, a custom event is fired once.
+    let shipped = json!({"type": "custom.order.shipped", "data": {"order_id": "PED-1042"}});
+    let once = call!(api, POST EVENTS [], owner, Body::Keyed("ped-1042-shipped", Some(shipped.clone())) => 202);
+    let again =
+        call!(api, POST EVENTS [], owner, Body::Keyed("ped-1042-shipped", Some(shipped)) => 202);
+    assert_eq!(once, again);
+    let reused = call!(api, POST EVENTS [], owner, Body::Keyed("ped-1042-shipped", Some(paid.clone())) => 422);
+    assert_eq!(reused["errors"][0]["field"], "Idempotency-Key");
+    call!(api, POST EVENTS [], owner, Body::Keyed("com espaco", Some(paid.clone())) => 400);
 
     let event_id = str_of(&events["items"][0]["id"]).to_owned();
     let retried = call!(api, POST RETRY [&event_id], owner, Body::None => 202);
@@ -1016,14 +1049,25 @@ async fn every_operation_answers_as_documented() {
     let to_hook = json!({"webhook_id": hook});
     call!(api, POST RETRY [&event_id], owner, json(to_hook) => 202);
     call!(api, POST RETRY [&event_id], owner, json(json!({"webhook": hook})) => 422);
+    let keyed = call!(api, POST RETRY [&event_id], owner, Body::Keyed("replay-1", None) => 202);
+    let repeat = call!(api, POST RETRY [&event_id], owner, Body::Keyed("replay-1", None) => 202);
+    assert_eq!(keyed["deliveries"], repeat["deliveries"]);
+    call!(api, POST RETRY [&event_id], owner, Body::Keyed("", None) => 400);
     call!(api, POST RETRY [&event_id], owner, malformed() => 400);
     call!(api, POST RETRY [&event_id], owner, not_json() => 415);
     call!(api, POST RETRY [&event_id], owner, oversized("webhook_id") => 413);
     call!(api, POST RETRY ["evt_01jdq6a2b3c4d5e6f7g8h9j0k1"], owner, Body::None => 404);
     call!(api, POST RETRY ["pedido-1042"], owner, Body::None => 404);
     // Every delivery of one event carries the event's id as webhook-id.
-    let got = deliveries_of(&receiver, &event_id, 3).await;
-    assert_eq!(got.len(), 3, "the first delivery and two replays");
+    // The keyed replay, asked twice, is delivered once.
+    deliveries_of(&receiver, &event_id, 4).await;
+    tokio::time::sleep(Wait::from_secs(2)).await;
+    let got = deliveries_of(&receiver, &event_id, 4).await;
+    assert_eq!(
+        got.len(),
+        4,
+        "the first delivery, two replays and a keyed one"
+    );
     for request in &got {
         request.verify(own).unwrap();
     }

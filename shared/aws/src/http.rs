@@ -7,6 +7,7 @@ use aws_lambda_events::encodings::Body;
 use base64::Engine;
 use http::HeaderValue;
 use http::header::CONTENT_TYPE;
+use nuvem_domain::idempotency::IdempotencyKey;
 use nuvem_domain::keys::Role;
 use nuvem_domain::validation::FieldError;
 use serde::Serialize;
@@ -252,6 +253,28 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
             )])
         }
     })
+}
+
+/// The request's `Idempotency-Key` header, if it sent one.
+pub fn idempotency_key(req: &Request) -> Result<Option<IdempotencyKey>, Problem> {
+    let Some(raw) = req.headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let raw = raw.to_str().map_err(|_| {
+        Problem::bad_request("the Idempotency-Key must be visible ASCII characters")
+    })?;
+    IdempotencyKey::parse(raw)
+        .map(Some)
+        .map_err(Problem::bad_request)
+}
+
+/// Marks an answer as the repeat of an earlier request with the same
+/// idempotency key (`Idempotent-Replayed: true`, as Stripe names it).
+pub fn replayed(mut response: Response) -> Response {
+    response
+        .headers
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
 }
 
 /// A JSON body that may be left out: no body (or only whitespace) is

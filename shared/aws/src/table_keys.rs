@@ -46,6 +46,12 @@ pub fn event_sk(event_id: &str) -> String {
     format!("EVENT#{event_id}")
 }
 
+/// A client's idempotency key for one operation of the account (`scope`),
+/// by the key's digest; it holds the request's fingerprint and its result.
+pub fn request_key_sk(scope: &str, key_digest: &str) -> String {
+    format!("REQUEST#{scope}#{key_digest}")
+}
+
 /// gsi2 is a sparse, overloaded index. Partition `OUTBOX` is the outbox: an
 /// event is in it from its commit until it is sent to the events queue (sent
 /// events carry no gsi2 keys). Partition `BUCKETS` lists every tenant bucket

@@ -9,6 +9,7 @@ pub mod bucket;
 pub mod document;
 pub mod email;
 pub mod events;
+pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod mail;

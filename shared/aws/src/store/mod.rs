@@ -10,6 +10,7 @@ mod lanes;
 mod outbox;
 mod rate;
 mod reconcile;
+mod requests;
 mod usage;
 mod webhooks;
 
@@ -20,6 +21,7 @@ pub use deliveries::{AttemptClaim, AttemptOutcome, AttemptRecord, DeliveryStatus
 pub use keys::{KeyRecord, RevokeOutcome};
 pub use lanes::LaneEntry;
 pub use reconcile::{ReconcileCursor, ReconcileRun, RecordedObject};
+pub use requests::Once;
 pub use usage::{AccountUsage, StoredObject};
 pub use webhooks::{
     CreateEndpointError, EndpointRecord, EndpointRoute, HealthChange, MAX_ENDPOINTS_PER_ACCOUNT,

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::events::Envelope;
+use crate::idempotency::IdempotencyKey;
 use crate::ids;
 use crate::secret::sha256_hex;
 
@@ -21,6 +22,17 @@ use super::endpoint::REDACTED;
 pub fn delivery_id(event_id: &str, endpoint_id: &str) -> String {
     let hash = sha256_hex(&format!("{event_id}\n{endpoint_id}"));
     format!("{}_{}", ids::DELIVERY, &hash[..DELIVERY_HASH_CHARS])
+}
+
+/// The delivery of a replay (`POST /v1/events/{id}/retry`) sent with an
+/// idempotency key: the same key gives the same deliveries, so a replay
+/// repeated after a timeout or a partial failure sends nothing twice, while
+/// replays under other keys (or none) are new deliveries.
+pub fn replay_delivery_id(event_id: &str, key: &IdempotencyKey, endpoint_id: &str) -> String {
+    delivery_id(
+        &format!("{event_id}\nreplay\n{}", key.digest()),
+        endpoint_id,
+    )
 }
 
 /// Whether `id` has the shape of a delivery id, so that malformed ids can
@@ -176,6 +188,22 @@ mod tests {
         ] {
             assert!(!is_delivery_id(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn replays_under_one_key_share_deliveries_and_no_others() {
+        let key = |k: &str| IdempotencyKey::parse(k).unwrap();
+        let first = replay_delivery_id("evt_1", &key("k1"), "wh_1");
+        assert_eq!(first, replay_delivery_id("evt_1", &key("k1"), "wh_1"));
+        assert!(is_delivery_id(&first));
+        assert_ne!(first, replay_delivery_id("evt_1", &key("k2"), "wh_1"));
+        assert_ne!(first, replay_delivery_id("evt_1", &key("k1"), "wh_2"));
+        assert_ne!(first, replay_delivery_id("evt_2", &key("k1"), "wh_1"));
+        assert_ne!(
+            first,
+            delivery_id("evt_1", "wh_1"),
+            "not the fan-out's delivery"
+        );
     }
 
     #[test]
