@@ -24,13 +24,14 @@ async fn main() {
     let t = TestStack::new("bench-fanout").await;
     let plain = Store::new(&t.sdk, t.table());
     let account = tenants::active_account(&plain, 1_000_000_000, 0).await;
+    let sealer = t.sealer();
     for i in 0..ENDPOINTS {
         let request = json!({
             "url": format!("https://hooks.example.com/nuvem/{i}"),
             "description": format!("receiver {i}"),
             "headers": {"authorization": "Bearer 0123456789abcdef"},
         });
-        tenants::webhook_endpoint(&plain, &account.id, request, None).await;
+        tenants::webhook_endpoint(&plain, &sealer, &account.id, request, None).await;
     }
 
     let counter = RequestCounter::default();

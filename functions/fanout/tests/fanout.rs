@@ -240,9 +240,9 @@ async fn a_disabled_webhook_endpoint_is_emailed_to_the_owner_in_their_language()
 mod webhooks {
     use super::*;
     use nuvem_aws::deliveries::DeliveryTask;
-    use nuvem_aws::store::EndpointRecord;
     use nuvem_testkit::inspect::drain;
     use nuvem_testkit::receiver::Receiver;
+    use nuvem_testkit::tenants::TestEndpoint;
 
     struct World {
         t: TestStack,
@@ -258,16 +258,18 @@ mod webhooks {
     }
 
     async fn endpoint(
-        store: &Store,
+        w: &World,
         account_id: &str,
         url: &str,
         settings: serde_json::Value,
-    ) -> EndpointRecord {
+    ) -> TestEndpoint {
         let mut body = json!({ "url": url });
         for (k, v) in settings.as_object().unwrap() {
             body[k] = v.clone();
         }
-        nuvem_testkit::tenants::webhook_endpoint(store, account_id, body, None).await
+        let sealer = w.t.sealer();
+        nuvem_testkit::tenants::webhook_endpoint(&w.deps.store, &sealer, account_id, body, None)
+            .await
     }
 
     fn quota_event(account_id: &str) -> Envelope {
@@ -294,23 +296,17 @@ mod webhooks {
         let mine = nuvem_testkit::tenants::active_account(store, 1_000, 0).await;
         let theirs = nuvem_testkit::tenants::active_account(store, 1_000, 0).await;
         let url = "http://127.0.0.1:9/hook";
-        let all = endpoint(store, &mine.id, url, json!({})).await;
+        let all = endpoint(&w, &mine.id, url, json!({})).await;
         let quota = endpoint(
-            store,
+            &w,
             &mine.id,
             url,
             json!({"event_types": ["quota.threshold_crossed"]}),
         )
         .await;
-        let _keys = endpoint(
-            store,
-            &mine.id,
-            url,
-            json!({"event_types": ["key.created"]}),
-        )
-        .await;
-        let _off = endpoint(store, &mine.id, url, json!({"enabled": false})).await;
-        let _other_account = endpoint(store, &theirs.id, url, json!({})).await;
+        let _keys = endpoint(&w, &mine.id, url, json!({"event_types": ["key.created"]})).await;
+        let _off = endpoint(&w, &mine.id, url, json!({"enabled": false})).await;
+        let _other_account = endpoint(&w, &theirs.id, url, json!({})).await;
 
         let event = quota_event(&mine.id);
         // Delivered twice: the tasks repeat with the same delivery ids.
@@ -341,8 +337,8 @@ mod webhooks {
         let store = &w.deps.store;
         let receiver = Receiver::start().await;
         let account = nuvem_testkit::tenants::active_account(store, 1_000, 0).await;
-        let a = endpoint(store, &account.id, &receiver.url("/a"), json!({})).await;
-        let b = endpoint(store, &account.id, &receiver.url("/b"), json!({})).await;
+        let a = endpoint(&w, &account.id, &receiver.url("/a"), json!({})).await;
+        let b = endpoint(&w, &account.id, &receiver.url("/b"), json!({})).await;
         let event = quota_event(&account.id);
         fanout::handle(
             &w.deps,
@@ -356,6 +352,7 @@ mod webhooks {
             core: nuvem_aws::Core::from_lookup(&w.t.sdk, &w.t.env("WebhookDelivery")).unwrap(),
             queue: w.deps.deliveries.clone(),
             sender: nuvem_aws::webhook::Sender::new(true),
+            sealer: w.t.sealer(),
         };
         let records: Vec<SqsMessage> = tasks
             .iter()
@@ -400,16 +397,16 @@ mod webhooks {
         let store = &w.deps.store;
         let account = nuvem_testkit::tenants::active_account(store, 1_000, 0).await;
         let url = "http://127.0.0.1:9/hook";
-        let all = endpoint(store, &account.id, url, json!({})).await;
+        let all = endpoint(&w, &account.id, url, json!({})).await;
         let paid = endpoint(
-            store,
+            &w,
             &account.id,
             url,
             json!({"event_types": ["custom.order.paid"]}),
         )
         .await;
         let _other = endpoint(
-            store,
+            &w,
             &account.id,
             url,
             json!({"event_types": ["custom.order.cancelled"]}),
@@ -428,7 +425,7 @@ mod webhooks {
             .map(|t| t.endpoint_id)
             .collect();
         targets.sort();
-        let mut expected = vec![all.id, paid.id];
+        let mut expected = vec![all.id.clone(), paid.id.clone()];
         expected.sort();
         assert_eq!(targets, expected);
     }

@@ -37,11 +37,12 @@ async fn main() {
     let receiver = Receiver::start().await;
     let plain = Store::new(&t.sdk, t.table());
     let account = tenants::active_account(&plain, 1_000_000_000, 0).await;
+    let sealer = t.sealer();
     let mut endpoints = Vec::new();
     for i in 0..ENDPOINTS {
         let request = json!({"url": receiver.url(&format!("/hook/{i}"))});
-        let endpoint = tenants::webhook_endpoint(&plain, &account.id, request, None).await;
-        endpoints.push(endpoint.id);
+        let endpoint = tenants::webhook_endpoint(&plain, &sealer, &account.id, request, None).await;
+        endpoints.push(endpoint.id.clone());
     }
     let counter = RequestCounter::default();
     let url = t.stack.queue("DeliveriesQueue").url.clone();
@@ -52,6 +53,7 @@ async fn main() {
         },
         queue: DeliveryQueue::from_client(counter.sqs(&t.sdk), &url),
         sender: Sender::new(true),
+        sealer: sealer.clone(),
     };
     let records: Vec<SqsMessage> = (0..DELIVERIES)
         .map(|i| {
@@ -104,11 +106,22 @@ async fn main() {
         json!({"key_id": "key_1", "role": "operator"}),
         Utc::now(),
     );
+    let secrets = nuvem_aws::webhook::secrets::open(&deps.sealer, &endpoint, Utc::now())
+        .await
+        .unwrap();
     const ATTEMPTS: usize = 5_000;
     let started = Instant::now();
     for _ in 0..ATTEMPTS / 10 {
         let attempts = (0..10).map(|_| {
-            nuvem_aws::webhook::attempt(&deps.sender, &endpoint, &event, "dlv_x", 1, Utc::now())
+            nuvem_aws::webhook::attempt(
+                &deps.sender,
+                &endpoint,
+                &secrets,
+                &event,
+                "dlv_x",
+                1,
+                Utc::now(),
+            )
         });
         for attempted in futures::future::join_all(attempts).await {
             assert_eq!(attempted.record.response_status, Some(200));

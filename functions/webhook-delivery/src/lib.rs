@@ -23,8 +23,9 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use chrono::{DateTime, Utc};
 use nuvem_aws::Core;
 use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
+use nuvem_aws::secrets::Sealer;
 use nuvem_aws::store::{AttemptClaim, DeliveryStatus, EndpointRecord, HealthChange, LaneEntry};
-use nuvem_aws::webhook::{self, Sender};
+use nuvem_aws::webhook::{self, OpenSecrets, Sender, secrets};
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::webhook::delivery::{ordering_position, ordering_subject};
 use nuvem_domain::webhook::retry::{Next, next_step, should_disable, sqs_delay};
@@ -34,6 +35,7 @@ pub struct Deps {
     pub core: Core,
     pub queue: DeliveryQueue,
     pub sender: Sender,
+    pub sealer: Sealer,
 }
 
 /// How long an attempt's lease outlives its timeout (signing, recording).
@@ -147,6 +149,11 @@ pub async fn deliver_within(
             return requeue(deps, &task, chrono::Duration::seconds(RATE_WINDOW_SECS)).await;
         }
     }
+    // Opened before the claim: a KMS failure leaves the task to be retried
+    // at once, not behind a lease of its own.
+    let secrets = secrets::open(&deps.sealer, &endpoint, now)
+        .await
+        .map_err(|e| e.to_string())?;
     let lease =
         chrono::Duration::seconds(i64::from(endpoint.settings.timeout_seconds) + LEASE_MARGIN_SECS);
     match store
@@ -165,12 +172,13 @@ pub async fn deliver_within(
         AttemptClaim::Busy => return Err("the attempt is in flight elsewhere".into()),
         AttemptClaim::Acquired => {}
     }
-    attempt_and_record(deps, &endpoint, task, lane.as_ref(), now).await
+    attempt_and_record(deps, &endpoint, &secrets, task, lane.as_ref(), now).await
 }
 
 async fn attempt_and_record(
     deps: &Deps,
     endpoint: &EndpointRecord,
+    secrets: &OpenSecrets,
     task: DeliveryTask,
     lane: Option<&Lane>,
     now: DateTime<Utc>,
@@ -178,6 +186,7 @@ async fn attempt_and_record(
     let mut attempted = webhook::attempt(
         &deps.sender,
         endpoint,
+        secrets,
         &task.event,
         &task.delivery_id,
         task.attempt,

@@ -1,4 +1,5 @@
 use nuvem_aws::deliveries::DeliveryQueue;
+use nuvem_aws::secrets::Sealer;
 use nuvem_aws::webhook::Sender;
 use nuvem_aws::{Core, config};
 
@@ -10,6 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         core: Core::from_env(&sdk)?,
         queue: DeliveryQueue::new(&sdk, config::env("DELIVERIES_QUEUE_URL")?),
         sender: Sender::new(config::env_or("WEBHOOK_ALLOW_LOOPBACK", false)?),
+        sealer: Sealer::from_env(&sdk)?,
     };
     nuvem_aws::runtime::serve_sqs(|event| webhook_delivery::handle(&deps, event)).await
 }

@@ -12,13 +12,14 @@ use chrono::Utc;
 use nuvem_aws::Core;
 use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
 use nuvem_aws::store::{AttemptOutcome, EndpointRecord, Store};
-use nuvem_aws::webhook::{Lookup, LookupFuture, Sender};
+use nuvem_aws::webhook::{Lookup, LookupFuture, Sender, secrets};
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::webhook::delivery::delivery_id;
 use nuvem_domain::webhook::signature::WebhookSecret;
 use nuvem_testkit::fixtures::{fixture, sqs_batch};
 use nuvem_testkit::inspect::drain;
 use nuvem_testkit::receiver::{Receiver, Reply};
+use nuvem_testkit::tenants::TestEndpoint;
 use nuvem_testkit::{TestStack, tenants};
 use serde_json::json;
 use webhook_delivery::{Deps, deliver};
@@ -43,6 +44,7 @@ impl World {
             core,
             queue: DeliveryQueue::new(&t.sdk, &t.stack.queue("DeliveriesQueue").url),
             sender,
+            sealer: t.sealer(),
         };
         World {
             t,
@@ -58,13 +60,13 @@ impl World {
 
     /// An endpoint of the account at the receiver, with `settings` merged
     /// over a plain one.
-    async fn endpoint(&self, settings: serde_json::Value) -> EndpointRecord {
+    async fn endpoint(&self, settings: serde_json::Value) -> TestEndpoint {
         self.endpoint_at(settings, None).await
     }
 
     /// As [`World::endpoint`], with a URL stored as is (as if it had passed
     /// validation when it was saved).
-    async fn endpoint_at(&self, settings: serde_json::Value, url: Option<&str>) -> EndpointRecord {
+    async fn endpoint_at(&self, settings: serde_json::Value, url: Option<&str>) -> TestEndpoint {
         let mut body = json!({
             "url": self.receiver.url("/hooks/nuvem"),
             "headers": {"authorization": "Bearer receiver-token"},
@@ -72,7 +74,8 @@ impl World {
         for (k, v) in settings.as_object().unwrap() {
             body[k] = v.clone();
         }
-        tenants::webhook_endpoint(self.store(), &self.account_id, body, url).await
+        tenants::webhook_endpoint(self.store(), &self.deps.sealer, &self.account_id, body, url)
+            .await
     }
 
     fn event(&self) -> Envelope {
@@ -449,14 +452,13 @@ async fn rotation_signs_with_both_secrets() {
     let w = World::new().await;
     let endpoint = w.endpoint(json!({})).await;
     let now = Utc::now();
-    let new_secret = WebhookSecret::generate().to_string_form();
+    let new = WebhookSecret::generate();
+    let new_secret = new.to_string_form();
+    let sealed = secrets::seal(&w.deps.sealer, &w.account_id, &endpoint.id, &new)
+        .await
+        .unwrap();
     w.store()
-        .rotate_endpoint_secret(
-            &endpoint,
-            &new_secret,
-            now + chrono::Duration::hours(24),
-            now,
-        )
+        .rotate_endpoint_secret(&endpoint, &sealed, now + chrono::Duration::hours(24), now)
         .await
         .unwrap()
         .unwrap();
@@ -881,4 +883,23 @@ async fn an_attempt_that_could_outlast_the_invocation_is_left_to_another() {
         .await
         .unwrap();
     assert_eq!(w.receiver.received().len(), 1);
+}
+
+/// KMS unavailable (or the key gone): the task fails before its attempt is
+/// claimed, so the queue's retry delivers it at once, not after a lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_that_cannot_be_opened_leaves_the_task_for_a_retry() {
+    let mut w = World::new().await;
+    let endpoint = w.endpoint(json!({})).await;
+    let task = w.task(&endpoint, &w.event());
+    let sealer = w.deps.sealer.clone();
+    w.deps.sealer = nuvem_aws::secrets::Sealer::new(&w.t.sdk, "alias/no-such-key");
+    assert!(deliver(&w.deps, task.clone(), Utc::now()).await.is_err());
+    assert!(w.receiver.received().is_empty());
+    assert!(w.attempts(&endpoint).await.is_empty());
+    w.deps.sealer = sealer;
+    deliver(&w.deps, task, Utc::now()).await.unwrap();
+    let received = w.receiver.received();
+    assert_eq!(received.len(), 1);
+    received[0].verify(&endpoint.secret).unwrap();
 }

@@ -9,11 +9,12 @@ use chrono::{DateTime, Utc};
 use nuvem_aws::Core;
 use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
+use nuvem_aws::secrets::Sealer;
 use nuvem_aws::store::{
     AttemptOutcome, AttemptRecord, CreateEndpointError, EndpointRecord, MAX_ENDPOINTS_PER_ACCOUNT,
     Once, ROTATION_OVERLAP,
 };
-use nuvem_aws::webhook::{self, Sender};
+use nuvem_aws::webhook::{self, Sender, secrets};
 use nuvem_domain::events::{CustomEventType, Envelope, EventName, EventType};
 use nuvem_domain::idempotency;
 use nuvem_domain::ids;
@@ -31,6 +32,7 @@ pub struct Deps {
     pub deliveries: DeliveryQueue,
     pub sender: Sender,
     pub url_policy: UrlPolicy,
+    pub sealer: Sealer,
 }
 
 /// Who may change endpoints and see secrets, and who may only look.
@@ -139,13 +141,18 @@ async fn create(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
         .validate(&deps.url_policy)
         .map_err(Problem::validation)?;
     let now = Utc::now();
-    let record = EndpointRecord::new(&who.account_id, settings, secret, now);
+    let id = ids::new_id(ids::WEBHOOK);
+    let secret = secret.unwrap_or_else(WebhookSecret::generate);
+    let sealed = secrets::seal(&deps.sealer, &who.account_id, &id, &secret)
+        .await
+        .map_err(Problem::internal)?;
+    let record = EndpointRecord::new(id, &who.account_id, settings, sealed, now);
     match deps.core.store.create_endpoint(&record).await? {
         Ok(()) => http::json(
             201,
             &json!({
                 "webhook": EndpointView::from(&record),
-                "secret": record.secret,
+                "secret": secret.to_string_form(),
             }),
         ),
         Err(CreateEndpointError::TooMany) => Err(Problem::conflict(format!(
@@ -211,29 +218,32 @@ async fn delete(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
 }
 
 #[derive(Serialize)]
-struct SecretView<'a> {
-    secret: &'a str,
+struct SecretView {
+    secret: String,
     /// During a rotation's overlap, the previous secret still signs.
     #[serde(skip_serializing_if = "Option::is_none")]
-    previous_secret: Option<&'a str>,
+    previous_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
-impl<'a> SecretView<'a> {
-    fn of(e: &'a EndpointRecord, now: DateTime<Utc>) -> Self {
-        let overlapping = e.previous_secret_expires_at.filter(|until| now < *until);
-        SecretView {
-            secret: &e.secret,
-            previous_secret: overlapping.and(e.previous_secret.as_deref()),
-            previous_secret_expires_at: overlapping,
-        }
+impl SecretView {
+    /// The endpoint's secrets, opened for its owner.
+    async fn of(deps: &Deps, e: &EndpointRecord, now: DateTime<Utc>) -> Result<Self, Problem> {
+        let open = secrets::open(&deps.sealer, e, now)
+            .await
+            .map_err(Problem::internal)?;
+        Ok(SecretView {
+            secret: open.current.to_string_form(),
+            previous_secret: open.previous.as_ref().map(|(s, _)| s.to_string_form()),
+            previous_secret_expires_at: open.previous.map(|(_, until)| until),
+        })
     }
 }
 
 async fn secret(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
     let endpoint = endpoint(deps, req, who).await?;
-    http::json(200, &SecretView::of(&endpoint, Utc::now()))
+    http::json(200, &SecretView::of(deps, &endpoint, Utc::now()).await?)
 }
 
 #[derive(Deserialize, Default)]
@@ -253,18 +263,16 @@ async fn rotate(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
     };
     let current = endpoint(deps, req, who).await?;
     let now = Utc::now();
+    let sealed = secrets::seal(&deps.sealer, &who.account_id, &current.id, &secret)
+        .await
+        .map_err(Problem::internal)?;
     let rotated = deps
         .core
         .store
-        .rotate_endpoint_secret(
-            &current,
-            &secret.to_string_form(),
-            now + ROTATION_OVERLAP,
-            now,
-        )
+        .rotate_endpoint_secret(&current, &sealed, now + ROTATION_OVERLAP, now)
         .await?
         .ok_or_else(|| Problem::conflict("the secret was rotated meanwhile; read it again"))?;
-    http::json(200, &SecretView::of(&rotated, now))
+    http::json(200, &SecretView::of(deps, &rotated, now).await?)
 }
 
 /// An attempt as the API shows it.
@@ -326,7 +334,19 @@ async fn test(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
         now,
     );
     let delivery_id = ids::new_id(ids::DELIVERY);
-    let attempted = webhook::attempt(&deps.sender, &endpoint, &event, &delivery_id, 1, now).await;
+    let secrets = secrets::open(&deps.sealer, &endpoint, now)
+        .await
+        .map_err(Problem::internal)?;
+    let attempted = webhook::attempt(
+        &deps.sender,
+        &endpoint,
+        &secrets,
+        &event,
+        &delivery_id,
+        1,
+        now,
+    )
+    .await;
     deps.core.store.log_attempt(&attempted.record).await?;
     http::json(200, &AttemptView::from(&attempted.record))
 }

@@ -1,4 +1,5 @@
 use nuvem_aws::deliveries::DeliveryQueue;
+use nuvem_aws::secrets::Sealer;
 use nuvem_aws::webhook::Sender;
 use nuvem_aws::{Core, config};
 use nuvem_domain::webhook::endpoint::UrlPolicy;
@@ -13,6 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         deliveries: DeliveryQueue::new(&sdk, config::env("DELIVERIES_QUEUE_URL")?),
         sender: Sender::new(allow_loopback),
         url_policy: UrlPolicy { allow_loopback },
+        sealer: Sealer::from_env(&sdk)?,
     };
     nuvem_aws::runtime::serve_http(|req| webhooks::handle(&deps, req)).await
 }

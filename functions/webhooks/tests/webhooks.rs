@@ -5,7 +5,7 @@
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use nuvem_aws::Core;
 use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
-use nuvem_aws::webhook::Sender;
+use nuvem_aws::webhook::{Sender, secrets};
 use nuvem_domain::webhook::endpoint::UrlPolicy;
 use nuvem_testkit::fixtures::{
     as_principal, http_event, reply, with_json, with_path_id, with_query, with_route,
@@ -35,6 +35,7 @@ async fn world() -> World {
         url_policy: UrlPolicy {
             allow_loopback: true,
         },
+        sealer: t.sealer(),
     };
     World {
         t,
@@ -433,6 +434,47 @@ async fn rotation_keeps_the_old_secret_signing_for_a_day() {
         )
         .await;
     assert_eq!(status, 422);
+}
+
+/// The table never holds a signing secret in the clear, and a sealed secret
+/// opens only for the endpoint it was sealed for.
+#[tokio::test]
+async fn secrets_are_stored_sealed_for_their_own_endpoint() {
+    let w = world().await;
+    let (a, secret_a) = w.create(json!({})).await;
+    let (b, _) = w.create(json!({})).await;
+    w.call("POST /v1/webhooks/{id}/secret/rotate", Some(&a), None)
+        .await;
+    let items = scan_all(&w.t.db, w.t.table()).await;
+    let stored: Vec<_> = items
+        .iter()
+        .filter(|i| i["sk"].as_s().is_ok_and(|s| s.starts_with("WEBHOOK#")))
+        .collect();
+    assert_eq!(stored.len(), 2);
+    for item in &stored {
+        assert!(item["sealed_secret"].as_s().is_ok());
+        let text = format!("{item:?}");
+        assert!(!text.contains("whsec_"), "a secret in the clear: {text}");
+        let raw = &secret_a["whsec_".len()..];
+        assert!(!text.contains(raw), "a secret's key in the clear: {text}");
+    }
+
+    let store = &w.deps.core.store;
+    let sealer = &w.deps.sealer;
+    let now = chrono::Utc::now();
+    let record_a = store.get_endpoint(&w.account, &a).await.unwrap().unwrap();
+    let opened = secrets::open(sealer, &record_a, now).await.unwrap();
+    assert_eq!(opened.previous.unwrap().0.to_string_form(), secret_a);
+    // A's ciphertext copied onto B (or onto another account's endpoint)
+    // does not open there, though this instance has just opened it for A.
+    let mut forged = store.get_endpoint(&w.account, &b).await.unwrap().unwrap();
+    forged.sealed_secret = record_a.sealed_secret.clone();
+    assert!(secrets::open(sealer, &forged, now).await.is_err());
+    let mut elsewhere = record_a.clone();
+    elsewhere.account_id = w.other.clone();
+    assert!(secrets::open(sealer, &elsewhere, now).await.is_err());
+    forged.sealed_secret = "bm90IGEgY2lwaGVydGV4dA==".into();
+    assert!(secrets::open(sealer, &forged, now).await.is_err());
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ pub mod mail;
 pub mod queue;
 pub mod quota;
 pub mod runtime;
+pub mod secrets;
 pub mod store;
 pub mod table_keys;
 pub mod webhook;

@@ -41,6 +41,12 @@ impl TestStack {
         self.stack.table("Table")
     }
 
+    /// The sealer of the stack's secrets, as the webhook functions build it.
+    pub fn sealer(&self) -> nuvem_aws::secrets::Sealer {
+        nuvem_aws::secrets::Sealer::from_lookup(&self.sdk, &self.env("Webhooks"))
+            .expect("SECRETS_KEY_ID of the Webhooks function")
+    }
+
     pub fn events_queue(&self) -> &str {
         &self.stack.queue("EventsQueue").url
     }

@@ -33,6 +33,8 @@ pub struct Stack {
     pub queues: BTreeMap<String, Queue>,
     /// Logical id → bucket name.
     pub buckets: BTreeMap<String, String>,
+    /// Logical id → KMS key (id, ARN).
+    pub kms_keys: BTreeMap<String, (String, String)>,
     resolver: Resolver,
 }
 
@@ -61,6 +63,7 @@ impl Stack {
             tables: BTreeMap::new(),
             queues: BTreeMap::new(),
             buckets: BTreeMap::new(),
+            kms_keys: BTreeMap::new(),
         };
 
         let tables: Vec<_> = stack.template.tables.values().cloned().collect();
@@ -160,6 +163,22 @@ impl Stack {
             }
         }
 
+        let kms = aws_sdk_kms::Client::new(&sdk);
+        let keys: Vec<String> = stack
+            .template
+            .resource_types
+            .iter()
+            .filter(|(_, kind)| *kind == "AWS::KMS::Key")
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in keys {
+            let alias = format!("alias/{name}-{id}");
+            let key = kms_key(&kms, &alias)
+                .await
+                .with_context(|| format!("KMS key {alias}"))?;
+            stack.kms_keys.insert(id, key);
+        }
+
         stack.build_resolver();
         stack.verify_senders(&sdk).await?;
         Ok(stack)
@@ -190,6 +209,11 @@ impl Stack {
                 format!("{id}.RegionalDomainName"),
                 format!("{b}.s3.{REGION}.amazonaws.com"),
             );
+        }
+        for (id, (key_id, arn)) in &self.kms_keys {
+            r.refs.insert(id.clone(), key_id.clone());
+            r.attrs.insert(format!("{id}.Arn"), arn.clone());
+            r.attrs.insert(format!("{id}.KeyId"), key_id.clone());
         }
         for id in self.template.functions.keys() {
             let fname = format!("{}-{id}", self.name);
@@ -493,4 +517,40 @@ async fn create_bucket(http: &reqwest::Client, endpoint: &str, bucket: &str) -> 
         return Ok(());
     }
     bail!("CreateBucket: {status}: {text}")
+}
+
+/// The stack's symmetric key under `alias` (id, ARN): found by its alias when
+/// the stack already exists, else created and given the alias.
+async fn kms_key(kms: &aws_sdk_kms::Client, alias: &str) -> Result<(String, String)> {
+    fn sdk_error(e: impl std::error::Error) -> anyhow::Error {
+        anyhow!("{}", aws_sdk_kms::error::DisplayErrorContext(e))
+    }
+    let metadata = match kms.describe_key().key_id(alias).send().await {
+        Ok(found) => found.key_metadata,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_not_found_exception()) =>
+        {
+            let created = kms
+                .create_key()
+                .description(alias)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            let metadata = created.key_metadata.context("no key metadata")?;
+            kms.create_alias()
+                .alias_name(alias)
+                .target_key_id(metadata.key_id())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            Some(metadata)
+        }
+        Err(e) => return Err(sdk_error(e)),
+    };
+    let metadata = metadata.context("no key metadata")?;
+    Ok((
+        metadata.key_id().to_owned(),
+        metadata.arn().unwrap_or_default().to_owned(),
+    ))
 }

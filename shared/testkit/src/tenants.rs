@@ -5,10 +5,14 @@
 
 use chrono::Utc;
 use nuvem_aws::blobs::Blobs;
+use nuvem_aws::secrets::Sealer;
 use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState, EndpointRecord, Store};
+use nuvem_aws::webhook::secrets;
 use nuvem_domain::account::{AccountStatus, Locale};
 use nuvem_domain::events::{Envelope, EventType};
+use nuvem_domain::ids;
 use nuvem_domain::webhook::endpoint::{EndpointRequest, UrlPolicy};
+use nuvem_domain::webhook::signature::WebhookSecret;
 use serde_json::json;
 
 use crate::TestStack;
@@ -81,16 +85,32 @@ pub async fn tenant_bucket(t: &TestStack, store: &Store, account_id: &str, name:
     bucket
 }
 
+/// A stored webhook endpoint and its signing secret in the clear (the record
+/// keeps it sealed), for tests to verify signatures with.
+pub struct TestEndpoint {
+    pub record: EndpointRecord,
+    /// `whsec_…`
+    pub secret: String,
+}
+
+impl std::ops::Deref for TestEndpoint {
+    type Target = EndpointRecord;
+    fn deref(&self) -> &EndpointRecord {
+        &self.record
+    }
+}
+
 /// A webhook endpoint of the account as `POST /v1/webhooks` would store it:
 /// `settings` is the request body (loopback allowed, as in `make dev`);
 /// `stored_url`, when given, replaces the validated URL, as if a name had
 /// passed validation and been re-pointed since.
 pub async fn webhook_endpoint(
     store: &Store,
+    sealer: &Sealer,
     account_id: &str,
     settings: serde_json::Value,
     stored_url: Option<&str>,
-) -> EndpointRecord {
+) -> TestEndpoint {
     let request: EndpointRequest = serde_json::from_value(settings).expect("an endpoint request");
     let (mut settings, secret) = request
         .validate(&UrlPolicy {
@@ -100,11 +120,19 @@ pub async fn webhook_endpoint(
     if let Some(url) = stored_url {
         settings.url = url.to_owned();
     }
-    let endpoint = EndpointRecord::new(account_id, settings, secret, Utc::now());
+    let id = ids::new_id(ids::WEBHOOK);
+    let secret = secret.unwrap_or_else(WebhookSecret::generate);
+    let sealed = secrets::seal(sealer, account_id, &id, &secret)
+        .await
+        .expect("secret sealed");
+    let record = EndpointRecord::new(id, account_id, settings, sealed, Utc::now());
     store
-        .create_endpoint(&endpoint)
+        .create_endpoint(&record)
         .await
         .expect("endpoint stored")
         .expect("room for the endpoint");
-    endpoint
+    TestEndpoint {
+        record,
+        secret: secret.to_string_form(),
+    }
 }

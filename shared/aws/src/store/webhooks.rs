@@ -5,9 +5,7 @@
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::{DateTime, Duration, Utc};
 use nuvem_domain::events::Envelope;
-use nuvem_domain::ids;
 use nuvem_domain::webhook::endpoint::EndpointSettings;
-use nuvem_domain::webhook::signature::WebhookSecret;
 use serde::{Deserialize, Serialize};
 
 use super::{Item, ListError, Listing, Page, Store, StoreError, condition_failed, n, s};
@@ -21,20 +19,20 @@ pub const MAX_ENDPOINTS_PER_ACCOUNT: u32 = 100;
 /// receivers can switch without dropping a delivery.
 pub const ROTATION_OVERLAP: Duration = Duration::hours(24);
 
-/// An endpoint as stored. The signing secret must be usable to sign, so it
-/// is stored as is (the table is encrypted at rest) and only ever returned
-/// to the account's owner.
+/// An endpoint as stored. Its signing secrets are stored sealed by KMS
+/// (see [`crate::webhook::secrets`]) and only ever returned to the owner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointRecord {
     pub id: String,
     pub account_id: String,
     #[serde(flatten)]
     pub settings: EndpointSettings,
-    /// `whsec_…`
-    pub secret: String,
-    /// The secret before the last rotation, signing too until it expires.
+    /// The signing secret (`whsec_…`), sealed.
+    pub sealed_secret: String,
+    /// The secret before the last rotation, sealed, signing too until it
+    /// expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_secret: Option<String>,
+    pub sealed_previous_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     /// When the current run of failed attempts began (none while healthy).
@@ -48,22 +46,21 @@ pub struct EndpointRecord {
 }
 
 impl EndpointRecord {
-    /// A new, healthy endpoint of `account_id` (secret generated unless the
-    /// tenant brought one).
+    /// A new, healthy endpoint `id` of `account_id` whose secret, sealed
+    /// for that id, is `sealed_secret`.
     pub fn new(
+        id: String,
         account_id: &str,
         settings: EndpointSettings,
-        secret: Option<WebhookSecret>,
+        sealed_secret: String,
         now: DateTime<Utc>,
     ) -> EndpointRecord {
         EndpointRecord {
-            id: ids::new_id(ids::WEBHOOK),
+            id,
             account_id: account_id.to_owned(),
             settings,
-            secret: secret
-                .unwrap_or_else(WebhookSecret::generate)
-                .to_string_form(),
-            previous_secret: None,
+            sealed_secret,
+            sealed_previous_secret: None,
             previous_secret_expires_at: None,
             failing_since: None,
             disabled_reason: None,
@@ -72,17 +69,16 @@ impl EndpointRecord {
         }
     }
 
-    /// The secrets deliveries are signed with at `now`: the current one and,
-    /// during a rotation's overlap, the previous one.
-    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
-        let mut secrets = vec![self.secret.as_str()];
-        if let (Some(previous), Some(until)) =
-            (&self.previous_secret, self.previous_secret_expires_at)
-            && now < until
-        {
-            secrets.push(previous);
+    /// The previous secret (sealed) and until when it signs, while a
+    /// rotation's overlap lasts at `now`.
+    pub fn overlapping_previous(&self, now: DateTime<Utc>) -> Option<(&str, DateTime<Utc>)> {
+        match (
+            &self.sealed_previous_secret,
+            self.previous_secret_expires_at,
+        ) {
+            (Some(previous), Some(until)) if now < until => Some((previous, until)),
+            _ => None,
         }
-        secrets
     }
 }
 
@@ -263,14 +259,14 @@ impl Store {
         }
     }
 
-    /// Makes `new_secret` the signing secret; the current one keeps signing
-    /// until `previous_until`. The condition on the current secret makes two
-    /// concurrent rotations one winner, never a lost secret. `None`: no such
-    /// endpoint, or it was rotated meanwhile.
+    /// Makes `new_sealed_secret` the signing secret; the current one keeps
+    /// signing until `previous_until`. The condition on the current secret
+    /// makes two concurrent rotations one winner, never a lost secret.
+    /// `None`: no such endpoint, or it was rotated meanwhile.
     pub async fn rotate_endpoint_secret(
         &self,
         endpoint: &EndpointRecord,
-        new_secret: &str,
+        new_sealed_secret: &str,
         previous_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<EndpointRecord>, StoreError> {
@@ -281,11 +277,11 @@ impl Store {
             .key(k::PK, s(k::account_pk(&endpoint.account_id)))
             .key(k::SK, s(k::webhook_sk(&endpoint.id)))
             .update_expression(
-                "SET secret = :new, previous_secret = :old, previous_secret_expires_at = :until, updated_at = :now",
+                "SET sealed_secret = :new, sealed_previous_secret = :old, previous_secret_expires_at = :until, updated_at = :now",
             )
-            .condition_expression("secret = :old")
-            .expression_attribute_values(":new", s(new_secret))
-            .expression_attribute_values(":old", s(&endpoint.secret))
+            .condition_expression("sealed_secret = :old")
+            .expression_attribute_values(":new", s(new_sealed_secret))
+            .expression_attribute_values(":old", s(&endpoint.sealed_secret))
             .expression_attribute_values(":until", s(previous_until.to_rfc3339()))
             .expression_attribute_values(":now", s(now.to_rfc3339()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)

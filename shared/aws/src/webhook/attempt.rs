@@ -9,8 +9,9 @@ use nuvem_domain::events::Envelope;
 use nuvem_domain::ids;
 use nuvem_domain::webhook::delivery::redact_headers;
 use nuvem_domain::webhook::retry::{Verdict, parse_retry_after, verdict};
-use nuvem_domain::webhook::signature::{WebhookSecret, signature_header};
+use nuvem_domain::webhook::signature::signature_header;
 
+use super::secrets::OpenSecrets;
 use super::sender::{Outgoing, Sender};
 use crate::store::{AttemptOutcome, AttemptRecord, EndpointRecord};
 
@@ -29,6 +30,7 @@ pub struct Attempted {
 pub async fn attempt(
     sender: &Sender,
     endpoint: &EndpointRecord,
+    secrets: &OpenSecrets,
     event: &Envelope,
     delivery_id: &str,
     attempt: u32,
@@ -41,18 +43,8 @@ pub async fn attempt(
     } else {
         Vec::new()
     };
-    let secrets: Vec<WebhookSecret> = endpoint
-        .signing_secrets(now)
-        .into_iter()
-        .filter_map(|s| WebhookSecret::parse(s).ok())
-        .collect();
     let timestamp = now.timestamp();
-    let signature = signature_header(
-        &secrets.iter().collect::<Vec<_>>(),
-        &event.id,
-        timestamp,
-        &body,
-    );
+    let signature = signature_header(&secrets.signing(), &event.id, timestamp, &body);
     let mut headers: Vec<(String, String)> = settings
         .headers
         .iter()
