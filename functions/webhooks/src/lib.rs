@@ -38,8 +38,9 @@ pub struct Deps {
 /// Who may change endpoints and see secrets, and who may only look.
 const WRITE: &[Role] = &[Role::Owner];
 const READ: &[Role] = &[Role::Owner, Role::Operator];
-/// Most attempts one stats answer reads (the newest of the window).
-const STATS_SAMPLE_CAP: usize = 10_000;
+/// Up to this many attempts in a window, stats read them for exact latency
+/// percentiles (a page or two); past it, the hourly histogram's bounds do.
+const EXACT_LATENCY_CAP: usize = 1_000;
 /// Longest wait of a test delivery (the HTTP API gives up after 30 s).
 const TEST_TIMEOUT_SECS: u32 = 20;
 /// Custom events carry at most this much JSON (the body, data included).
@@ -389,27 +390,33 @@ async fn stats(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
             Problem::validation(vec![FieldError::new("window", "must be 1h, 24h or 7d")])
         })?;
     let endpoint = endpoint(deps, req, who).await?;
-    let now = Utc::now();
-    let since = now - window.duration();
-    let samples = deps
-        .core
-        .store
-        .attempt_samples(
-            &who.account_id,
-            &endpoint.id,
-            &ids::lower_bound(ids::ATTEMPT, since),
-            STATS_SAMPLE_CAP,
-        )
+    let store = &deps.core.store;
+    // Counts come from hourly counters, so a window starts on the hour.
+    let since = start_of_hour(Utc::now() - window.duration());
+    let rollup = store
+        .rollup_since(&who.account_id, &endpoint.id, since)
         .await?;
+    let mut stats = rollup.summarize();
+    let exact = rollup.attempts <= EXACT_LATENCY_CAP as u64;
+    if exact && rollup.attempts > 0 {
+        let samples = store
+            .attempt_samples(
+                &who.account_id,
+                &endpoint.id,
+                &ids::lower_bound(ids::ATTEMPT, since),
+                EXACT_LATENCY_CAP,
+            )
+            .await?;
+        stats.latency_ms = summarize(&samples).latency_ms;
+    }
     http::json(
         200,
         &json!({
             "webhook_id": endpoint.id,
             "window": window.as_str(),
             "since": since,
-            // Past the cap, the stats are those of the newest attempts.
-            "sampled": samples.len() >= STATS_SAMPLE_CAP,
-            "stats": summarize(&samples),
+            "latency_exact": exact,
+            "stats": stats,
             "state": {
                 "enabled": endpoint.settings.enabled,
                 "failing_since": endpoint.failing_since,
@@ -417,6 +424,11 @@ async fn stats(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
             },
         }),
     )
+}
+
+fn start_of_hour(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::{DurationRound, TimeDelta};
+    at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
 }
 
 async fn events(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {

@@ -549,28 +549,69 @@ async fn test_deliveries_are_answered_logged_and_counted() {
     assert_eq!(stats["stats"]["by_status_class"]["5xx"], 1);
     assert!(stats["stats"]["latency_ms"]["p99"].is_u64());
     assert_eq!(stats["state"]["enabled"], true);
-    assert_eq!(stats["sampled"], false);
-    // Past its cap, a stats read keeps the newest attempts of the window.
-    let newest = w
-        .deps
-        .core
-        .store
-        .attempt_samples(
-            &w.account,
-            &id,
-            &nuvem_domain::ids::lower_bound("att", chrono::Utc::now() - chrono::Duration::hours(1)),
-            2,
-        )
-        .await
-        .unwrap();
-    let statuses: Vec<Option<u16>> = newest.iter().map(|s| s.status).collect();
-    assert_eq!(statuses, [Some(200), Some(204)]);
+    assert_eq!(stats["latency_exact"], true);
+    let since = chrono::DateTime::parse_from_rfc3339(stats["since"].as_str().unwrap()).unwrap();
+    assert_eq!(since.timestamp() % 3600, 0, "windows start on the hour");
+    assert!(since <= chrono::Utc::now() - chrono::Duration::hours(1));
     assert_eq!(
         w.query("GET /v1/webhooks/{id}/stats", &id, &[("window", "2d")])
             .await
             .0,
         422
     );
+}
+
+/// Stats count every attempt of a window however many it holds (from the
+/// hourly counters); past 1,000 attempts the latency percentiles are the
+/// bounds of the histogram buckets that hold them.
+#[tokio::test]
+async fn stats_of_a_busy_window_count_every_attempt() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    use nuvem_aws::table_keys as k;
+    let w = world().await;
+    let (id, _) = w.create(json!({})).await;
+    w.receiver.reply([Reply::status(200)]);
+    let (status, _) = w.call("POST /v1/webhooks/{id}/test", Some(&id), None).await;
+    assert_eq!(status, 200);
+    // A busy hour two hours ago, as 50,000 attempts left its counters.
+    let hour = (chrono::Utc::now() - chrono::Duration::hours(2)).format("%Y-%m-%dT%H");
+    let counters = [
+        ("attempts", 50_000),
+        ("succeeded", 49_000),
+        ("c2xx", 49_000),
+        ("c5xx", 1_000),
+        ("l05", 45_000), // ≤ 100 ms
+        ("l09", 4_400),  // ≤ 500 ms
+        ("l13", 600),    // ≤ 2 s
+    ];
+    let mut put =
+        w.t.db
+            .put_item()
+            .table_name(w.t.table())
+            .item("pk", S(k::attempts_pk(&w.account, &id)))
+            .item("sk", S(k::rollup_sk(&hour.to_string())));
+    for (name, count) in counters {
+        put = put.item(name, N(count.to_string()));
+    }
+    put.send().await.unwrap();
+
+    let (_, day) = w
+        .query("GET /v1/webhooks/{id}/stats", &id, &[("window", "24h")])
+        .await;
+    assert_eq!(day["stats"]["attempts"], 50_001, "{day}");
+    assert_eq!(day["stats"]["succeeded"], 49_001);
+    assert_eq!(day["stats"]["by_status_class"]["2xx"], 49_001);
+    assert_eq!(day["stats"]["by_status_class"]["5xx"], 1_000);
+    assert_eq!(day["latency_exact"], false);
+    assert_eq!(
+        day["stats"]["latency_ms"],
+        json!({"p50": 100, "p95": 500, "p99": 2000})
+    );
+    let (_, hour) = w
+        .query("GET /v1/webhooks/{id}/stats", &id, &[("window", "1h")])
+        .await;
+    assert_eq!(hour["stats"]["attempts"], 1, "{hour}");
+    assert_eq!(hour["latency_exact"], true);
 }
 
 #[tokio::test]

@@ -155,6 +155,11 @@ pub fn attempt_sk(attempt_id: &str) -> String {
     format!("ATTEMPT#{attempt_id}")
 }
 pub const ATTEMPT_PREFIX: &str = "ATTEMPT#";
+/// An endpoint's counters for one hour (`2026-11-24T14`), next to its
+/// attempts.
+pub fn rollup_sk(hour: &str) -> String {
+    format!("HOUR#{hour}")
+}
 /// gsi1 partition of an endpoint's attempts with one outcome, by attempt id.
 pub fn attempts_by_outcome(account_id: &str, webhook_id: &str, outcome: &str) -> String {
     format!("ATTEMPTS#{account_id}#{webhook_id}#{outcome}")

@@ -213,6 +213,7 @@ impl Store {
                 self.attempt_item(attempt)?,
                 Some("attribute_not_exists(pk)"),
             )?,
+            self.rollup_update(attempt)?,
         ];
         match self.transact_checked(items).await? {
             Ok(()) | Err(_) => Ok(()),
@@ -221,14 +222,11 @@ impl Store {
 
     /// Logs an attempt that belongs to no queued delivery (a test delivery).
     pub async fn log_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
-        self.db
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(self.attempt_item(attempt)?))
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        Ok(())
+        self.transact(vec![
+            self.put(self.attempt_item(attempt)?, None)?,
+            self.rollup_update(attempt)?,
+        ])
+        .await
     }
 
     /// Closes a delivery without an attempt (its endpoint is gone or off).

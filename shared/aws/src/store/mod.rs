@@ -11,6 +11,7 @@ mod outbox;
 mod rate;
 mod reconcile;
 mod requests;
+mod rollups;
 mod usage;
 mod webhooks;
 

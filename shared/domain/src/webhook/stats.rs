@@ -104,14 +104,7 @@ pub fn summarize(samples: &[AttemptSample]) -> DeliveryStats {
     let succeeded = samples.iter().filter(|s| s.succeeded).count() as u64;
     let mut classes = StatusClasses::default();
     for sample in samples {
-        let class = match sample.status {
-            Some(200..=299) => &mut classes.s2xx,
-            Some(300..=399) => &mut classes.s3xx,
-            Some(400..=499) => &mut classes.s4xx,
-            Some(500..=599) => &mut classes.s5xx,
-            _ => &mut classes.no_response,
-        };
-        *class += 1;
+        *classes.of_status(sample.status) += 1;
     }
     let mut durations: Vec<u64> = samples.iter().map(|s| s.duration_ms).collect();
     durations.sort_unstable();
@@ -133,6 +126,104 @@ pub fn summarize(samples: &[AttemptSample]) -> DeliveryStats {
 fn nearest_rank(sorted: &[u64], percent: usize) -> Option<u64> {
     let rank = (percent * sorted.len()).div_ceil(100).max(1);
     sorted.get(rank - 1).copied()
+}
+
+/// Upper bounds, in ms, of the latency histogram's buckets. An attempt
+/// lasts at most the longest endpoint timeout (300 s), so the last bucket
+/// also holds the few milliseconds of overhead beyond it.
+pub const LATENCY_BUCKETS_MS: [u64; 24] = [
+    5, 10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500,
+    10_000, 15_000, 20_000, 30_000, 60_000, 120_000, 300_000,
+];
+
+/// The histogram bucket of a duration.
+pub fn latency_bucket(duration_ms: u64) -> usize {
+    LATENCY_BUCKETS_MS
+        .iter()
+        .position(|&bound| duration_ms <= bound)
+        .unwrap_or(LATENCY_BUCKETS_MS.len() - 1)
+}
+
+/// Counters of an endpoint's attempts over a period (an hour as stored):
+/// exact counts, and latencies as a histogram over [`LATENCY_BUCKETS_MS`].
+/// Summed, they give the statistics of any run of hours without reading
+/// the attempts themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rollup {
+    pub attempts: u64,
+    pub succeeded: u64,
+    pub classes: StatusClasses,
+    /// Attempts per bucket of [`LATENCY_BUCKETS_MS`].
+    pub latency: [u64; LATENCY_BUCKETS_MS.len()],
+}
+
+impl Rollup {
+    /// The counters of one attempt.
+    pub fn of(sample: &AttemptSample) -> Rollup {
+        let mut rollup = Rollup {
+            attempts: 1,
+            succeeded: u64::from(sample.succeeded),
+            ..Rollup::default()
+        };
+        *rollup.classes.of_status(sample.status) += 1;
+        rollup.latency[latency_bucket(sample.duration_ms)] += 1;
+        rollup
+    }
+
+    pub fn add(&mut self, other: &Rollup) {
+        self.attempts += other.attempts;
+        self.succeeded += other.succeeded;
+        let (a, b) = (&mut self.classes, &other.classes);
+        a.s2xx += b.s2xx;
+        a.s3xx += b.s3xx;
+        a.s4xx += b.s4xx;
+        a.s5xx += b.s5xx;
+        a.no_response += b.no_response;
+        for (mine, theirs) in self.latency.iter_mut().zip(other.latency) {
+            *mine += theirs;
+        }
+    }
+
+    /// Statistics from counters alone: latencies are the upper bound of the
+    /// bucket that holds each nearest-rank percentile.
+    pub fn summarize(&self) -> DeliveryStats {
+        let bucket_bound = |percent: u64| {
+            let rank = (percent * self.attempts).div_ceil(100).max(1);
+            let mut seen = 0;
+            self.latency
+                .iter()
+                .zip(LATENCY_BUCKETS_MS)
+                .find_map(|(&n, bound)| {
+                    seen += n;
+                    (seen >= rank).then_some(bound)
+                })
+        };
+        DeliveryStats {
+            attempts: self.attempts,
+            succeeded: self.succeeded,
+            failed: self.attempts - self.succeeded,
+            success_rate: (self.attempts > 0).then(|| self.succeeded as f64 / self.attempts as f64),
+            latency_ms: Latency {
+                p50: bucket_bound(50),
+                p95: bucket_bound(95),
+                p99: bucket_bound(99),
+            },
+            by_status_class: self.classes,
+        }
+    }
+}
+
+impl StatusClasses {
+    /// The counter of an answer's class.
+    fn of_status(&mut self, status: Option<u16>) -> &mut u64 {
+        match status {
+            Some(200..=299) => &mut self.s2xx,
+            Some(300..=399) => &mut self.s3xx,
+            Some(400..=499) => &mut self.s4xx,
+            Some(500..=599) => &mut self.s5xx,
+            _ => &mut self.no_response,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -248,5 +339,54 @@ mod tests {
             let rate = stats.success_rate.unwrap();
             prop_assert!((0.0..=1.0).contains(&rate));
         }
+
+        /// Rolled up in any split, the counters give the exact counts, and
+        /// each percentile the bound of the bucket holding the exact one.
+        #[test]
+        fn rollups_count_exactly_and_bound_percentiles(
+            samples in proptest::collection::vec(
+                (proptest::option::of(100u16..700), 0u64..400_000, any::<bool>())
+                    .prop_map(|(status, duration_ms, succeeded)| AttemptSample { status, duration_ms, succeeded }),
+                1..300,
+            ),
+            split in 0usize..300,
+        ) {
+            let split = split.min(samples.len());
+            let mut hours = [Rollup::default(), Rollup::default()];
+            for (i, sample) in samples.iter().enumerate() {
+                hours[usize::from(i >= split)].add(&Rollup::of(sample));
+            }
+            let [mut total, second] = hours;
+            total.add(&second);
+            let exact = summarize(&samples);
+            let rolled = total.summarize();
+            prop_assert_eq!(rolled.attempts, exact.attempts);
+            prop_assert_eq!(rolled.succeeded, exact.succeeded);
+            prop_assert_eq!(rolled.by_status_class, exact.by_status_class);
+            prop_assert_eq!(rolled.success_rate, exact.success_rate);
+            for (got, want) in [
+                (rolled.latency_ms.p50, exact.latency_ms.p50),
+                (rolled.latency_ms.p95, exact.latency_ms.p95),
+                (rolled.latency_ms.p99, exact.latency_ms.p99),
+            ] {
+                let want = want.unwrap();
+                prop_assert_eq!(got, Some(LATENCY_BUCKETS_MS[latency_bucket(want)]));
+            }
+        }
+    }
+
+    #[test]
+    fn buckets() {
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(5), 0);
+        assert_eq!(latency_bucket(6), 1);
+        assert_eq!(latency_bucket(300_000), 23);
+        assert_eq!(
+            latency_bucket(300_040),
+            23,
+            "overhead past the longest timeout"
+        );
+        assert!(LATENCY_BUCKETS_MS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(Rollup::default().summarize(), summarize(&[]));
     }
 }
