@@ -6,7 +6,8 @@
 //!   receiver holds up only its own tasks.
 //! - Each attempt is claimed first (`Store::claim_attempt`): a duplicated
 //!   or stale task changes nothing, and a crashed attempt is taken over when
-//!   its lease runs out.
+//!   its lease runs out (a duplicate that finds the attempt in flight comes
+//!   back after the lease).
 //! - The next attempt is queued *before* this one is recorded: a crash in
 //!   between leaves this task in the queue to be made again, never a
 //!   delivery without its next attempt.
@@ -169,7 +170,10 @@ pub async fn deliver_within(
             }
             return Ok(());
         }
-        AttemptClaim::Busy => return Err("the attempt is in flight elsewhere".into()),
+        // Another worker holds the attempt: look again once its lease is
+        // over (done by then, or taken over if the holder crashed), rather
+        // than after the queue's long visibility timeout.
+        AttemptClaim::Busy => return requeue(deps, &task, lease).await,
         AttemptClaim::Acquired => {}
     }
     attempt_and_record(deps, &endpoint, &secrets, task, lane.as_ref(), now).await

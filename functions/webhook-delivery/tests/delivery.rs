@@ -903,3 +903,32 @@ async fn a_secret_that_cannot_be_opened_leaves_the_task_for_a_retry() {
     assert_eq!(received.len(), 1);
     received[0].verify(&endpoint.secret).unwrap();
 }
+
+/// A duplicate that finds its attempt in flight (or held by a worker that
+/// crashed) makes none, and comes back once the holder's lease is over; by
+/// then the attempt is done, or the lease expired and it is taken over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_of_an_attempt_in_flight_comes_back_after_the_lease() {
+    let w = World::new().await;
+    let endpoint = w.endpoint(json!({"timeout_seconds": 5})).await;
+    let task = w.task(&endpoint, &w.event());
+    let now = Utc::now();
+    // A worker claimed it with a 35 s lease, then crashed.
+    let claim = w
+        .store()
+        .claim_attempt(&task, chrono::Duration::seconds(35), now)
+        .await
+        .unwrap();
+    assert_eq!(claim, nuvem_aws::store::AttemptClaim::Acquired);
+    deliver(&w.deps, task.clone(), now).await.unwrap();
+    assert!(
+        w.receiver.received().is_empty(),
+        "no second attempt in flight"
+    );
+    assert_eq!(w.delayed_count().await, 1, "back in the queue, delayed");
+    // After the lease the duplicate takes the crashed attempt over.
+    deliver(&w.deps, task, now + chrono::Duration::seconds(36))
+        .await
+        .unwrap();
+    assert_eq!(w.receiver.received().len(), 1);
+}
