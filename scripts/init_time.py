@@ -72,6 +72,7 @@ def measure(binary, port, runs):
         "BUCKET_PREFIX": "nuvem-t",
         "S3_EVENTS_QUEUE_ARN": "arn:aws:sqs:us-east-1:123456789012:bench-S3EventsQueue",
         "DELIVERIES_QUEUE_URL": "http://127.0.0.1:9/123456789012/bench-DeliveriesQueue",
+        "SECRETS_KEY_ID": "alias/bench-SecretsKey",
         "RUST_LOG": "info",
     }
     inits, rss = [], []

@@ -932,3 +932,32 @@ async fn a_duplicate_of_an_attempt_in_flight_comes_back_after_the_lease() {
         .unwrap();
     assert_eq!(w.receiver.received().len(), 1);
 }
+
+/// An `https://` endpoint is spoken to in TLS, with the crypto provider the
+/// binary ships (aws-lc-rs, the AWS SDK's): here the receiver speaks plain
+/// HTTP, so the handshake fails as an attempt's error, not as a panic, and
+/// no request reaches it in the clear.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_endpoints_are_spoken_to_in_tls() {
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/tls").replacen("http://", "https://", 1);
+    let sender = Sender::new(true);
+    // The binaries link no fallback provider (ring): the sender installs one.
+    assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    let sent = sender
+        .send(nuvem_aws::webhook::sender::Outgoing {
+            method: http::Method::POST,
+            url,
+            headers: vec![],
+            body: b"{}".to_vec(),
+            timeout: Duration::from_secs(5),
+        })
+        .await;
+    let error = sent.error.expect("no TLS server there");
+    assert_eq!(
+        sent.response,
+        nuvem_domain::webhook::retry::Response::Network,
+        "{error}"
+    );
+    assert!(receiver.received().is_empty(), "nothing sent in the clear");
+}

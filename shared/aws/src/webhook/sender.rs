@@ -98,6 +98,10 @@ impl Sender {
     }
 
     pub fn with_lookup(allow_loopback: bool, lookup: Arc<dyn Lookup>) -> Self {
+        // reqwest's TLS uses the process's rustls provider: the one the AWS
+        // SDK already links (aws-lc-rs), so no second crypto library ships
+        // in the binary. Err only means a provider is installed already.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
