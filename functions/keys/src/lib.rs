@@ -1,5 +1,6 @@
 //! Access keys: `POST /v1/activate` (public, single-use token) hands out an
-//! account's first `owner` key; owners create, list and revoke keys.
+//! account's first `owner` key; owners create, list and revoke keys; admins
+//! list and revoke the platform's admin keys.
 
 use chrono::{DateTime, Utc};
 use nuvem_aws::Core;
@@ -19,6 +20,12 @@ pub struct Deps {
 /// Roles an owner may hand out; `admin` is never assignable through the API.
 const ASSIGNABLE: [Role; 3] = [Role::Owner, Role::Approver, Role::Operator];
 
+/// Who lists and revokes the keys of their own account: a tenant's owners,
+/// and the platform's admins for the admin keys (their account is the
+/// platform's, from the authorizer, so never a tenant's). Admin keys are
+/// only ever minted by the operator CLI, never through the API.
+const MANAGERS: &[Role] = &[Role::Owner, Role::Admin];
+
 pub async fn handle(deps: &Deps, req: Request) -> Response {
     http::reply(route(deps, &req).await)
 }
@@ -27,8 +34,8 @@ async fn route(deps: &Deps, req: &Request) -> HttpResult {
     match http::route(req) {
         "POST /v1/activate" => activate(deps, req).await,
         "POST /v1/keys" => create(deps, req, &http::require(req, &[Role::Owner])?).await,
-        "GET /v1/keys" => list(deps, req, &http::require(req, &[Role::Owner])?).await,
-        "DELETE /v1/keys/{id}" => revoke(deps, req, &http::require(req, &[Role::Owner])?).await,
+        "GET /v1/keys" => list(deps, req, &http::require(req, MANAGERS)?).await,
+        "DELETE /v1/keys/{id}" => revoke(deps, req, &http::require(req, MANAGERS)?).await,
         _ => Err(Problem::not_found("no such route")),
     }
 }

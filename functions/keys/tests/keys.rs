@@ -286,3 +286,58 @@ async fn only_owners_manage_keys_and_bad_requests_store_nothing() {
     }
     assert_eq!(scan_all(&env.t.db, env.t.table()).await.len(), before);
 }
+
+/// Admins list and revoke the platform's admin keys, and only those: their
+/// account comes from the authorizer, so a tenant's key is "not found".
+#[tokio::test]
+async fn admins_manage_the_platforms_admin_keys_only() {
+    use nuvem_domain::keys::{KeyStatus, PLATFORM_ACCOUNT, Role, hash_secret};
+    let env = env().await;
+    let (tenant, token) = approved_account(&env, "390.533.447-05", "t@example.com").await;
+    let tenant_key = call(&env, activate(&token)).await.1["key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut admin_ids = Vec::new();
+    for name in ["first admin", "second admin"] {
+        let key = nuvem_aws::store::KeyRecord {
+            id: nuvem_domain::ids::new_id(nuvem_domain::ids::KEY),
+            account_id: PLATFORM_ACCOUNT.to_owned(),
+            name: name.into(),
+            role: Role::Admin,
+            status: KeyStatus::Active,
+            secret_hash: hash_secret("s"),
+            created_at: chrono::Utc::now(),
+            expires: None,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        env.core.store.create_key(&key, None).await.unwrap();
+        admin_ids.push(key.id);
+    }
+    let as_admin = |req| as_principal(req, PLATFORM_ACCOUNT, &admin_ids[0], "admin");
+    let (status, listed) = call(&env, as_admin(http_event("keys/list-keys.json"))).await;
+    assert_eq!(status, 200, "{listed}");
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        admin_ids.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    let revoke = |id: &str| as_admin(with_path_id(http_event("keys/revoke-key.json"), id));
+    assert_eq!(call(&env, revoke(&tenant_key)).await.0, 404);
+    let (_, theirs) = call(
+        &env,
+        as_owner(http_event("keys/list-keys.json"), &tenant, &tenant_key),
+    )
+    .await;
+    assert_eq!(theirs["items"][0]["status"], "active", "untouched");
+    assert_eq!(call(&env, revoke(&admin_ids[1])).await.0, 204);
+    let (_, listed) = call(&env, as_admin(http_event("keys/list-keys.json"))).await;
+    assert_eq!(listed["items"][1]["status"], "revoked");
+}

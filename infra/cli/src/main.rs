@@ -7,10 +7,7 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 use nuvem_aws::store::{KeyRecord, Store};
 use nuvem_domain::ids;
-use nuvem_domain::keys::{self, KeyStatus, Role};
-
-/// Admin keys are not tenants' keys: they belong to this pseudo-account.
-const PLATFORM_ACCOUNT: &str = "platform";
+use nuvem_domain::keys::{self, KeyStatus, PLATFORM_ACCOUNT, Role};
 
 const USAGE: &str = "usage: nuvem-admin create-admin-key [--name NAME] [--table TABLE]
 

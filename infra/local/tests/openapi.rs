@@ -769,6 +769,27 @@ async fn every_operation_answers_as_documented() {
     call!(api, DELETE KEY ["key_01jdq4a1b2c3d4e5f6g7h8j9k0"], owner, Body::None => 404);
     let admin_key_id = admin_credential.split('.').next().unwrap();
     call!(api, DELETE KEY [admin_key_id], owner, Body::None => 404);
+    // Admins manage the platform's admin keys, and see no tenant's.
+    let admin = Some(admin_credential.as_str());
+    let spare_admin = admin_key(&runner);
+    let spare_admin_id = spare_admin.split('.').next().unwrap();
+    let admins = call!(api, GET KEYS [], admin, Body::None => 200);
+    let listed: Vec<&str> = admins["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| str_of(&k["id"]))
+        .collect();
+    assert!(listed.contains(&admin_key_id) && listed.contains(&spare_admin_id));
+    assert!(
+        admins["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["role"] == "admin")
+    );
+    call!(api, DELETE KEY [&operator_id], admin, Body::None => 404);
+    call!(api, DELETE KEY [spare_admin_id], admin, Body::None => 204);
     call!(api, DELETE KEY [&operator_id], owner, Body::None => 204);
     call!(api, DELETE KEY [&operator_id], owner, Body::None => 204);
     call!(api, GET KEYS [], Some(operator.as_str()), Body::None => 401);

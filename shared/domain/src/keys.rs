@@ -16,6 +16,10 @@ pub use crate::secret::Secret;
 use crate::secret::{base62_fixed, is_base62, random_base62, sha256_hex, sha256_matches};
 use crate::validation::{FieldError, UnknownVariant, text_field};
 
+/// The account of the platform's admin keys (minted by `nuvem-admin`): not
+/// a tenant, so it has no account record and nothing to notify.
+pub const PLATFORM_ACCOUNT: &str = "platform";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
