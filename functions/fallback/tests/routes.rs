@@ -5,13 +5,15 @@ use std::collections::BTreeSet;
 use fallback::{ROUTES, allowed_methods, handle};
 use nuvem_aws::http::Request;
 use nuvem_testkit::Template;
+use nuvem_testkit::fixtures::http_event;
 use proptest::prelude::*;
 use serde_json::Value;
 
+/// The sample `$default` request (`PUT /v1/keys`), re-aimed.
 fn request(method: &str, path: &str) -> Request {
-    let mut req = Request::default();
-    req.route_key = Some("$default".into());
+    let mut req = http_event("fallback/wrong-method.json");
     req.raw_path = Some(path.into());
+    req.request_context.http.path = Some(path.into());
     req.request_context.http.method = method.parse().unwrap();
     req
 }
@@ -106,6 +108,13 @@ proptest! {
         prop_assert!(allow.is_none());
         prop_assert_eq!(&body["status"], 404);
     }
+}
+
+#[test]
+fn the_sample_event_is_a_405_naming_get_and_post() {
+    let resp = handle(&http_event("fallback/wrong-method.json"));
+    assert_eq!(resp.status_code, 405);
+    assert_eq!(resp.headers["allow"], "GET, POST");
 }
 
 #[test]

@@ -313,13 +313,11 @@ impl Store {
             duration_ms: u64,
         }
         let query = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :p AND sk BETWEEN :from AND :to")
-            .expression_attribute_values(":p", s(k::attempts_pk(account_id, webhook_id)))
-            .expression_attribute_values(":from", s(k::attempt_sk(since_attempt_id)))
-            .expression_attribute_values(":to", s(k::attempt_sk("~")))
+            .sk_range(
+                k::attempts_pk(account_id, webhook_id),
+                k::attempt_sk(since_attempt_id),
+                k::attempt_sk("~"),
+            )
             .projection_expression("outcome, response_status, duration_ms")
             .scan_index_forward(false);
         let samples: Vec<Sample> = self.query_all(query, cap).await?;

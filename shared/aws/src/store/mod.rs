@@ -240,6 +240,23 @@ impl Store {
             .transpose()
     }
 
+    /// A query of one partition's items whose sort keys lie from `from` to
+    /// `to` (both included).
+    pub(crate) fn sk_range(
+        &self,
+        pk: String,
+        from: String,
+        to: String,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":p", s(pk))
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":to", s(to))
+    }
+
     /// Up to `cap` items a query matches, following its pages (for reads
     /// that need a whole, bounded set rather than one page of a listing).
     pub(crate) async fn query_all<T: serde::de::DeserializeOwned>(

@@ -94,14 +94,11 @@ impl Store {
         webhook_id: &str,
         since: DateTime<Utc>,
     ) -> Result<Rollup, StoreError> {
-        let query = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :p AND sk BETWEEN :from AND :to")
-            .expression_attribute_values(":p", s(k::attempts_pk(account_id, webhook_id)))
-            .expression_attribute_values(":from", s(k::rollup_sk(&hour_of(since))))
-            .expression_attribute_values(":to", s(k::rollup_sk("~")));
+        let query = self.sk_range(
+            k::attempts_pk(account_id, webhook_id),
+            k::rollup_sk(&hour_of(since)),
+            k::rollup_sk("~"),
+        );
         // A week is 169 hours at most: one page of small items.
         let hours: Vec<Counters> = self.query_all(query, 24 * 8).await?;
         let mut total = Rollup::default();
