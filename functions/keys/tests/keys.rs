@@ -8,7 +8,7 @@ use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::{
     as_principal, http_event, reply, with_json, with_path_id, with_source_ip,
 };
-use nuvem_testkit::inspect::{drain, scan_all};
+use nuvem_testkit::inspect::{drain, item_ids, scan_all};
 use serde_json::{Value, json};
 
 struct Env {
@@ -193,12 +193,7 @@ async fn owners_create_list_and_revoke_keys_of_their_own_account_only() {
     )
     .await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_str().unwrap())
-        .collect();
+    let ids = item_ids(&listed);
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&op_id.as_str()) && ids.contains(&owner_a.as_str()));
     let text = listed.to_string();
@@ -318,12 +313,7 @@ async fn admins_manage_the_platforms_admin_keys_only() {
     let as_admin = |req| as_principal(req, PLATFORM_ACCOUNT, &admin_ids[0], "admin");
     let (status, listed) = call(&env, as_admin(http_event("keys/list-keys.json"))).await;
     assert_eq!(status, 200, "{listed}");
-    let ids: Vec<&str> = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_str().unwrap())
-        .collect();
+    let ids = item_ids(&listed);
     assert_eq!(
         ids,
         admin_ids.iter().map(String::as_str).collect::<Vec<_>>()

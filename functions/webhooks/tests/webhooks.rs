@@ -10,7 +10,7 @@ use nuvem_domain::webhook::endpoint::UrlPolicy;
 use nuvem_testkit::fixtures::{
     as_principal, http_event, reply, with_json, with_path_id, with_query, with_route,
 };
-use nuvem_testkit::inspect::{drain, scan_all};
+use nuvem_testkit::inspect::{drain, item_ids, scan_all};
 use nuvem_testkit::receiver::{Receiver, Reply};
 use nuvem_testkit::{TestStack, tenants};
 use serde_json::{Value, json};
@@ -650,12 +650,7 @@ async fn custom_events_are_kept_listed_and_replayed() {
 
     let (status, events) = w.call("GET /v1/events", None, None).await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap())
-        .collect();
+    let ids = item_ids(&events);
     assert_eq!(ids[0], event_id, "newest first");
     let (_, theirs) = w
         .call_as(&w.other.clone(), "owner", "GET /v1/events", None, None)

@@ -13,6 +13,7 @@ use std::time::Duration as Wait;
 use chrono::{Duration, Utc};
 use common::{activation_token, admin_key};
 use jsonschema::Draft;
+use nuvem_testkit::inspect::item_ids;
 use nuvem_testkit::receiver::{Received, Receiver, Reply};
 use nuvem_testkit::{Template, unique_name, workspace_root};
 use reqwest::header::CONTENT_TYPE;
@@ -774,12 +775,7 @@ async fn every_operation_answers_as_documented() {
     let spare_admin = admin_key(&runner);
     let spare_admin_id = spare_admin.split('.').next().unwrap();
     let admins = call!(api, GET KEYS [], admin, Body::None => 200);
-    let listed: Vec<&str> = admins["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| str_of(&k["id"]))
-        .collect();
+    let listed = item_ids(&admins);
     assert!(listed.contains(&admin_key_id) && listed.contains(&spare_admin_id));
     assert!(
         admins["items"]

@@ -260,10 +260,8 @@ pub fn idempotency_key(req: &Request) -> Result<Option<IdempotencyKey>, Problem>
     let Some(raw) = req.headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let raw = raw.to_str().map_err(|_| {
-        Problem::bad_request("the Idempotency-Key must be visible ASCII characters")
-    })?;
-    IdempotencyKey::parse(raw)
+    // Bytes beyond ASCII stay in the text, for the domain rule to refuse.
+    IdempotencyKey::parse(&String::from_utf8_lossy(raw.as_bytes()))
         .map(Some)
         .map_err(Problem::bad_request)
 }

@@ -70,3 +70,13 @@ pub async fn drain(
     }
     all
 }
+
+/// The `id`s of a listing page's `items`, in order (panics on another shape).
+pub fn item_ids(page: &serde_json::Value) -> Vec<&str> {
+    page["items"]
+        .as_array()
+        .expect("a page of items")
+        .iter()
+        .map(|item| item["id"].as_str().expect("an item id"))
+        .collect()
+}
