@@ -37,6 +37,7 @@ dev: venv build
 	    --bin-dir target/debug --stack-name $(STACK) \
 	    --emulator-url http://127.0.0.1:$(EMULATOR_PORT) \
 	    --param PublicBaseUrl=http://127.0.0.1:$(API_PORT) \
+	    --param S3ClientEndpoint=http://127.0.0.1:$(EMULATOR_PORT) \
 	    --param WebhookAllowLoopback=true
 
 ## A new platform admin credential for the running `make dev` stack.

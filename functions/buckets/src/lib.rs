@@ -5,6 +5,7 @@
 
 use chrono::Utc;
 use nuvem_aws::blobs::{BlobError, Blobs};
+use nuvem_aws::config::{self, ConfigError};
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
 use nuvem_aws::store::{BucketClaim, BucketRecord, BucketState, LicenseChange, Store};
 use nuvem_domain::account::quota_bytes;
@@ -22,6 +23,33 @@ pub struct Deps {
     /// What an S3 client (e.g. Imperius Backup) must be configured with.
     pub region: String,
     pub s3_endpoint: String,
+}
+
+impl Deps {
+    /// From the function's configuration (`lookup` is the environment in
+    /// Lambda). `S3_CLIENT_ENDPOINT` left empty, as the template's default
+    /// leaves it, is the region's AWS endpoint.
+    pub fn from_lookup(
+        sdk: &aws_config::SdkConfig,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Deps, ConfigError> {
+        let region = sdk
+            .region()
+            .map(|r| r.as_ref().to_owned())
+            .ok_or_else(|| ConfigError("no AWS region is configured (AWS_REGION)".into()))?;
+        Ok(Deps {
+            store: Store::new(sdk, config::required(lookup, "TABLE_NAME")?),
+            blobs: Blobs::new(sdk),
+            prefix: config::required(lookup, "BUCKET_PREFIX")?,
+            events_queue_arn: config::required(lookup, "S3_EVENTS_QUEUE_ARN")?,
+            s3_endpoint: config::optional(
+                lookup,
+                "S3_CLIENT_ENDPOINT",
+                format!("https://s3.{region}.amazonaws.com"),
+            )?,
+            region,
+        })
+    }
 }
 
 const READERS: [Role; 3] = [Role::Owner, Role::Approver, Role::Operator];

@@ -1,8 +1,7 @@
 //! Tenant buckets against the emulator's S3, SQS and DynamoDB, from `events/buckets/`.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use nuvem_aws::blobs::Blobs;
-use nuvem_aws::store::{BucketRecord, BucketState, Store};
+use nuvem_aws::store::{BucketRecord, BucketState};
 use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::{as_principal, http_event, reply, with_json, with_path_param};
 use nuvem_testkit::inspect::{drain, partition_keys};
@@ -18,16 +17,10 @@ struct Env {
 
 async fn env() -> Env {
     let t = TestStack::new("buckets").await;
-    let env = t.env("Buckets");
-    let deps = buckets::Deps {
-        store: Store::new(&t.sdk, t.table()),
-        blobs: Blobs::new(&t.sdk),
-        // S3 names are global in the emulator: each test uses names of its own.
-        prefix: env("BUCKET_PREFIX").unwrap(),
-        events_queue_arn: env("S3_EVENTS_QUEUE_ARN").unwrap(),
-        region: "us-east-1".into(),
-        s3_endpoint: "https://s3.us-east-1.amazonaws.com".into(),
-    };
+    // Configured as the template configures the function, with the
+    // parameters' defaults (S3 names are global in the emulator: each test
+    // stack's prefix is its own).
+    let deps = buckets::Deps::from_lookup(&t.sdk, &t.env("Buckets")).expect("configuration");
     Env { deps, t }
 }
 
@@ -67,6 +60,10 @@ async fn a_created_bucket_is_private_tagged_and_reports_its_changes() {
     assert_eq!(
         (created["region"].as_str(), created["state"].as_str()),
         (Some("us-east-1"), Some("ready"))
+    );
+    assert_eq!(
+        created["endpoint"], "https://s3.us-east-1.amazonaws.com",
+        "S3ClientEndpoint left at its default (empty) is the region's AWS endpoint"
     );
 
     let s3 = env.deps.blobs.client();

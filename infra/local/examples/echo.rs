@@ -2,6 +2,7 @@
 //! (env `ROLE`): `http` echoes the request event, `authorizer` allows
 //! `Bearer allow-*`, `sqs` fails bodies starting with `fail`, `schedule`
 //! returns its event. `sqs` forwards what it sees to `OBSERVED_QUEUE_URL`.
+//! `INIT_DELAY_MS` holds back the first poll for an event (a slow init).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,6 +14,10 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let role = std::env::var("ROLE").unwrap_or_default();
+    let delay = std::env::var("INIT_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    tokio::time::sleep(std::time::Duration::from_millis(delay.unwrap_or(0))).await;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let sqs = &sqs;

@@ -36,7 +36,7 @@ pub mod schedule;
 mod sqs;
 mod util;
 
-pub use host::{InvokeError, Readiness};
+pub use host::{INIT_TIMEOUT, InvokeError, Readiness};
 
 /// How to run the stack.
 #[derive(Clone, Debug)]
@@ -65,6 +65,9 @@ pub struct Options {
     pub sqs_wait_secs: i32,
     /// How long start-up waits for every function to poll for its first event.
     pub ready_timeout: Duration,
+    /// Lambda's init phase limit: an invocation waiting for a process that
+    /// has not asked for an event this long after its start fails.
+    pub init_timeout: Duration,
 }
 
 impl Default for Options {
@@ -83,6 +86,7 @@ impl Default for Options {
             schedules: true,
             sqs_wait_secs: 5,
             ready_timeout: Duration::from_secs(20),
+            init_timeout: host::INIT_TIMEOUT,
         }
     }
 }
@@ -423,6 +427,7 @@ async fn start(
             binary: options.bin_dir.join(&f.binary),
             env,
             timeout: Duration::from_secs(f.timeout_secs),
+            init_timeout: options.init_timeout,
             memory_mb: f.memory_mb,
         };
         let (host, supervisor) = host::Host::start(spec, log.clone(), shutdown.clone());

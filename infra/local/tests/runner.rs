@@ -4,32 +4,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nuvem_local::{InvokeError, Options, Runner};
+mod echo;
+
+use echo::options;
+use nuvem_local::{InvokeError, Runner};
 use nuvem_testkit::{emulator, unique_name};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/template.yaml")
-}
-
-/// `target/debug/examples`, next to this test's `target/debug/deps`.
-fn examples_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples")
-}
-
-fn options(stack: &str, endpoint: &str) -> Options {
-    Options {
-        template: fixture(),
-        bin_dir: examples_dir(),
-        emulator_url: Some(endpoint.to_owned()),
-        stack_name: stack.to_owned(),
-        log_functions: std::env::var_os("NUVEM_LOCAL_TEST_LOGS").is_some(),
-        sqs_wait_secs: 1,
-        ..Options::default()
-    }
-}
 
 static RUNNER: OnceCell<Runner> = OnceCell::const_new();
 

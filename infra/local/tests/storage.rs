@@ -40,7 +40,9 @@ where
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_reach_80_and_100_percent_alerts_and_a_raised_quota_is_quiet() {
-    let runner = common::stack("e2e-storage", &[]).await;
+    // As `make dev` runs it: tenants' S3 clients point at the emulator.
+    let emulator_url = emulator().await.endpoint().to_owned();
+    let runner = common::stack("e2e-storage", &[("S3ClientEndpoint", &emulator_url)]).await;
     let api = Api {
         http: Client::new(),
         runner: &runner,
@@ -70,8 +72,13 @@ async fn uploads_reach_80_and_100_percent_alerts_and_a_raised_quota_is_quiet() {
     assert_eq!(status, StatusCode::CREATED, "{bucket}");
     let name = bucket["bucket"].as_str().unwrap().to_owned();
 
-    // An S3 client configured as the answer says (the emulator stands in for S3).
+    // An S3 client configured with the answer's endpoint and region alone.
+    assert_eq!(bucket["endpoint"], emulator_url.as_str(), "{bucket}");
     let conf = aws_sdk_s3::config::Builder::from(&emulator().await.sdk_config().await)
+        .endpoint_url(bucket["endpoint"].as_str().unwrap())
+        .region(aws_sdk_s3::config::Region::new(
+            bucket["region"].as_str().unwrap().to_owned(),
+        ))
         .force_path_style(true)
         .build();
     let s3 = aws_sdk_s3::Client::from_conf(conf);

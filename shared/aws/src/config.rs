@@ -35,6 +35,8 @@ where
 }
 
 /// An optional variable from any source, parsed as `T`, with a default.
+/// Empty counts as unset: a template cannot leave a variable out when its
+/// parameter is left at `""`, so empty is how a deployment says "default".
 pub fn optional<T: FromStr>(
     lookup: &dyn Fn(&str) -> Option<String>,
     name: &str,
@@ -43,11 +45,27 @@ pub fn optional<T: FromStr>(
 where
     T::Err: Display,
 {
-    match lookup(name) {
+    match lookup(name).filter(|v| !v.trim().is_empty()) {
         Some(v) => v
             .parse()
             .map_err(|e| ConfigError(format!("environment variable {name}: {e}"))),
         None => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_or_blank_optional_variable_takes_the_default() {
+        for set in ["", "  "] {
+            let lookup = |_: &str| Some(set.to_owned());
+            assert_eq!(optional(&lookup, "X", 7).unwrap(), 7);
+        }
+        assert_eq!(optional(&|_| None, "X", 7).unwrap(), 7);
+        assert_eq!(optional(&|_| Some("9".into()), "X", 7).unwrap(), 9);
+        assert!(optional(&|_| Some("nine".into()), "X", 7).is_err());
     }
 }
 
