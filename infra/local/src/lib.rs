@@ -68,6 +68,15 @@ pub struct Options {
     /// Lambda's init phase limit: an invocation waiting for a process that
     /// has not asked for an event this long after its start fails.
     pub init_timeout: Duration,
+    /// A floor for every function's timeout (default: none, the template's
+    /// timeouts as they are). Tests on a loaded machine set one, so that a
+    /// call that only waited for a CPU does not time out.
+    pub min_function_timeout: Option<Duration>,
+    /// When an SQS batch's invocation fails for want of a working process
+    /// (timeout, crash, no process), its messages become visible again after
+    /// this long (default: none, the queue's visibility timeout, as on
+    /// Lambda). Tests set it: their waits are shorter than those timeouts.
+    pub sqs_infra_failure_visibility: Option<Duration>,
 }
 
 impl Default for Options {
@@ -87,6 +96,8 @@ impl Default for Options {
             sqs_wait_secs: 5,
             ready_timeout: Duration::from_secs(20),
             init_timeout: host::INIT_TIMEOUT,
+            min_function_timeout: None,
+            sqs_infra_failure_visibility: None,
         }
     }
 }
@@ -268,6 +279,12 @@ fn describe(emulator: &str, stack: &str, base_url: &str, s: &Summary) -> String 
     out
 }
 
+/// The template's timeout, raised to `floor` if it is shorter.
+fn function_timeout(template_secs: u64, floor: Option<Duration>) -> Duration {
+    let timeout = Duration::from_secs(template_secs);
+    floor.map_or(timeout, |floor| timeout.max(floor))
+}
+
 fn schedule_payload(
     stack: &Stack,
     function: &str,
@@ -426,7 +443,7 @@ async fn start(
             function_arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"),
             binary: options.bin_dir.join(&f.binary),
             env,
-            timeout: Duration::from_secs(f.timeout_secs),
+            timeout: function_timeout(f.timeout_secs, options.min_function_timeout),
             init_timeout: options.init_timeout,
             memory_mb: f.memory_mb,
         };
@@ -478,6 +495,9 @@ async fn start(
             batch_size: s.batch_size.clamp(1, 10) as i32,
             report_batch_item_failures: s.report_batch_item_failures,
             wait_secs: options.sqs_wait_secs.clamp(0, 20),
+            infra_failure_visibility: options
+                .sqs_infra_failure_visibility
+                .map(|d| d.as_secs().min(sqs::MAX_VISIBILITY_SECS) as i32),
         };
         tasks.push(sqs::spawn(
             consumer,
@@ -585,4 +605,17 @@ async fn start(
             hosts,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeout_floor_only_raises() {
+        let secs = Duration::from_secs;
+        assert_eq!(function_timeout(3, None), secs(3));
+        assert_eq!(function_timeout(3, Some(secs(30))), secs(30));
+        assert_eq!(function_timeout(900, Some(secs(30))), secs(900));
+    }
 }

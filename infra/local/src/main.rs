@@ -78,6 +78,13 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        // Before anything is started or "ready" printed: a signal sent as
+        // soon as the ready line is read must stop us cleanly, not kill us.
+        // One that arrives during start-up stops the runner once it is up.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+
         let runner = Runner::start(options).await?;
         let mut out = std::io::stdout().lock();
         write!(out, "{}", runner.describe())?;
@@ -85,9 +92,8 @@ fn main() -> Result<()> {
         out.flush()?;
         drop(out);
 
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
             _ = term.recv() => {}
         }
         eprintln!("nuvem-local: stopping");

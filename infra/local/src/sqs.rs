@@ -1,17 +1,22 @@
 //! SQS event sources: long-poll a queue, invoke the function with the
 //! batch, delete what succeeded. What fails becomes visible again after the
 //! queue's visibility timeout; the emulator's redrive policy moves it to the
-//! dead-letter queue after `maxReceiveCount` receives.
+//! dead-letter queue after `maxReceiveCount` receives. Tests may shorten
+//! that wait for batches whose invocation failed for want of a working
+//! process ([`Consumer::infra_failure_visibility`]).
 
 use std::collections::HashSet;
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName,
+};
 use base64::Engine;
 use nuvem_testkit::{Queue, REGION};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
-use crate::host::Host;
+use crate::host::{Host, InvokeError};
 use crate::log::Log;
 
 /// One SQS event source of a function.
@@ -24,7 +29,14 @@ pub struct Consumer {
     pub report_batch_item_failures: bool,
     /// Long-poll wait, 0..=20 s.
     pub wait_secs: i32,
+    /// Seconds after which a batch whose invocation failed for an
+    /// infrastructure reason (timeout, crash, no process) is visible again;
+    /// `None` leaves it to the queue's visibility timeout, as Lambda does.
+    pub infra_failure_visibility: Option<i32>,
 }
+
+/// SQS's longest visibility timeout (12 hours), in seconds.
+pub const MAX_VISIBILITY_SECS: u64 = 12 * 60 * 60;
 
 pub fn spawn(
     consumer: Consumer,
@@ -94,6 +106,11 @@ async fn poll_once(c: &Consumer, host: &Host, sqs: &aws_sdk_sqs::Client, log: &L
                 "{} ← {}: {e}: the batch stays in the queue",
                 c.function, c.queue.name
             ));
+            if let Some(secs) = c.infra_failure_visibility
+                && is_infrastructure(&e)
+            {
+                make_visible(c, &messages, secs, sqs, log).await;
+            }
             ids.iter().cloned().collect()
         }
     };
@@ -130,6 +147,59 @@ async fn poll_once(c: &Consumer, host: &Host, sqs: &aws_sdk_sqs::Client, log: &L
         Ok(_) => {}
         Err(e) => log.runner(&format!(
             "{}: DeleteMessageBatch failed: {}",
+            c.queue.name,
+            aws_sdk_sqs::error::DisplayErrorContext(e)
+        )),
+    }
+}
+
+/// A failure of the process rather than of the handler's code.
+fn is_infrastructure(e: &InvokeError) -> bool {
+    matches!(
+        e,
+        InvokeError::Timeout(_) | InvokeError::Crashed(_) | InvokeError::Unavailable(_)
+    )
+}
+
+/// Shortens the invisibility of a received batch to `secs`.
+async fn make_visible(
+    c: &Consumer,
+    messages: &[Message],
+    secs: i32,
+    sqs: &aws_sdk_sqs::Client,
+    log: &Log,
+) {
+    let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .visibility_timeout(secs)
+                .build()
+                .ok()
+        })
+        .collect();
+    let changed = sqs
+        .change_message_visibility_batch()
+        .queue_url(&c.queue.url)
+        .set_entries(Some(entries))
+        .send()
+        .await;
+    match changed {
+        Ok(out) if !out.failed.is_empty() => log.runner(&format!(
+            "{}: could not make {} messages visible again: {:?}",
+            c.queue.name,
+            out.failed.len(),
+            out.failed
+        )),
+        Ok(_) => log.runner(&format!(
+            "{}: the batch is visible again in {secs} s",
+            c.queue.name
+        )),
+        Err(e) => log.runner(&format!(
+            "{}: ChangeMessageVisibilityBatch failed: {}",
             c.queue.name,
             aws_sdk_sqs::error::DisplayErrorContext(e)
         )),

@@ -76,23 +76,42 @@ fn the_binary_serves_until_sigterm_and_cleans_up() {
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "nuvem-local did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = until("nuvem-local to stop", || child.try_wait().unwrap());
     assert!(status.success(), "{status}");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        !PathBuf::from(format!("/proc/{function_pid}")).exists(),
-        "function process left behind"
-    );
+    // What it started goes with it (the last of it may take a moment).
+    until("the function process to go", || {
+        gone(function_pid as i32).then_some(())
+    });
     let addr = emulator.trim_start_matches("http://");
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "emulator left behind at {addr}"
-    );
+    until(&format!("the emulator at {addr} to go"), || {
+        std::net::TcpStream::connect(addr).is_err().then_some(())
+    });
+}
+
+/// Polls `check` until it returns `Some`; fails after a cap that only a
+/// hung process reaches.
+fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// True when the process `pid` (an `echo` function) no longer runs: no such
+/// process, a zombie waiting to be reaped, or the pid reused by another.
+fn gone(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // `pid (comm) state ...`; comm may hold spaces and parentheses.
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return true;
+    };
+    let comm = &stat[open + 1..close];
+    let state = stat[close + 1..].trim_start().chars().next();
+    comm != "echo" || matches!(state, Some('Z' | 'X'))
 }

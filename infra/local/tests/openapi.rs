@@ -15,7 +15,7 @@ use common::{activation_token, admin_key};
 use jsonschema::Draft;
 use nuvem_testkit::inspect::item_ids;
 use nuvem_testkit::receiver::{Received, Receiver, Reply};
-use nuvem_testkit::{Template, unique_name, workspace_root};
+use nuvem_testkit::{Template, eventually_some, unique_name, workspace_root};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
@@ -479,20 +479,18 @@ fn not_json() -> Body {
 }
 
 /// The requests `receiver` got for the event `event_id` (its
-/// `webhook-id`), once at least `n` arrived or after 30 seconds.
+/// `webhook-id`), once at least `n` arrived.
 async fn deliveries_of(receiver: &Receiver, event_id: &str, n: usize) -> Vec<Received> {
-    let deadline = std::time::Instant::now() + Wait::from_secs(30);
-    loop {
+    let what = format!("{n} deliveries of {event_id}");
+    eventually_some(&what, || async {
         let got: Vec<Received> = receiver
             .received()
             .into_iter()
             .filter(|r| r.header("webhook-id") == Some(event_id))
             .collect();
-        if got.len() >= n || std::time::Instant::now() >= deadline {
-            return got;
-        }
-        tokio::time::sleep(Wait::from_millis(50)).await;
-    }
+        (got.len() >= n).then_some(got)
+    })
+    .await
 }
 
 fn str_of(v: &Value) -> &str {
@@ -1078,6 +1076,7 @@ async fn every_operation_answers_as_documented() {
     // Every delivery of one event carries the event's id as webhook-id.
     // The keyed replay, asked twice, is delivered once.
     deliveries_of(&receiver, &event_id, 4).await;
+    // Nothing to wait for: a grace for a fifth delivery to show up.
     tokio::time::sleep(Wait::from_secs(2)).await;
     let got = deliveries_of(&receiver, &event_id, 4).await;
     assert_eq!(

@@ -64,6 +64,13 @@ impl Drop for Process {
     }
 }
 
+/// How long an emulator someone else runs may take to answer: generous,
+/// as it may be busy serving a loaded machine's other tests.
+const EXISTING_ANSWER_WITHIN: Duration = Duration::from_secs(60);
+/// How long a moto server of ours may take to start answering (a Python
+/// start-up that a loaded machine can slow down a lot).
+const OWNED_ANSWER_WITHIN: Duration = Duration::from_secs(180);
+
 static SHARED: OnceCell<Emulator> = OnceCell::const_new();
 
 /// The process-wide emulator. With `NUVEM_EMULATOR_URL` set, that emulator
@@ -110,10 +117,13 @@ impl Emulator {
     pub fn existing(url: &str) -> Result<Emulator> {
         let endpoint = url.trim_end_matches('/').to_owned();
         let addr = host_port(&endpoint)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + EXISTING_ANSWER_WITHIN;
         while !answers(&addr) {
             if Instant::now() > deadline {
-                bail!("the emulator at {endpoint} (NUVEM_EMULATOR_URL) does not answer");
+                bail!(
+                    "the emulator at {endpoint} (NUVEM_EMULATOR_URL) does not answer within {} s",
+                    EXISTING_ANSWER_WITHIN.as_secs()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -157,7 +167,7 @@ impl Emulator {
             .with_context(|| format!("cannot start {}", moto.display()))?;
         let mut process = Process { child, log };
         let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + OWNED_ANSWER_WITHIN;
         while !answers(&addr) {
             if let Ok(Some(status)) = process.child.try_wait() {
                 let log = std::fs::read_to_string(&process.log).unwrap_or_default();
@@ -165,7 +175,8 @@ impl Emulator {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "moto_server did not answer on {addr} within 60 s (log: {})",
+                    "moto_server did not answer on {addr} within {} s (log: {})",
+                    OWNED_ANSWER_WITHIN.as_secs(),
                     process.log.display()
                 );
             }

@@ -22,11 +22,13 @@ pub mod receiver;
 pub mod stack;
 pub mod template;
 pub mod tenants;
+pub mod wait;
 
 pub use emulator::{Emulator, SentEmail, emulator, moto_server_path};
 pub use harness::TestStack;
 pub use stack::{Queue, Stack};
 pub use template::Template;
+pub use wait::{eventually, eventually_some};
 
 /// The AWS account id the emulator and the stack use.
 pub const ACCOUNT_ID: &str = "123456789012";

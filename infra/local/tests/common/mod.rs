@@ -6,10 +6,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nuvem_local::{Options, Runner};
-use nuvem_testkit::{emulator, unique_name};
+use nuvem_testkit::{emulator, eventually_some, unique_name};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -17,7 +17,11 @@ use serde_json::{Value, json};
 pub const PUBLIC_BASE_URL: &str = "https://app.nuvem.test";
 
 /// The whole template run locally against the shared emulator, with
-/// `params` overriding the template's defaults.
+/// `params` overriding the template's defaults, made to hold on a loaded
+/// machine: generous start-up limits, no function timeout under 30 s (the
+/// template's 3 s authorizer would fail calls that only waited for a CPU),
+/// and a queue batch whose invocation failed that way is retried in a
+/// second instead of after the queue's visibility timeout (minutes).
 pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
     let emu = emulator().await;
     let mut all = BTreeMap::from([("PublicBaseUrl".to_owned(), PUBLIC_BASE_URL.to_owned())]);
@@ -32,6 +36,10 @@ pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
         params: all,
         schedules: false,
         sqs_wait_secs: 1,
+        init_timeout: Duration::from_secs(60),
+        ready_timeout: Duration::from_secs(120),
+        min_function_timeout: Some(Duration::from_secs(30)),
+        sqs_infra_failure_visibility: Some(Duration::from_secs(1)),
         ..Options::default()
     })
     .await
@@ -60,24 +68,21 @@ pub fn admin_key(runner: &Runner) -> String {
 /// Waits for the activation email to `to` and returns the token of its link.
 pub async fn activation_token(to: &str) -> String {
     let link = format!("{PUBLIC_BASE_URL}/activate?token=");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let mail = eventually_some(&format!("the activation email to {to}"), || async {
         let mails = emulator().await.sent_emails().await.unwrap();
-        if let Some(mail) = mails.iter().find(|m| m.to.iter().any(|t| t == to)) {
-            let body = mail
-                .html
-                .as_deref()
-                .or(mail.text.as_deref())
-                .unwrap_or_default();
-            let start = body.find(&link).expect("activation link") + link.len();
-            return body[start..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-        }
-        assert!(Instant::now() < deadline, "no activation email to {to}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        mails.into_iter().find(|m| m.to.iter().any(|t| t == to))
+    })
+    .await;
+    let body = mail
+        .html
+        .as_deref()
+        .or(mail.text.as_deref())
+        .unwrap_or_default();
+    let start = body.find(&link).expect("activation link") + link.len();
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
 }
 
 pub struct Api<'a> {

@@ -2,6 +2,7 @@
 //! `echo` example in different roles: options shared by the runner's tests.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nuvem_local::Options;
 
@@ -15,6 +16,9 @@ pub fn examples_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().join("examples")
 }
 
+/// Generous start-up limits (a loaded machine starts processes slowly; the
+/// runner returns as soon as every function is up). The template's function
+/// timeouts stay as they are: the runner's timeout test needs a short one.
 pub fn options(stack: &str, endpoint: &str) -> Options {
     Options {
         template: fixture(),
@@ -23,6 +27,8 @@ pub fn options(stack: &str, endpoint: &str) -> Options {
         stack_name: stack.to_owned(),
         log_functions: std::env::var_os("NUVEM_LOCAL_TEST_LOGS").is_some(),
         sqs_wait_secs: 1,
+        init_timeout: Duration::from_secs(60),
+        ready_timeout: Duration::from_secs(120),
         ..Options::default()
     }
 }
