@@ -8,7 +8,7 @@ API_PORT ?= 3000
 STACK ?= nuvem
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv build dev admin-key emails test lint fmt measure
+.PHONY: venv build dev admin-key emails test lint fmt measure bench-emulator
 
 venv: $(VENV)/.installed $(VENV)/bin/nuvem-emulator
 $(VENV)/.installed: requirements-dev.txt
@@ -62,8 +62,14 @@ lint: venv
 
 test: venv lint
 	cargo build --workspace --bins
+	$(PY) scripts/init_time.py --check-no-cert-reads $(addprefix target/debug/,$(notdir $(wildcard functions/*)))
 	cargo test --workspace
 
 ## Release sizes, cold-start init time and authorizer CPU (see README).
 measure: venv
 	scripts/measure.sh
+
+## The emulator's GetItem and TransactWriteItems latency at 1k, 10k and 100k
+## items (scripts/bench_transactions.py; its --check compares rollbacks with moto's).
+bench-emulator: venv
+	$(PY) scripts/bench_transactions.py

@@ -5,22 +5,35 @@ For each binary: start it with a minimal Lambda Runtime API on 127.0.0.1,
 and time from process start to its first `GET /runtime/invocation/next` —
 the moment it has built its configuration and SDK clients and is ready for
 its first event. Also reads the process's peak RSS (VmHWM) at that moment.
-Each binary is started RUNS times; the median and the worst are reported.
+Each binary is started RUNS times, the binaries taking turns so that the
+machine's load drifts over all of them alike; the median and the worst are
+reported, and with --floor each median as a multiple of the floor's (a bare
+`lambda_runtime` hello, measured in the same run).
 
-usage: init_time.py [--runs N] BINARY...
+--check-no-cert-reads starts each binary once with SSL_CERT_FILE and
+SSL_CERT_DIR pointing at a FIFO and a folder holding one, and fails if any
+opens them before asking for its first event: trust roots are for the first
+connection, not for init (see nuvem_aws::config::FirstUseHttpClient).
+
+usage: init_time.py [--runs N] [--floor HELLO] BINARY...
+       init_time.py --check-no-cert-reads BINARY...
 """
 import argparse
+import errno
 import http.server
 import os
 import socketserver
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 READY = threading.Event()
 READY_AT = [0.0]
+# Generous: only a binary that hangs at init should ever reach it.
+HANG_CAP_SECONDS = 120
 
 
 class RuntimeApi(http.server.BaseHTTPRequestHandler):
@@ -52,8 +65,8 @@ def peak_rss_kb(pid):
     return 0
 
 
-def measure(binary, port, runs):
-    env = {
+def lambda_env(binary, port):
+    return {
         "PATH": os.environ.get("PATH", ""),
         "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
         "AWS_LAMBDA_FUNCTION_NAME": os.path.basename(binary),
@@ -75,36 +88,105 @@ def measure(binary, port, runs):
         "SECRETS_KEY_ID": "alias/bench-SecretsKey",
         "RUST_LOG": "info",
     }
-    inits, rss = [], []
-    for _ in range(runs):
-        READY.clear()
-        start = time.perf_counter()
-        proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not READY.wait(10):
-            proc.kill()
+
+
+def start_once(binary, env):
+    """Starts the binary; (init ms, peak RSS MB) once it asks for an event."""
+    READY.clear()
+    start = time.perf_counter()
+    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not READY.wait(HANG_CAP_SECONDS):
             sys.exit(f"{binary}: never asked for an event")
-        inits.append((READY_AT[0] - start) * 1000)
-        rss.append(peak_rss_kb(proc.pid) / 1024)
+        return (READY_AT[0] - start) * 1000, peak_rss_kb(proc.pid) / 1024
+    finally:
         proc.kill()
         proc.wait()
-    return inits, rss
+
+
+def fifo_has_reader(fifo):
+    """True if some process has the FIFO open for reading."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            return False
+        raise
+    os.close(fd)
+    return True
+
+
+def check_no_cert_reads(binaries, port):
+    """Fails if a binary opens its trust roots before asking for an event."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_dir = os.path.join(tmp, "certs")
+        os.mkdir(cert_dir)
+        fifos = [os.path.join(tmp, "ca-bundle.crt"), os.path.join(cert_dir, "root.pem")]
+        for fifo in fifos:
+            os.mkfifo(fifo)
+        failed = []
+        for binary in binaries:
+            env = lambda_env(binary, port)
+            env.update({"SSL_CERT_FILE": fifos[0], "SSL_CERT_DIR": cert_dir})
+            READY.clear()
+            proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            # A binary that opens a FIFO blocks there; one that does not asks
+            # for its event. Whichever happens first decides.
+            verdict = None
+            deadline = time.monotonic() + HANG_CAP_SECONDS
+            while verdict is None:
+                if any(fifo_has_reader(f) for f in fifos):
+                    verdict = "opens its trust roots at init"
+                elif READY.wait(0.05):
+                    verdict = "ok" if not any(fifo_has_reader(f) for f in fifos) else \
+                        "opens its trust roots at init"
+                elif proc.poll() is not None:
+                    verdict = f"exited with {proc.returncode} before asking for an event"
+                elif time.monotonic() > deadline:
+                    verdict = "neither asked for an event nor opened its roots"
+            proc.kill()
+            proc.wait()
+            name = os.path.basename(binary)
+            print(f"{name}: {verdict}")
+            if verdict != "ok":
+                failed.append(name)
+        if failed:
+            sys.exit(f"trust roots read at init (or no init): {', '.join(failed)}")
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--floor", help="the bare lambda_runtime hello to compare with")
+    parser.add_argument("--check-no-cert-reads", action="store_true")
     parser.add_argument("binaries", nargs="+")
     args = parser.parse_args()
     server = Server(("127.0.0.1", 0), RuntimeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    print(f"| function | size (stripped) | init median | init worst | peak RSS |")
-    print(f"| --- | --- | --- | --- | --- |")
-    for binary in args.binaries:
-        inits, rss = measure(binary, port, args.runs)
+    if args.check_no_cert_reads:
+        check_no_cert_reads(args.binaries, port)
+        server.shutdown()
+        return
+    binaries = ([args.floor] if args.floor else []) + args.binaries
+    inits = {b: [] for b in binaries}
+    rss = {b: [] for b in binaries}
+    for _ in range(args.runs):
+        for binary in binaries:
+            init, peak = start_once(binary, lambda_env(binary, port))
+            inits[binary].append(init)
+            rss[binary].append(peak)
+    floor = statistics.median(inits[args.floor]) if args.floor else None
+    ratio_head = " | init ÷ hello" if floor else ""
+    print(f"| function | size (stripped) | init median | init worst | peak RSS{ratio_head} |")
+    print("| --- | --- | --- | --- | ---" + (" | ---" if floor else "") + " |")
+    for binary in binaries:
         size = os.path.getsize(binary) / 1e6
-        print(f"| {os.path.basename(binary)} | {size:.1f} MB | {statistics.median(inits):.1f} ms "
-              f"| {max(inits):.1f} ms | {max(rss):.1f} MB |")
+        median = statistics.median(inits[binary])
+        ratio = f" | {median / floor:.2f}×" if floor else ""
+        print(f"| {os.path.basename(binary)} | {size:.1f} MB | {median:.1f} ms "
+              f"| {max(inits[binary]):.1f} ms | {max(rss[binary]):.1f} MB{ratio} |")
     server.shutdown()
 
 

@@ -7,9 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/measure}
 functions=$(ls functions)
-cargo build --release $(printf -- '-p %s ' $functions) --bins
+cargo build --release $(printf -- '-p %s ' $functions hello) --bins
 echo "## $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m)"
-python3 scripts/init_time.py --runs "${RUNS:-20}" $(printf -- "$CARGO_TARGET_DIR/release/%s " $functions)
+python3 scripts/init_time.py --runs "${RUNS:-20}" --floor "$CARGO_TARGET_DIR/release/hello" \
+  $(printf -- "$CARGO_TARGET_DIR/release/%s " $functions)
 cargo run --quiet --release -p authorizer --example cpu
 # Against the emulator (debug build is fine: it counts requests, not time).
 CARGO_TARGET_DIR=target cargo run --quiet -p quota-alerts --example requests_per_record

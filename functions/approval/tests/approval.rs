@@ -1,12 +1,12 @@
 //! The admin's review of accounts, against the emulator, from `events/approval/`.
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use nuvem_aws::Core;
+use nuvem_aws::http::Request;
 use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
 use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::{
     as_anonymous, as_principal, http_event, reply, with_json, with_path_id, with_query,
-    with_source_ip,
+    with_source_ip, without_authorizer,
 };
 use nuvem_testkit::inspect::{drain, scan_all};
 use serde_json::{Value, json};
@@ -51,16 +51,16 @@ async fn sign_up(env: &Env, n: usize) -> String {
     answer["id"].as_str().unwrap().to_owned()
 }
 
-fn admin(req: ApiGatewayV2httpRequest) -> ApiGatewayV2httpRequest {
+fn admin(req: Request) -> Request {
     as_principal(req, "platform", "key_01jd00000000000000000000ad", "admin")
 }
 
-async fn call(env: &Env, req: ApiGatewayV2httpRequest) -> (u16, Value) {
+async fn call(env: &Env, req: Request) -> (u16, Value) {
     let (status, _, body) = reply(&approval::handle(&env.deps, req).await);
     (status, body)
 }
 
-fn approve(id: &str, body: Value) -> ApiGatewayV2httpRequest {
+fn approve(id: &str, body: Value) -> Request {
     admin(with_json(
         with_path_id(http_event("approval/approve.json"), id),
         &body,
@@ -258,9 +258,7 @@ async fn only_admins_may_review_and_bad_input_changes_nothing() {
     let as_owner = as_principal(get.clone(), &id, "key_01jd0000000000000000000001", "owner");
     assert_eq!(call(&env, as_owner).await.0, 403);
     assert_eq!(call(&env, as_anonymous(get.clone())).await.0, 401);
-    let mut no_auth = get;
-    no_auth.request_context.authorizer = None;
-    assert_eq!(call(&env, no_auth).await.0, 401);
+    assert_eq!(call(&env, without_authorizer(get)).await.0, 401);
 
     let missing = admin(with_path_id(
         http_event("approval/get-account.json"),

@@ -161,7 +161,7 @@ async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
     deps.store.bucket_ready(&record.bucket).await?;
     record.state = BucketState::Ready;
     let mut reply = view(deps, &record).await?;
-    reply.status_code = 201;
+    *reply.status_mut() = http::Status::CREATED;
     Ok(reply)
 }
 

@@ -1,6 +1,6 @@
 //! Tenant buckets against the emulator's S3, SQS and DynamoDB, from `events/buckets/`.
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use nuvem_aws::http::Request;
 use nuvem_aws::store::{BucketRecord, BucketState};
 use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::{as_principal, http_event, reply, with_json, with_path_param};
@@ -24,11 +24,11 @@ async fn env() -> Env {
     Env { deps, t }
 }
 
-fn owner(req: ApiGatewayV2httpRequest, account: &str) -> ApiGatewayV2httpRequest {
+fn owner(req: Request, account: &str) -> Request {
     as_principal(req, account, "key_01jd0000000000000000000001", "owner")
 }
 
-fn create(account: &str, name: &str) -> ApiGatewayV2httpRequest {
+fn create(account: &str, name: &str) -> Request {
     owner(
         with_json(
             http_event("buckets/create-bucket.json"),
@@ -38,11 +38,11 @@ fn create(account: &str, name: &str) -> ApiGatewayV2httpRequest {
     )
 }
 
-fn named(fixture: &str, account: &str, name: &str) -> ApiGatewayV2httpRequest {
+fn named(fixture: &str, account: &str, name: &str) -> Request {
     owner(with_path_param(http_event(fixture), "name", name), account)
 }
 
-async fn call(env: &Env, req: ApiGatewayV2httpRequest) -> (u16, Value) {
+async fn call(env: &Env, req: Request) -> (u16, Value) {
     let (status, _, body) = reply(&buckets::handle(&env.deps, req).await);
     (status, body)
 }
@@ -274,7 +274,7 @@ async fn active_account(env: &Env, licenses: u32, quota_gb: f64) -> String {
         .id
 }
 
-fn set_license(account: &str, name: &str, on: bool) -> ApiGatewayV2httpRequest {
+fn set_license(account: &str, name: &str, on: bool) -> Request {
     let req = with_json(
         http_event("buckets/set-license.json"),
         &json!({ "imperius_license": on }),

@@ -5,7 +5,7 @@
 //! ours and only the method is wrong, 404 otherwise.
 
 use http::HeaderValue;
-use nuvem_aws::http::{Problem, Request, Response};
+use nuvem_aws::http::{Problem, Request, RequestExt, Response};
 
 /// Every `(method, path)` route of `template.yaml`, other than `$default`.
 /// A test compares it with the template, so a route added there without
@@ -77,11 +77,10 @@ pub fn allowed_methods(path: &str) -> Vec<&'static str> {
 }
 
 pub fn handle(req: &Request) -> Response {
-    let path = req
-        .raw_path
-        .as_deref()
-        .or(req.request_context.http.path.as_deref())
-        .unwrap_or("/");
+    let path = match req.raw_http_path() {
+        "" => req.uri().path(),
+        raw => raw,
+    };
     let allowed = allowed_methods(path);
     if allowed.is_empty() {
         return Problem::not_found("no route of this API matches the path").into_response();
@@ -91,7 +90,7 @@ pub fn handle(req: &Request) -> Response {
     problem.detail = Some(format!("this path accepts {list}"));
     let mut response = problem.into_response();
     if let Ok(value) = HeaderValue::from_str(&list) {
-        response.headers.insert("allow", value);
+        response.headers_mut().insert("allow", value);
     }
     response
 }

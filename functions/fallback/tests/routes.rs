@@ -5,32 +5,29 @@ use std::collections::BTreeSet;
 use fallback::{ROUTES, allowed_methods, handle};
 use nuvem_aws::http::Request;
 use nuvem_testkit::Template;
-use nuvem_testkit::fixtures::http_event;
+use nuvem_testkit::fixtures::{http_event, http_event_edited, reply};
 use proptest::prelude::*;
 use serde_json::Value;
 
 /// The sample `$default` request (`PUT /v1/keys`), re-aimed.
 fn request(method: &str, path: &str) -> Request {
-    let mut req = http_event("fallback/wrong-method.json");
-    req.raw_path = Some(path.into());
-    req.request_context.http.path = Some(path.into());
-    req.request_context.http.method = method.parse().unwrap();
-    req
+    http_event_edited("fallback/wrong-method.json", |event| {
+        event["rawPath"] = path.into();
+        event["requestContext"]["http"]["path"] = path.into();
+        event["requestContext"]["http"]["method"] = method.into();
+    })
 }
 
 /// (status, Allow header, problem body)
-fn answer(method: &str, path: &str) -> (i64, Option<String>, Value) {
+fn answer(method: &str, path: &str) -> (u16, Option<String>, Value) {
     let resp = handle(&request(method, path));
-    assert_eq!(resp.headers["content-type"], "application/problem+json");
     let allow = resp
-        .headers
+        .headers()
         .get("allow")
         .map(|v| v.to_str().unwrap().to_owned());
-    let body = match resp.body {
-        Some(aws_lambda_events::encodings::Body::Text(t)) => serde_json::from_str(&t).unwrap(),
-        other => panic!("{other:?}"),
-    };
-    (resp.status_code, allow, body)
+    let (status, content_type, body) = reply(&resp);
+    assert_eq!(content_type, "application/problem+json");
+    (status, allow, body)
 }
 
 #[test]
@@ -113,8 +110,8 @@ proptest! {
 #[test]
 fn the_sample_event_is_a_405_naming_get_and_post() {
     let resp = handle(&http_event("fallback/wrong-method.json"));
-    assert_eq!(resp.status_code, 405);
-    assert_eq!(resp.headers["allow"], "GET, POST");
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET, POST");
 }
 
 #[test]

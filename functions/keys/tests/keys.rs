@@ -1,8 +1,8 @@
 //! Activation and key management, driven through the real signup and
 //! approval handlers against the emulator.
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use nuvem_aws::Core;
+use nuvem_aws::http::Request;
 use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
 use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::{
@@ -65,16 +65,16 @@ async fn approved_account(env: &Env, document: &str, email: &str) -> (String, St
     (id, token)
 }
 
-async fn call(env: &Env, req: ApiGatewayV2httpRequest) -> (u16, Value) {
+async fn call(env: &Env, req: Request) -> (u16, Value) {
     let (status, _, body) = reply(&keys::handle(&env.deps, req).await);
     (status, body)
 }
 
-fn activate(token: &str) -> ApiGatewayV2httpRequest {
+fn activate(token: &str) -> Request {
     with_json(http_event("keys/activate.json"), &json!({ "token": token }))
 }
 
-fn as_owner(req: ApiGatewayV2httpRequest, account: &str, key: &str) -> ApiGatewayV2httpRequest {
+fn as_owner(req: Request, account: &str, key: &str) -> Request {
     as_principal(req, account, key, "owner")
 }
 

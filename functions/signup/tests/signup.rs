@@ -1,7 +1,7 @@
 //! `POST /v1/signup` against the emulator, from `events/signup/signup.json`.
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use nuvem_aws::Core;
+use nuvem_aws::http::Request;
 use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::{http_event, reply, with_body, with_json, with_source_ip};
 use nuvem_testkit::inspect::{drain, partition_keys};
@@ -34,11 +34,11 @@ fn body() -> Value {
     })
 }
 
-fn request(body: &Value) -> ApiGatewayV2httpRequest {
+fn request(body: &Value) -> Request {
     with_json(http_event("signup/signup.json"), body)
 }
 
-async fn call(env: &Env, req: ApiGatewayV2httpRequest) -> (u16, String, Value) {
+async fn call(env: &Env, req: Request) -> (u16, String, Value) {
     reply(&signup::handle(&env.deps, req).await)
 }
 
@@ -119,7 +119,7 @@ async fn concurrent_signups_with_one_document_create_one_account() {
 #[tokio::test]
 async fn bad_input_is_a_problem_and_stores_nothing() {
     let env = env().await;
-    let mut cases: Vec<(&str, ApiGatewayV2httpRequest, u16)> = vec![
+    let mut cases: Vec<(&str, Request, u16)> = vec![
         (
             "malformed JSON",
             with_body(http_event("signup/signup.json"), "{\"organization_name\": "),
@@ -151,7 +151,7 @@ async fn bad_input_is_a_problem_and_stores_nothing() {
     ];
     let mut wrong_ct = http_event("signup/signup.json");
     wrong_ct
-        .headers
+        .headers_mut()
         .insert("content-type", "text/plain".parse().unwrap());
     cases.push(("wrong content type", wrong_ct, 415));
     let field_cases: Vec<(&str, Value, &str)> = vec![

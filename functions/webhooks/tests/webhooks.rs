@@ -2,13 +2,14 @@
 //! endpoint CRUD and validation, tenant isolation, secrets and rotation, test
 //! deliveries, attempts, stats, events, custom events and replays.
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use nuvem_aws::Core;
 use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
+use nuvem_aws::http::Request;
 use nuvem_aws::webhook::{Sender, secrets};
 use nuvem_domain::webhook::endpoint::UrlPolicy;
 use nuvem_testkit::fixtures::{
-    as_principal, http_event, reply, with_json, with_path_id, with_query, with_route,
+    as_principal, http_event, reply, with_body, with_json, with_path_id, with_query, with_route,
+    without_body,
 };
 use nuvem_testkit::inspect::{drain, item_ids, scan_all};
 use nuvem_testkit::receiver::{Receiver, Reply};
@@ -68,10 +69,11 @@ impl World {
         route: &str,
         id: Option<&str>,
         body: Option<Value>,
-    ) -> ApiGatewayV2httpRequest {
-        let mut req: ApiGatewayV2httpRequest =
-            with_route(http_event("webhooks/create-webhook.json"), route);
-        req.body = None;
+    ) -> Request {
+        let mut req = without_body(with_route(
+            http_event("webhooks/create-webhook.json"),
+            route,
+        ));
         if let Some(id) = id {
             req = with_path_id(req, id);
         }
@@ -92,10 +94,10 @@ impl World {
         body: Option<Value>,
     ) -> (u16, bool, Value) {
         let mut req = self.request(account, "owner", route, id, body);
-        req.headers
+        req.headers_mut()
             .insert("idempotency-key", key.parse().expect("a header value"));
         let resp = webhooks::handle(&self.deps, req).await;
-        let replayed = resp.headers.get("idempotent-replayed").is_some();
+        let replayed = resp.headers().get("idempotent-replayed").is_some();
         let (status, _, body) = reply(&resp);
         (status, replayed, body)
     }
@@ -312,11 +314,13 @@ async fn bad_endpoints_are_refused_and_nothing_is_stored() {
             "{body}: {problem}"
         );
     }
-    let mut req = with_route(
-        http_event("webhooks/create-webhook.json"),
-        "POST /v1/webhooks",
+    let req = with_body(
+        with_route(
+            http_event("webhooks/create-webhook.json"),
+            "POST /v1/webhooks",
+        ),
+        "{\"url\": ",
     );
-    req.body = Some("{\"url\": ".into());
     let req = as_principal(req, &w.account, "key_01jd0000000000000000000001", "owner");
     assert_eq!(reply(&webhooks::handle(&w.deps, req).await).0, 400);
     assert_eq!(w.stored_endpoints().await, 0);

@@ -3,12 +3,68 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+
 /// Shared SDK configuration: the standard credential chain and region, and
-/// `AWS_ENDPOINT_URL` when set (the local emulator).
+/// `AWS_ENDPOINT_URL` when set (the local emulator), over an HTTPS client
+/// whose trust roots load on the first connection ([`FirstUseHttpClient`]).
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(FirstUseHttpClient::new())
         .load()
         .await
+}
+
+/// The SDK's default HTTPS client (rustls on aws-lc, the platform's trust
+/// roots, verification unchanged), minus one step: the SDK builds a client's
+/// TLS connector when the client is constructed, on purpose, so that the
+/// trust roots are read then, and on Linux that means parsing the CA bundle
+/// and every file of `/etc/ssl/certs` during a Lambda's init, for all of the
+/// few milliseconds a cold start has. Here the connector, and so the roots,
+/// are built by the first request that needs them (and cached by the inner
+/// client, as before). No crate offers this; it is one trait method left at
+/// its default.
+#[derive(Debug)]
+pub struct FirstUseHttpClient(SharedHttpClient);
+
+impl FirstUseHttpClient {
+    pub fn new() -> Self {
+        FirstUseHttpClient(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .build_https(),
+        )
+    }
+}
+
+impl Default for FirstUseHttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient for FirstUseHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    // `validate_base_client_config` stays the trait's no-op: the inner
+    // client's would build a connector (and read the roots) right away.
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// A required environment variable; the error names it so a misconfigured

@@ -1,12 +1,12 @@
-//! API Gateway HTTP API (payload 2.0) requests and replies: JSON bodies with
-//! strict parsing, RFC 9457 problem details, and the caller's identity as
-//! the authorizer handed it over.
+//! API Gateway HTTP API (payload 2.0) requests and replies, through
+//! `lambda_http`: JSON bodies with strict parsing, RFC 9457 problem details,
+//! and the caller's identity as the authorizer handed it over.
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::encodings::Body;
-use base64::Engine;
-use http::HeaderValue;
 use http::header::CONTENT_TYPE;
+use http::{HeaderValue, StatusCode};
+use lambda_http::Body;
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+use lambda_http::request::RequestContext;
 use nuvem_domain::idempotency::IdempotencyKey;
 use nuvem_domain::keys::Role;
 use nuvem_domain::validation::FieldError;
@@ -15,8 +15,11 @@ use serde::Serialize;
 use crate::store::{ListError, Page};
 use serde::de::DeserializeOwned;
 
-pub type Request = ApiGatewayV2httpRequest;
-pub type Response = ApiGatewayV2httpResponse;
+pub use http::StatusCode as Status;
+pub use lambda_http::RequestExt;
+
+pub type Request = lambda_http::Request;
+pub type Response = lambda_http::Response<Body>;
 pub type HttpResult = Result<Response, Problem>;
 
 /// Largest JSON body any route accepts unless it says otherwise.
@@ -106,12 +109,12 @@ impl Problem {
     pub fn into_response(self) -> Response {
         let body = serde_json::to_string(&self).unwrap_or_default();
         let mut r = raw_response(self.status, body);
-        r.headers.insert(
+        r.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
         if self.status == 401 {
-            r.headers.insert(
+            r.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"nuvem\""),
             );
@@ -127,10 +130,9 @@ impl From<crate::store::StoreError> for Problem {
 }
 
 fn raw_response(status: u16, body: String) -> Response {
-    let mut r = Response::default();
-    r.status_code = i64::from(status);
-    r.body = Some(Body::Text(body));
-    r.headers
+    let mut r = Response::new(Body::Text(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-store"));
     r
 }
@@ -139,14 +141,14 @@ fn raw_response(status: u16, body: String) -> Response {
 pub fn json<T: Serialize>(status: u16, value: &T) -> HttpResult {
     let body = serde_json::to_string(value).map_err(Problem::internal)?;
     let mut r = raw_response(status, body);
-    r.headers
+    r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
 }
 
 pub fn no_content() -> HttpResult {
-    let mut r = Response::default();
-    r.status_code = 204;
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::NO_CONTENT;
     Ok(r)
 }
 
@@ -155,23 +157,31 @@ pub fn reply(result: HttpResult) -> Response {
     result.unwrap_or_else(Problem::into_response)
 }
 
+/// API Gateway's context of an HTTP API (payload 2.0) request.
+fn context(req: &Request) -> Option<&ApiGatewayV2httpRequestContext> {
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => Some(ctx),
+        // Other origins exist only if some crate turns on more of lambda_http.
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
 /// `"POST /v1/keys"`: the template's route, as API Gateway names it.
 pub fn route(req: &Request) -> &str {
-    req.route_key
-        .as_deref()
-        .or(req.request_context.route_key.as_deref())
+    context(req)
+        .and_then(|ctx| ctx.route_key.as_deref())
         .unwrap_or("")
 }
 
 pub fn path_param<'a>(req: &'a Request, name: &str) -> Result<&'a str, Problem> {
-    req.path_parameters
-        .get(name)
-        .map(String::as_str)
+    req.path_parameters_ref()
+        .and_then(|params| params.first(name))
         .ok_or_else(|| Problem::not_found(format!("missing path parameter {name}")))
 }
 
 pub fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.query_string_parameters.first(name)
+    req.query_string_parameters_ref()?.first(name)
 }
 
 /// `?limit=` of a listing: 1–100, 25 by default.
@@ -203,21 +213,19 @@ pub fn listing<T>(result: Result<Page<T>, ListError>) -> Result<Page<T>, Problem
 }
 
 pub fn source_ip(req: &Request) -> &str {
-    req.request_context
-        .http
-        .source_ip
-        .as_deref()
+    context(req)
+        .and_then(|ctx| ctx.http.source_ip.as_deref())
         .unwrap_or("unknown")
 }
 
 /// Parses a JSON body strictly: size limit, content type, unknown fields and
 /// wrong types are all client errors that name the offending field.
 pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, Problem> {
-    let raw = body_bytes(req)?;
+    let raw = req.body().as_ref();
     if raw.len() > limit {
         return Err(Problem::payload_too_large(limit));
     }
-    if let Some(ct) = req.headers.get(CONTENT_TYPE) {
+    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
         if essence != "application/json" && !essence.ends_with("+json") {
@@ -229,7 +237,7 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
             "the request body is empty; send a JSON object",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(&raw);
+    let de = &mut serde_json::Deserializer::from_slice(raw);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -239,7 +247,7 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
         let syntax = if inner.is_syntax() || inner.is_eof() {
             Some(inner.to_string())
         } else {
-            serde_json::from_slice::<serde::de::IgnoredAny>(&raw)
+            serde_json::from_slice::<serde::de::IgnoredAny>(raw)
                 .err()
                 .map(|e| e.to_string())
         };
@@ -257,7 +265,7 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
 
 /// The request's `Idempotency-Key` header, if it sent one.
 pub fn idempotency_key(req: &Request) -> Result<Option<IdempotencyKey>, Problem> {
-    let Some(raw) = req.headers.get("idempotency-key") else {
+    let Some(raw) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
     // Bytes beyond ASCII stay in the text, for the domain rule to refuse.
@@ -270,7 +278,7 @@ pub fn idempotency_key(req: &Request) -> Result<Option<IdempotencyKey>, Problem>
 /// idempotency key (`Idempotent-Replayed: true`, as Stripe names it).
 pub fn replayed(mut response: Response) -> Response {
     response
-        .headers
+        .headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
 }
@@ -281,7 +289,7 @@ pub fn optional_json_body<T: DeserializeOwned + Default>(
     req: &Request,
     limit: usize,
 ) -> Result<T, Problem> {
-    if req.body.as_deref().is_none_or(|b| b.trim().is_empty()) {
+    if req.body().as_ref().iter().all(u8::is_ascii_whitespace) {
         Ok(T::default())
     } else {
         json_body(req, limit)
@@ -293,19 +301,6 @@ fn strip_position(msg: &str) -> String {
     match msg.rfind(" at line ") {
         Some(i) => msg[..i].to_owned(),
         None => msg.to_owned(),
-    }
-}
-
-fn body_bytes(req: &Request) -> Result<Vec<u8>, Problem> {
-    let Some(body) = req.body.as_deref() else {
-        return Ok(Vec::new());
-    };
-    if req.is_base64_encoded {
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .map_err(|_| Problem::bad_request("the body is not valid base64"))
-    } else {
-        Ok(body.as_bytes().to_vec())
     }
 }
 
@@ -321,7 +316,9 @@ pub struct Principal {
 /// The caller, if the authorizer accepted its credential and its role is one
 /// of `allowed`: 401 without a valid credential, 403 with the wrong role.
 pub fn require(req: &Request, allowed: &[Role]) -> Result<Principal, Problem> {
-    let ctx = req.request_context.authorizer.as_ref().map(|a| &a.fields);
+    let ctx = context(req)
+        .and_then(|ctx| ctx.authorizer.as_ref())
+        .map(|a| &a.fields);
     let field = |name: &str| {
         ctx.and_then(|c| c.get(name))
             .and_then(|v| v.as_str())

@@ -8,17 +8,17 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 use crate::http::{Request, Response};
 
-/// Serves an HTTP API handler. Client mistakes are answers, not errors, so
-/// the handler returns a `Response` for every request.
+/// Serves an HTTP API handler through `lambda_http`. Client mistakes are
+/// answers, not errors, so the handler returns a `Response` for every request.
 pub async fn serve_http<F, Fut>(handler: F) -> Result<(), Error>
 where
     F: Fn(Request) -> Fut,
-    Fut: Future<Output = Response>,
+    Fut: Future<Output = Response> + Send,
 {
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Request>| {
+    lambda_http::run(service_fn(|request: Request| {
         // Boxed: a handler's future nests one future per route and SDK call,
         // deep enough to overflow the compiler's layout query depth inline.
-        let fut: Pin<Box<dyn Future<Output = Response> + '_>> = Box::pin(handler(event.payload));
+        let fut: Pin<Box<dyn Future<Output = Response> + Send + '_>> = Box::pin(handler(request));
         async move { Ok::<_, Error>(fut.await) }
     }))
     .await

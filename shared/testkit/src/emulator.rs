@@ -222,17 +222,32 @@ impl Emulator {
     /// first, read from moto's `/moto-api/data.json`. Filter by recipient to
     /// isolate one test's mail.
     pub async fn sent_emails(&self) -> Result<Vec<SentEmail>> {
+        Ok(parse_sent_emails(&self.data().await?))
+    }
+
+    /// moto's dump of every backend. moto builds it while other requests
+    /// change those backends, and it can fail when one changes under it
+    /// (a 500): such a dump is asked for again, a few times.
+    async fn data(&self) -> Result<Value> {
         let url = format!("{}/moto-api/data.json", self.endpoint);
-        let data: Value = reqwest::Client::new()
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?
-            .error_for_status()?
-            .json()
-            .await
-            .with_context(|| format!("GET {url}: not JSON"))?;
-        Ok(parse_sent_emails(&data))
+        let http = reqwest::Client::new();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let resp = http
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("GET {url}"))?;
+            if resp.status().is_server_error() && tries < 5 {
+                continue;
+            }
+            return resp
+                .error_for_status()?
+                .json()
+                .await
+                .with_context(|| format!("GET {url}: not JSON"));
+        }
     }
 }
 

@@ -1,119 +1,151 @@
 //! Sample events from `events/`, adapted per test: the same shapes API
 //! Gateway and SQS deliver.
 
-use aws_lambda_events::apigw::{
-    ApiGatewayRequestAuthorizer, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
-};
-use aws_lambda_events::encodings::Body;
+use std::collections::HashMap;
+
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use lambda_http::aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayV2httpRequestContext,
+};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+/// The text of `events/<rel>`.
+fn fixture_text(rel: &str) -> String {
+    let path = crate::workspace_root().join("events").join(rel);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+}
+
 /// Loads `events/<rel>` as `T`.
 pub fn fixture<T: DeserializeOwned>(rel: &str) -> T {
-    let path = crate::workspace_root().join("events").join(rel);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()));
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("fixture {} does not parse: {e}", path.display()))
+    serde_json::from_str(&fixture_text(rel))
+        .unwrap_or_else(|e| panic!("fixture {rel} does not parse: {e}"))
 }
 
-/// An HTTP API request fixture.
-pub fn http_event(rel: &str) -> ApiGatewayV2httpRequest {
-    fixture(rel)
+/// An HTTP API request fixture, as `lambda_http` hands it to a handler.
+pub fn http_event(rel: &str) -> Request {
+    lambda_http::request::from_str(&fixture_text(rel))
+        .unwrap_or_else(|e| panic!("fixture {rel} is not an HTTP API request: {e}"))
 }
 
-pub fn with_body(
-    mut req: ApiGatewayV2httpRequest,
-    body: impl Into<String>,
-) -> ApiGatewayV2httpRequest {
-    req.body = Some(body.into());
-    req
+/// An HTTP API request fixture with its API Gateway event edited first
+/// (for what `lambda_http` fixes when it builds the request: path, method).
+pub fn http_event_edited(rel: &str, edit: impl FnOnce(&mut Value)) -> Request {
+    let mut event: Value = fixture(rel);
+    edit(&mut event);
+    lambda_http::request::from_str(&event.to_string())
+        .unwrap_or_else(|e| panic!("edited fixture {rel} is not an HTTP API request: {e}"))
 }
 
-pub fn with_json(req: ApiGatewayV2httpRequest, body: &Value) -> ApiGatewayV2httpRequest {
+pub fn with_body(req: Request, body: impl Into<String>) -> Request {
+    let (parts, _) = req.into_parts();
+    Request::from_parts(parts, Body::Text(body.into()))
+}
+
+pub fn without_body(req: Request) -> Request {
+    let (parts, _) = req.into_parts();
+    Request::from_parts(parts, Body::Empty)
+}
+
+pub fn with_json(req: Request, body: &Value) -> Request {
     with_body(req, body.to_string())
 }
 
-pub fn with_path_id(req: ApiGatewayV2httpRequest, id: &str) -> ApiGatewayV2httpRequest {
+pub fn with_path_id(req: Request, id: &str) -> Request {
     with_path_param(req, "id", id)
 }
 
-pub fn with_path_param(
-    mut req: ApiGatewayV2httpRequest,
-    name: &str,
-    value: &str,
-) -> ApiGatewayV2httpRequest {
-    req.path_parameters.insert(name.into(), value.into());
-    req
+pub fn with_path_param(req: Request, name: &str, value: &str) -> Request {
+    let mut params: HashMap<String, String> = req
+        .path_parameters()
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    params.insert(name.into(), value.into());
+    req.with_path_parameters(params)
 }
 
-pub fn with_source_ip(mut req: ApiGatewayV2httpRequest, ip: &str) -> ApiGatewayV2httpRequest {
-    req.request_context.http.source_ip = Some(ip.into());
-    req
+/// The request with its API Gateway context changed by `edit`.
+fn with_context(req: Request, edit: impl FnOnce(&mut ApiGatewayV2httpRequestContext)) -> Request {
+    let mut ctx = match req.request_context() {
+        RequestContext::ApiGatewayV2(ctx) => ctx,
+        #[allow(unreachable_patterns)]
+        _ => panic!("not an HTTP API (payload 2.0) request"),
+    };
+    edit(&mut ctx);
+    req.with_request_context(RequestContext::ApiGatewayV2(ctx))
 }
 
-pub fn with_query(
-    mut req: ApiGatewayV2httpRequest,
-    pairs: &[(&str, &str)],
-) -> ApiGatewayV2httpRequest {
+pub fn with_source_ip(req: Request, ip: &str) -> Request {
+    with_context(req, |ctx| ctx.http.source_ip = Some(ip.into()))
+}
+
+pub fn with_query(req: Request, pairs: &[(&str, &str)]) -> Request {
     let raw = pairs
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&");
-    req.query_string_parameters = raw.parse().expect("query string");
-    req.raw_query_string = Some(raw);
-    req
+    let params: lambda_http::aws_lambda_events::query_map::QueryMap =
+        raw.parse().expect("query string");
+    req.with_query_string_parameters(params)
 }
 
 /// The request as the authorizer would have labelled it for this principal.
-pub fn as_principal(
-    mut req: ApiGatewayV2httpRequest,
-    account_id: &str,
-    key_id: &str,
-    role: &str,
-) -> ApiGatewayV2httpRequest {
-    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+pub fn as_principal(req: Request, account_id: &str, key_id: &str, role: &str) -> Request {
     let ctx =
         json!({"authenticated": true, "account_id": account_id, "key_id": key_id, "role": role});
-    authorizer.fields = serde_json::from_value(ctx).expect("context");
-    req.request_context.authorizer = Some(authorizer);
-    req
+    with_authorizer(req, ctx)
 }
 
 /// The request as the authorizer labels a bad credential.
-pub fn as_anonymous(mut req: ApiGatewayV2httpRequest) -> ApiGatewayV2httpRequest {
+pub fn as_anonymous(req: Request) -> Request {
+    with_authorizer(req, json!({"authenticated": false, "reason": "bad key"}))
+}
+
+/// The request as it would arrive with no authorizer in front of the route.
+pub fn without_authorizer(req: Request) -> Request {
+    with_context(req, |ctx| ctx.authorizer = None)
+}
+
+fn with_authorizer(req: Request, fields: Value) -> Request {
     let mut authorizer = ApiGatewayRequestAuthorizer::default();
-    authorizer.fields =
-        serde_json::from_value(json!({"authenticated": false, "reason": "bad key"}))
-            .expect("context");
-    req.request_context.authorizer = Some(authorizer);
-    req
+    authorizer.fields = serde_json::from_value(fields).expect("context");
+    with_context(req, |ctx| ctx.authorizer = Some(authorizer))
 }
 
 /// Status, content type and JSON body of a reply.
-pub fn reply(resp: &ApiGatewayV2httpResponse) -> (u16, String, Value) {
+pub fn reply(resp: &Response<Body>) -> (u16, String, Value) {
     let content_type = resp
-        .headers
+        .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let body = match &resp.body {
-        Some(Body::Text(t)) => serde_json::from_str(t).unwrap_or(Value::String(t.clone())),
+    let body = match resp.body() {
+        Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::String(t.clone())),
         _ => Value::Null,
     };
-    (resp.status_code as u16, content_type, body)
+    (resp.status().as_u16(), content_type, body)
 }
 
 /// The request as API Gateway sends it for another route of the same
 /// function (`"GET /v1/webhooks/{id}"`): route key and method.
-pub fn with_route(mut req: ApiGatewayV2httpRequest, route: &str) -> ApiGatewayV2httpRequest {
-    let method = route.split(' ').next().unwrap_or("GET");
-    req.route_key = Some(route.to_owned());
-    req.request_context.route_key = Some(route.to_owned());
-    req.request_context.http.method = method.parse().expect("an HTTP method");
+pub fn with_route(req: Request, route: &str) -> Request {
+    let method: lambda_http::http::Method = route
+        .split(' ')
+        .next()
+        .unwrap_or("GET")
+        .parse()
+        .expect("an HTTP method");
+    let mut req = with_context(req, |ctx| {
+        ctx.route_key = Some(route.to_owned());
+        ctx.http.method = method.clone();
+    });
+    *req.method_mut() = method;
     req
 }
 
