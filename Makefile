@@ -62,6 +62,7 @@ lint: venv
 
 test: venv lint
 	cargo build --workspace --bins
+	$(PY) scripts/bench_transactions.py --check
 	$(PY) scripts/init_time.py --check-no-cert-reads $(addprefix target/debug/,$(notdir $(wildcard functions/*)))
 	cargo test --workspace
 
