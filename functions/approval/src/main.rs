@@ -1,7 +1,7 @@
 use nuvem_aws::{Core, config};
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
+async fn main() -> Result<(), lambda_http::Error> {
     config::init_tracing();
     let sdk = config::sdk_config().await;
     let deps = approval::Deps {

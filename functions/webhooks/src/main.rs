@@ -5,7 +5,7 @@ use nuvem_aws::{Core, config};
 use nuvem_domain::webhook::endpoint::UrlPolicy;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
+async fn main() -> Result<(), lambda_http::Error> {
     config::init_tracing();
     let sdk = config::sdk_config().await;
     let allow_loopback = config::env_or("WEBHOOK_ALLOW_LOOPBACK", false)?;
