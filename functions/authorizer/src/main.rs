@@ -5,7 +5,7 @@ use nuvem_aws::store::Store;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     config::init_tracing();
-    let sdk = config::sdk_config().await;
+    let sdk = config::lambda_sdk_config();
     let deps = authorizer::Deps {
         store: Store::new(&sdk, config::env("TABLE_NAME")?),
     };

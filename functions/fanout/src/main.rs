@@ -6,7 +6,7 @@ use nuvem_aws::store::Store;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     config::init_tracing();
-    let sdk = config::sdk_config().await;
+    let sdk = config::lambda_sdk_config();
     let deps = fanout::Deps {
         store: Store::new(&sdk, config::env("TABLE_NAME")?),
         mailer: Mailer::new(&sdk, config::env("MAIL_FROM")?),

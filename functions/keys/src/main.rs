@@ -3,7 +3,7 @@ use nuvem_aws::{Core, config};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     config::init_tracing();
-    let sdk = config::sdk_config().await;
+    let sdk = config::lambda_sdk_config();
     let deps = keys::Deps {
         core: Core::from_env(&sdk)?,
     };

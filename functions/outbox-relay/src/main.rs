@@ -5,7 +5,7 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     config::init_tracing();
-    let sdk = config::sdk_config().await;
+    let sdk = config::lambda_sdk_config();
     let deps = outbox_relay::Deps {
         core: Core::from_env(&sdk)?,
     };

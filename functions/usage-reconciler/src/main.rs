@@ -7,7 +7,7 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     config::init_tracing();
-    let sdk = config::sdk_config().await;
+    let sdk = config::lambda_sdk_config();
     let deps = usage_reconciler::Deps::new(Core::from_env(&sdk)?, Blobs::new(&sdk));
     // The EventBridge scheduled event carries nothing the reconciler needs.
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {

@@ -7,7 +7,7 @@ use nuvem_domain::webhook::endpoint::UrlPolicy;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     config::init_tracing();
-    let sdk = config::sdk_config().await;
+    let sdk = config::lambda_sdk_config();
     let allow_loopback = config::env_or("WEBHOOK_ALLOW_LOOPBACK", false)?;
     let deps = webhooks::Deps {
         core: Core::from_env(&sdk)?,

@@ -10,14 +10,53 @@ use aws_smithy_runtime_api::client::http::{
 };
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
-/// Shared SDK configuration: the standard credential chain and region, and
-/// `AWS_ENDPOINT_URL` when set (the local emulator), over an HTTPS client
-/// whose trust roots load on the first connection ([`FirstUseHttpClient`]).
+/// SDK configuration for tools run by people (`nuvem-admin`): the standard
+/// credential chain, profiles and region, and `AWS_ENDPOINT_URL` when set,
+/// over an HTTPS client whose trust roots load on the first connection
+/// ([`FirstUseHttpClient`]).
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(FirstUseHttpClient::new())
         .load()
         .await
+}
+
+/// SDK configuration for a function, from what Lambda's execution
+/// environment provides: the region in `AWS_REGION`, the execution role's
+/// credentials in `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/
+/// `AWS_SESSION_TOKEN`, and `AWS_ENDPOINT_URL` when set (the local stack).
+///
+/// Why not [`sdk_config`]: `aws_config`'s loader looks for profile files and
+/// builds the whole default credential chain (SSO, IMDS, ECS, web identity,
+/// processes) that a Lambda never uses; that code is a fifth of a function's
+/// binary and most of its init beyond the bare runtime's. Retries (standard,
+/// 3 attempts), the connect timeout, stalled-stream protection and the
+/// credential cache are the clients' defaults for the behavior version, the
+/// same as the loader gives when nothing overrides them.
+pub fn lambda_sdk_config() -> aws_config::SdkConfig {
+    lambda_sdk_config_from(&|name| std::env::var(name).ok())
+}
+
+/// [`lambda_sdk_config`] with the variables from `lookup`; credentials are
+/// still read from the process environment, on first use.
+pub fn lambda_sdk_config_from(lookup: &dyn Fn(&str) -> Option<String>) -> aws_config::SdkConfig {
+    use aws_config::environment::EnvironmentVariableCredentialsProvider;
+    use aws_types::sdk_config::SharedCredentialsProvider;
+
+    let set = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    let mut config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .http_client(FirstUseHttpClient::new());
+    config.set_region(
+        set("AWS_REGION")
+            .or_else(|| set("AWS_DEFAULT_REGION"))
+            .map(aws_config::Region::new),
+    );
+    config.set_endpoint_url(set("AWS_ENDPOINT_URL"));
+    config.build()
 }
 
 /// The SDK's default HTTPS client (rustls on aws-lc, the platform's trust
@@ -112,6 +151,34 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_function_takes_region_and_endpoint_from_its_environment() {
+        let vars = |name: &str| match name {
+            "AWS_REGION" => Some("sa-east-1".to_owned()),
+            "AWS_DEFAULT_REGION" => Some("us-west-2".to_owned()),
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:4566".to_owned()),
+            _ => None,
+        };
+        let config = lambda_sdk_config_from(&vars);
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("sa-east-1"));
+        assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:4566"));
+        assert!(config.credentials_provider().is_some());
+        assert!(config.http_client().is_some());
+
+        let deployed = |name: &str| match name {
+            "AWS_DEFAULT_REGION" => Some("us-west-2".to_owned()),
+            "AWS_ENDPOINT_URL" => Some(String::new()),
+            _ => None,
+        };
+        let config = lambda_sdk_config_from(&deployed);
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("us-west-2"));
+        assert_eq!(
+            config.endpoint_url(),
+            None,
+            "empty means AWS's own endpoint"
+        );
+    }
 
     #[test]
     fn an_empty_or_blank_optional_variable_takes_the_default() {
