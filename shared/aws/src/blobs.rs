@@ -8,6 +8,8 @@ use aws_sdk_s3::types::{
     Tagging,
 };
 
+use crate::lazy::OnFirstUse;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     /// The name is taken in S3 by someone outside this deployment.
@@ -48,25 +50,28 @@ pub struct ObjectPage {
 
 #[derive(Clone, Debug)]
 pub struct Blobs {
-    s3: Client,
+    s3: OnFirstUse<Client>,
 }
 
 impl Blobs {
     /// Path-style addressing when `AWS_ENDPOINT_URL` points at an emulator
     /// (it serves every bucket on one host); virtual-hosted on AWS.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        let path_style =
-            std::env::var_os("AWS_ENDPOINT_URL").is_some() || config.endpoint_url().is_some();
-        let conf = aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(path_style)
-            .build();
         Blobs {
-            s3: Client::from_conf(conf),
+            s3: OnFirstUse::new(config, |config| {
+                let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+                    || config.endpoint_url().is_some();
+                Client::from_conf(
+                    aws_sdk_s3::config::Builder::from(config)
+                        .force_path_style(path_style)
+                        .build(),
+                )
+            }),
         }
     }
 
     pub fn client(&self) -> &Client {
-        &self.s3
+        self.s3.get()
     }
 
     /// Creates (or, on a retry, finishes creating) a private bucket tagged
@@ -77,7 +82,7 @@ impl Blobs {
         account_id: &str,
         queue_arn: &str,
     ) -> Result<(), BlobError> {
-        match self.s3.create_bucket().bucket(bucket).send().await {
+        match self.s3.get().create_bucket().bucket(bucket).send().await {
             Ok(_) => {}
             Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => {}
             Err(e) if e.code() == Some("BucketAlreadyExists") => return Err(BlobError::NameTaken),
@@ -90,6 +95,7 @@ impl Blobs {
             .restrict_public_buckets(true)
             .build();
         self.s3
+            .get()
             .put_public_access_block()
             .bucket(bucket)
             .public_access_block_configuration(block)
@@ -106,6 +112,7 @@ impl Blobs {
             .build()
             .map_err(|e| BlobError::S3(e.to_string()))?;
         self.s3
+            .get()
             .put_bucket_tagging()
             .bucket(bucket)
             .tagging(tagging)
@@ -119,6 +126,7 @@ impl Blobs {
             .build()
             .map_err(|e| BlobError::S3(e.to_string()))?;
         self.s3
+            .get()
             .put_bucket_notification_configuration()
             .bucket(bucket)
             .notification_configuration(
@@ -143,6 +151,7 @@ impl Blobs {
     ) -> Result<ObjectPage, BlobError> {
         let mut request = self
             .s3
+            .get()
             .list_objects_v2()
             .bucket(bucket)
             .max_keys(max_keys)
@@ -173,7 +182,7 @@ impl Blobs {
 
     /// Deletes an empty bucket; a bucket that is already gone is fine.
     pub async fn delete_empty_bucket(&self, bucket: &str) -> Result<(), BlobError> {
-        match self.s3.delete_bucket().bucket(bucket).send().await {
+        match self.s3.get().delete_bucket().bucket(bucket).send().await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
             Err(e) if e.code() == Some("BucketNotEmpty") => Err(BlobError::NotEmpty),

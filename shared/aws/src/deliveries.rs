@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use nuvem_domain::events::Envelope;
 use serde::{Deserialize, Serialize};
 
+use crate::lazy::OnFirstUse;
 use crate::queue::QueueError;
 
 /// One attempt to make: which event goes to which endpoint, and when.
@@ -29,7 +30,7 @@ pub struct DeliveryTask {
 
 #[derive(Clone, Debug)]
 pub struct DeliveryQueue {
-    sqs: Client,
+    sqs: OnFirstUse<Client>,
     url: String,
 }
 
@@ -38,14 +39,17 @@ const BATCH: usize = 10;
 
 impl DeliveryQueue {
     pub fn new(config: &aws_config::SdkConfig, url: impl Into<String>) -> Self {
-        Self::from_client(Client::new(config), url)
+        DeliveryQueue {
+            sqs: OnFirstUse::new(config, Client::new),
+            url: url.into(),
+        }
     }
 
     /// A queue over a client configured by the caller (the fan-out bench
     /// counts its requests with an interceptor).
     pub fn from_client(sqs: Client, url: impl Into<String>) -> Self {
         DeliveryQueue {
-            sqs,
+            sqs: OnFirstUse::ready(sqs),
             url: url.into(),
         }
     }
@@ -69,6 +73,7 @@ impl DeliveryQueue {
                 .collect::<Result<Vec<_>, _>>()?;
             let out = self
                 .sqs
+                .get()
                 .send_message_batch()
                 .queue_url(&self.url)
                 .set_entries(Some(entries))
@@ -87,6 +92,7 @@ impl DeliveryQueue {
         delay_secs: u32,
     ) -> Result<(), QueueError> {
         self.sqs
+            .get()
             .send_message()
             .queue_url(&self.url)
             .message_body(body(task)?)

@@ -7,6 +7,7 @@ pub mod config;
 pub mod deliveries;
 pub mod http;
 pub mod idempotency;
+pub mod lazy;
 pub mod mail;
 pub mod queue;
 pub mod quota;

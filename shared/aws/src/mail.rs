@@ -4,13 +4,15 @@ use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use nuvem_domain::mail::Message as Mail;
 
+use crate::lazy::OnFirstUse;
+
 #[derive(Debug, thiserror::Error)]
 #[error("ses: {0}")]
 pub struct MailError(String);
 
 #[derive(Clone, Debug)]
 pub struct Mailer {
-    ses: Client,
+    ses: OnFirstUse<Client>,
     from: String,
 }
 
@@ -25,7 +27,7 @@ fn utf8(text: &str) -> Result<Content, MailError> {
 impl Mailer {
     pub fn new(config: &aws_config::SdkConfig, from: impl Into<String>) -> Self {
         Mailer {
-            ses: Client::new(config),
+            ses: OnFirstUse::new(config, Client::new),
             from: from.into(),
         }
     }
@@ -41,6 +43,7 @@ impl Mailer {
             )
             .build();
         self.ses
+            .get()
             .send_email()
             .from_email_address(&self.from)
             .destination(Destination::builder().to_addresses(to).build())

@@ -4,6 +4,8 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use nuvem_domain::events::Envelope;
 
+use crate::lazy::OnFirstUse;
+
 #[derive(Debug, thiserror::Error)]
 #[error("sqs: {0}")]
 pub struct QueueError(String);
@@ -20,14 +22,14 @@ impl QueueError {
 
 #[derive(Clone, Debug)]
 pub struct EventQueue {
-    sqs: Client,
+    sqs: OnFirstUse<Client>,
     url: String,
 }
 
 impl EventQueue {
     pub fn new(config: &aws_config::SdkConfig, url: impl Into<String>) -> Self {
         EventQueue {
-            sqs: Client::new(config),
+            sqs: OnFirstUse::new(config, Client::new),
             url: url.into(),
         }
     }
@@ -55,6 +57,7 @@ impl EventQueue {
             .map_err(|e| QueueError(e.to_string()))?;
         let mut send = self
             .sqs
+            .get()
             .send_message()
             .queue_url(&self.url)
             .message_body(body)

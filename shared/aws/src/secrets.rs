@@ -19,6 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::config::{self, ConfigError};
+use crate::lazy::OnFirstUse;
 
 /// Opened values kept per instance; past this the memory is cleared (a
 /// Lambda instance of `webhook-delivery` sees far fewer endpoints).
@@ -66,7 +67,7 @@ type Opened = HashMap<(SealContext, String), Arc<str>>;
 /// Seals and opens values with one KMS key (`SECRETS_KEY_ID`).
 #[derive(Clone)]
 pub struct Sealer {
-    kms: Client,
+    kms: OnFirstUse<Client>,
     key_id: String,
     opened: Arc<Mutex<Opened>>,
 }
@@ -83,7 +84,7 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     pub fn new(sdk: &aws_config::SdkConfig, key_id: impl Into<String>) -> Self {
         Sealer {
-            kms: Client::new(sdk),
+            kms: OnFirstUse::new(sdk, Client::new),
             key_id: key_id.into(),
             opened: Arc::default(),
         }
@@ -104,6 +105,7 @@ impl Sealer {
     pub async fn seal(&self, plaintext: &str, context: &SealContext) -> Result<String, SealError> {
         let out = self
             .kms
+            .get()
             .encrypt()
             .key_id(&self.key_id)
             .plaintext(Blob::new(plaintext.as_bytes()))
@@ -128,6 +130,7 @@ impl Sealer {
             .map_err(|e| SealError::Malformed(e.to_string()))?;
         let out = self
             .kms
+            .get()
             .decrypt()
             .key_id(&self.key_id)
             .ciphertext_blob(Blob::new(blob))

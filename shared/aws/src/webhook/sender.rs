@@ -1,10 +1,11 @@
-//! The HTTP client of webhook deliveries, built once per cold start: no
-//! redirects, no proxies, rustls, and an SSRF guard that checks every
-//! address a host name resolves to, on every new connection (so a name that
-//! is re-pointed at a private address between attempts is caught).
+//! The HTTP client of webhook deliveries, built once per instance by its
+//! first delivery: no redirects, no proxies, rustls, and an SSRF guard that
+//! checks every address a host name resolves to, on every new connection
+//! (so a name that is re-pointed at a private address between attempts is
+//! caught).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use nuvem_domain::webhook::delivery::{EXCERPT_LIMIT, excerpt};
@@ -86,7 +87,9 @@ pub struct Sent {
 
 #[derive(Clone)]
 pub struct Sender {
-    client: reqwest::Client,
+    /// Built by the first delivery (see [`crate::lazy`] for why not at init).
+    client: Arc<OnceLock<reqwest::Client>>,
+    lookup: Arc<dyn Lookup>,
     allow_loopback: bool,
 }
 
@@ -98,26 +101,32 @@ impl Sender {
     }
 
     pub fn with_lookup(allow_loopback: bool, lookup: Arc<dyn Lookup>) -> Self {
-        // reqwest's TLS uses the process's rustls provider: the one the AWS
-        // SDK already links (aws-lc-rs), so no second crypto library ships
-        // in the binary. Err only means a provider is installed already.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("nuvem-webhooks/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .dns_resolver(Arc::new(GuardedResolver {
-                lookup,
-                allow_loopback,
-            }))
-            .build()
-            .expect("the webhook HTTP client's fixed settings are valid");
         Sender {
-            client,
+            client: Arc::default(),
+            lookup,
             allow_loopback,
         }
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            // reqwest's TLS uses the process's rustls provider: the one the
+            // AWS SDK already links (aws-lc-rs), so no second crypto library
+            // ships in the binary. Err only means one is installed already.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .user_agent(concat!("nuvem-webhooks/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(30))
+                .dns_resolver(Arc::new(GuardedResolver {
+                    lookup: self.lookup.clone(),
+                    allow_loopback: self.allow_loopback,
+                }))
+                .build()
+                .expect("the webhook HTTP client's fixed settings are valid")
+        })
     }
 
     pub async fn send(&self, out: Outgoing) -> Sent {
@@ -140,7 +149,7 @@ impl Sender {
             Ok(None) => {}
         }
         let mut request = self
-            .client
+            .client()
             .request(out.method, &out.url)
             .timeout(out.timeout)
             .body(out.body);
