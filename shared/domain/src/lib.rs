@@ -22,3 +22,4 @@ pub mod token;
 pub mod usage;
 pub mod validation;
 pub mod webhook;
+pub mod whatsapp;
