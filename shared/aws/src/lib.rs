@@ -2,9 +2,12 @@
 //! events queue, SES mail, and API Gateway HTTP replies. Handlers build these
 //! once per cold start and pass them to their `handle` functions.
 
+pub mod api_client;
 pub mod blobs;
+pub mod chat;
 pub mod config;
 pub mod deliveries;
+pub mod graph;
 pub mod http;
 pub mod idempotency;
 pub mod lazy;

@@ -174,3 +174,25 @@ pub fn lane_sk(position: &str) -> String {
     format!("WAIT#{position}")
 }
 pub const LANE_PREFIX: &str = "WAIT#";
+
+/// A WhatsApp store lives in its account's partition, its number slots
+/// right after it (`WASTORE#<store>#SLOT#<n>`), so that one query reads a
+/// store with its slots, or every store of an account with theirs.
+pub const WHATSAPP_STORE_PREFIX: &str = "WASTORE#";
+pub fn whatsapp_store_sk(store_id: &str) -> String {
+    format!("{WHATSAPP_STORE_PREFIX}{store_id}")
+}
+pub fn whatsapp_slot_sk(store_id: &str, slot: u8) -> String {
+    format!("{WHATSAPP_STORE_PREFIX}{store_id}#SLOT#{slot}")
+}
+pub fn is_whatsapp_slot_sk(sk: &str) -> bool {
+    sk.starts_with(WHATSAPP_STORE_PREFIX) && sk.contains("#SLOT#")
+}
+
+/// The claim of a WhatsApp number (Meta's `phone_number_id`) by one slot
+/// of one store of one account: unique across accounts, and what inbound
+/// webhooks are routed by.
+pub fn whatsapp_number_pk(phone_number_id: &str) -> String {
+    format!("WANUMBER#{phone_number_id}")
+}
+pub const WHATSAPP_NUMBER_SK: &str = "WANUMBER";

@@ -15,6 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod counting;
 mod emulator;
+pub mod fake_chat;
+pub mod fake_graph;
 pub mod fixtures;
 mod harness;
 pub mod inspect;

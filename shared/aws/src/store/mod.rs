@@ -14,6 +14,7 @@ mod requests;
 mod rollups;
 mod usage;
 mod webhooks;
+mod whatsapp;
 
 pub use accounts::{AccountRecord, AuditRecord, CreateAccountError};
 pub use activation::{ActivationRecord, RedeemError};
@@ -27,6 +28,9 @@ pub use usage::{AccountUsage, StoredObject};
 pub use webhooks::{
     CreateEndpointError, EndpointRecord, EndpointRoute, HealthChange, MAX_ENDPOINTS_PER_ACCOUNT,
     ROTATION_OVERLAP,
+};
+pub use whatsapp::{
+    CreateStoreError, NumberRecord, NumberRoute, PutNumberError, StoreRecord, StoreWithNumbers,
 };
 
 use std::collections::HashMap;

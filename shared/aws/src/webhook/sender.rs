@@ -110,10 +110,7 @@ impl Sender {
 
     fn client(&self) -> &reqwest::Client {
         self.client.get_or_init(|| {
-            // reqwest's TLS uses the process's rustls provider: the one the
-            // AWS SDK already links (aws-lc-rs), so no second crypto library
-            // ships in the binary. Err only means one is installed already.
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            crate::api_client::install_crypto_provider();
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
