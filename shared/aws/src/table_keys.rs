@@ -196,3 +196,27 @@ pub fn whatsapp_number_pk(phone_number_id: &str) -> String {
     format!("WANUMBER#{phone_number_id}")
 }
 pub const WHATSAPP_NUMBER_SK: &str = "WANUMBER";
+
+/// A WhatsApp conversation of a store, in its account's partition.
+pub fn whatsapp_conversation_sk(store_id: &str, conversation_id: &str) -> String {
+    format!("WACONV#{store_id}#{conversation_id}")
+}
+/// gsi1 partition listing a store's conversations by last activity.
+pub fn conversations_of_store(account_id: &str, store_id: &str) -> String {
+    format!("WACONVS#{account_id}#{store_id}")
+}
+/// One identifier of a customer of a store (`u:<BSUID>` or `p:<wa_id>`),
+/// pointing at the customer's conversation.
+pub fn whatsapp_customer_pk(store_id: &str, customer_key: &str) -> String {
+    format!("WACUST#{store_id}#{customer_key}")
+}
+pub const WHATSAPP_CUSTOMER_SK: &str = "WACUST";
+/// One WhatsApp message, by Meta's id (`wamid`): written once.
+pub fn whatsapp_message_pk(wamid: &str) -> String {
+    format!("WAMSG#{wamid}")
+}
+pub const WHATSAPP_MESSAGE_SK: &str = "WAMSG";
+/// gsi1 partition listing a conversation's messages in time order.
+pub fn messages_of_conversation(conversation_id: &str) -> String {
+    format!("WAMSGS#{conversation_id}")
+}

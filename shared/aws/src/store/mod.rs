@@ -4,6 +4,7 @@
 mod accounts;
 mod activation;
 mod buckets;
+mod conversations;
 mod deliveries;
 mod keys;
 mod lanes;
@@ -19,6 +20,7 @@ mod whatsapp;
 pub use accounts::{AccountRecord, AuditRecord, CreateAccountError};
 pub use activation::{ActivationRecord, RedeemError};
 pub use buckets::{BucketClaim, BucketRecord, BucketState, BucketUsage, LicenseChange};
+pub use conversations::{ConversationRecord, Direction, MessageRecord, NewMessage};
 pub use deliveries::{AttemptClaim, AttemptOutcome, AttemptRecord, DeliveryStatus};
 pub use keys::{KeyRecord, RevokeOutcome};
 pub use lanes::LaneEntry;

@@ -10,7 +10,7 @@
 //! often the statuses of one message arrive, the result is the same.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::message::{non_empty_str, unix_seconds};
@@ -19,7 +19,8 @@ use super::webhook::{ErrorDetail, parse_errors};
 /// How far a message got. The declaration order is the rank used by the
 /// merge: a later proof of delivery outranks a failure report, and any
 /// status we do not know ranks lowest (compared by name among themselves).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum DeliveryStatus {
     Unknown(String),
     Sent,
@@ -27,6 +28,18 @@ pub enum DeliveryStatus {
     Delivered,
     Read,
     Played,
+}
+
+impl From<String> for DeliveryStatus {
+    fn from(value: String) -> Self {
+        DeliveryStatus::parse(&value)
+    }
+}
+
+impl From<DeliveryStatus> for String {
+    fn from(status: DeliveryStatus) -> Self {
+        status.as_str().to_owned()
+    }
 }
 
 impl DeliveryStatus {
@@ -86,7 +99,7 @@ pub struct Conversation {
 
 /// `pricing`. Ordered (field by field) only so that a choice among several
 /// is deterministic.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Pricing {
     #[serde(default)]
     pub billable: Option<bool>,
@@ -132,14 +145,14 @@ impl StatusUpdate {
 
 /// A failure report: when, and the error Meta gave (the greatest by
 /// [`ErrorDetail`]'s order when it gave several).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Failure {
     pub at: i64,
     pub error: Option<ErrorDetail>,
 }
 
 /// Pricing and the time of the status that carried it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PricingSeen {
     pub at: i64,
     pub pricing: Pricing,
@@ -150,7 +163,7 @@ pub struct PricingSeen {
 /// Every field is the maximum of a total order over what was seen:
 /// `(status, status_at)`, then `failure` by `(at, error)`, then `pricing`
 /// by `(at, pricing)`. Hence [`DeliveryState::merge`] is a join.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DeliveryState {
     /// The furthest status seen.
     pub status: DeliveryStatus,

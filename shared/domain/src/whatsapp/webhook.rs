@@ -18,7 +18,7 @@
 //! wrong `object`, no `entry` array, a `messages` change without its
 //! business number) is an error; the caller answers 400.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::message::{InboundMessage, non_empty_str};
@@ -57,7 +57,7 @@ pub struct Contact {
 /// An error object as Meta writes them in webhooks (statuses, messages and
 /// the change itself). Ordered by code first so choices among several are
 /// deterministic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ErrorDetail {
     pub code: i64,
     pub title: Option<String>,

@@ -1,0 +1,452 @@
+//! WhatsApp conversations and messages.
+//!
+//! - A conversation lives in its account's partition
+//!   (`WACONV#<store>#<conversation>`), listed per store by last activity
+//!   on gsi1.
+//! - Each identifier of a customer (`u:<BSUID>`, `p:<wa_id>`) of a store
+//!   points at its conversation (`WACUST#<store>#<key>`), claimed by
+//!   conditional write: whichever identifier arrives first, one person is
+//!   one conversation, and the second identifier is linked to it when both
+//!   appear.
+//! - A message is one item per `wamid` (`WAMSG#<wamid>`), written once
+//!   however often Meta re-sends it, listed per conversation on gsi1. The
+//!   delivery state of a message we sent is kept on the same item and only
+//!   moves forward (the domain's join), so a status that arrives before
+//!   the message is recorded is kept there and applies when it is.
+
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+use nuvem_domain::whatsapp::identity::{CustomerIds, CustomerKey};
+use nuvem_domain::whatsapp::status::{DeliveryState, StatusUpdate};
+use serde::{Deserialize, Serialize};
+
+use super::{Item, ListError, Listing, Page, Store, StoreError, condition_failed, n, s};
+use crate::table_keys as k;
+
+/// How many times a write that lost a race is tried again.
+const RACES: usize = 5;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    pub id: String,
+    pub account_id: String,
+    pub store_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub needs_human: bool,
+    /// When the customer last wrote: the 24-hour customer-service window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_customer_at: Option<DateTime<Utc>>,
+    pub last_activity_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The customer, to the store.
+    Inbound,
+    /// The store (its bot or a person), to the customer.
+    Outbound,
+}
+
+/// A message as stored. `content` is the message as the API shows it
+/// (type, text, media, …); `delivery` is set on messages we sent, by the
+/// statuses Meta reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub wamid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryState>,
+    /// Bumped by every change of `delivery` (optimistic concurrency).
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// A message to record: the conversation it belongs to and what it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage<'a> {
+    pub wamid: &'a str,
+    pub direction: Direction,
+    pub conversation: &'a ConversationRecord,
+    pub sent_at: DateTime<Utc>,
+    pub content: serde_json::Value,
+}
+
+impl Store {
+    /// The conversation of a customer of a store, created at first sight.
+    /// Identifiers seen for the first time are linked to it.
+    pub async fn resolve_conversation(
+        &self,
+        account_id: &str,
+        store_id: &str,
+        ids: &CustomerIds,
+        name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ConversationRecord>, StoreError> {
+        let keys: Vec<CustomerKey> = [
+            ids.user_id.clone().map(CustomerKey::User),
+            ids.wa_id.clone().map(CustomerKey::Phone),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        for _ in 0..RACES {
+            let mut found = None;
+            let mut unlinked = Vec::new();
+            for key in &keys {
+                let claim: Option<CustomerClaim> = self
+                    .get(
+                        k::whatsapp_customer_pk(store_id, &key.as_key()),
+                        k::WHATSAPP_CUSTOMER_SK,
+                    )
+                    .await?;
+                match claim {
+                    Some(claim) if claim.account_id == account_id => {
+                        found.get_or_insert(claim.conversation_id);
+                    }
+                    Some(_) => return Ok(None),
+                    None => unlinked.push(key),
+                }
+            }
+            if let Some(conversation_id) = found {
+                for key in unlinked {
+                    // Lost races leave the key with whoever linked it first.
+                    self.claim_customer(account_id, store_id, key, &conversation_id)
+                        .await?;
+                }
+                let conversation = self
+                    .get_conversation(account_id, store_id, &conversation_id)
+                    .await?;
+                if conversation.is_some() {
+                    return Ok(conversation);
+                }
+                continue;
+            }
+            let conversation = ConversationRecord {
+                id: nuvem_domain::ids::new_id("cv"),
+                account_id: account_id.to_owned(),
+                store_id: store_id.to_owned(),
+                wa_id: ids.wa_id.clone(),
+                user_id: ids.user_id.clone(),
+                name: name.map(str::to_owned),
+                needs_human: false,
+                last_customer_at: None,
+                last_activity_at: now,
+                created_at: now,
+            };
+            let mut items = vec![self.put(
+                self.conversation_item(&conversation)?,
+                Some("attribute_not_exists(pk)"),
+            )?];
+            for key in &keys {
+                items.push(self.customer_claim_put(account_id, store_id, key, &conversation.id)?);
+            }
+            if self.transact_checked(items).await?.is_ok() {
+                return Ok(Some(conversation));
+            }
+            // Another delivery created it meanwhile: read theirs.
+        }
+        Err(StoreError::Dynamo(
+            "the customer's conversation kept changing".into(),
+        ))
+    }
+
+    fn customer_claim_put(
+        &self,
+        account_id: &str,
+        store_id: &str,
+        key: &CustomerKey,
+        conversation_id: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let item = customer_claim_item(account_id, store_id, key, conversation_id)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(StoreError::sdk)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    async fn claim_customer(
+        &self,
+        account_id: &str,
+        store_id: &str,
+        key: &CustomerKey,
+        conversation_id: &str,
+    ) -> Result<(), StoreError> {
+        let item = customer_claim_item(account_id, store_id, key, conversation_id)?;
+        let put = self
+            .db
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)");
+        ignore_condition(put.send().await)
+    }
+
+    fn conversation_item(&self, c: &ConversationRecord) -> Result<Item, StoreError> {
+        let mut item: Item = serde_dynamo::to_item(c)?;
+        item.insert(k::PK.into(), s(k::account_pk(&c.account_id)));
+        item.insert(
+            k::SK.into(),
+            s(k::whatsapp_conversation_sk(&c.store_id, &c.id)),
+        );
+        item.insert(
+            k::GSI1PK.into(),
+            s(k::conversations_of_store(&c.account_id, &c.store_id)),
+        );
+        item.insert(
+            k::GSI1SK.into(),
+            s(activity_sort_key(c.last_activity_at, &c.id)),
+        );
+        item.insert(
+            "activity_us".into(),
+            n(c.last_activity_at.timestamp_micros()),
+        );
+        Ok(item)
+    }
+
+    pub async fn get_conversation(
+        &self,
+        account_id: &str,
+        store_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<ConversationRecord>, StoreError> {
+        self.get(
+            k::account_pk(account_id),
+            &k::whatsapp_conversation_sk(store_id, conversation_id),
+        )
+        .await
+    }
+
+    /// A store's conversations, most recent activity first.
+    pub async fn list_conversations(
+        &self,
+        account_id: &str,
+        store_id: &str,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ConversationRecord>, ListError> {
+        let listing = Listing::Gsi1 {
+            pk: k::conversations_of_store(account_id, store_id),
+            newest_first: true,
+        };
+        self.page(listing, limit, cursor).await
+    }
+
+    /// Records a message once: `false` when this `wamid` was recorded
+    /// already (a re-sent webhook, a redelivered job). An item that only
+    /// held the delivery state of a message we sent (its statuses came
+    /// first) is completed, its state kept.
+    pub async fn record_message(&self, message: &NewMessage<'_>) -> Result<bool, StoreError> {
+        let c = message.conversation;
+        let update = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key(k::PK, s(k::whatsapp_message_pk(message.wamid)))
+            .key(k::SK, s(k::WHATSAPP_MESSAGE_SK))
+            .condition_expression("attribute_not_exists(direction)")
+            .update_expression(
+                "SET wamid = :wamid, direction = :direction, conversation_id = :conversation, \
+                 sent_at = :sent_at, content = :content, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk",
+            )
+            .expression_attribute_values(":wamid", s(message.wamid))
+            .expression_attribute_values(
+                ":direction",
+                serde_dynamo::to_attribute_value(message.direction)?,
+            )
+            .expression_attribute_values(":conversation", s(&c.id))
+            .expression_attribute_values(
+                ":sent_at",
+                serde_dynamo::to_attribute_value(message.sent_at)?,
+            )
+            .expression_attribute_values(
+                ":content",
+                serde_dynamo::to_attribute_value(&message.content)?,
+            )
+            .expression_attribute_values(":gsi1pk", s(k::messages_of_conversation(&c.id)))
+            .expression_attribute_values(
+                ":gsi1sk",
+                s(activity_sort_key(message.sent_at, message.wamid)),
+            );
+        match update.send().await {
+            Ok(_) => {}
+            Err(e) if condition_failed(&e) => return Ok(false),
+            Err(e) => return Err(StoreError::sdk(e)),
+        }
+        self.touch_conversation(c, message.sent_at, message.direction == Direction::Inbound)
+            .await?;
+        Ok(true)
+    }
+
+    /// Moves a conversation's last activity (and, for a customer's message,
+    /// its last customer message) forward, never back: messages arrive in
+    /// any order.
+    async fn touch_conversation(
+        &self,
+        c: &ConversationRecord,
+        at: DateTime<Utc>,
+        from_customer: bool,
+    ) -> Result<(), StoreError> {
+        // Compared as microseconds: RFC 3339 text of varying precision
+        // does not sort as time.
+        let key =
+            |u: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder| {
+                Ok::<_, StoreError>(
+                    u.table_name(&self.table)
+                        .key(k::PK, s(k::account_pk(&c.account_id)))
+                        .key(k::SK, s(k::whatsapp_conversation_sk(&c.store_id, &c.id)))
+                        .expression_attribute_values(":at", serde_dynamo::to_attribute_value(at)?)
+                        .expression_attribute_values(":us", n(at.timestamp_micros())),
+                )
+            };
+        let activity = key(self.db.update_item())?
+            .update_expression("SET last_activity_at = :at, activity_us = :us, gsi1sk = :sk")
+            .condition_expression("attribute_exists(pk) AND activity_us < :us")
+            .expression_attribute_values(":sk", s(activity_sort_key(at, &c.id)));
+        ignore_condition(activity.send().await)?;
+        if from_customer {
+            let customer = key(self.db.update_item())?
+                .update_expression("SET last_customer_at = :at, customer_us = :us")
+                .condition_expression(
+                    "attribute_exists(pk) AND (attribute_not_exists(customer_us) OR customer_us < :us)",
+                );
+            ignore_condition(customer.send().await)?;
+        }
+        Ok(())
+    }
+
+    pub async fn get_message(&self, wamid: &str) -> Result<Option<MessageRecord>, StoreError> {
+        self.get(k::whatsapp_message_pk(wamid), k::WHATSAPP_MESSAGE_SK)
+            .await
+    }
+
+    /// A conversation's messages, oldest first.
+    pub async fn list_messages(
+        &self,
+        conversation_id: &str,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<MessageRecord>, ListError> {
+        let listing = Listing::Gsi1 {
+            pk: k::messages_of_conversation(conversation_id),
+            newest_first: false,
+        };
+        self.page(listing, limit, cursor).await
+    }
+
+    /// Merges a status Meta reported into the message's delivery state and
+    /// returns the state after it. The merge is the domain's join, so any
+    /// order and any repetition of statuses end in the same state; a write
+    /// is conditional on the version read, and a lost race merges again.
+    pub async fn apply_status(&self, update: &StatusUpdate) -> Result<DeliveryState, StoreError> {
+        let incoming = DeliveryState::from_update(update);
+        for _ in 0..RACES {
+            let current = self.get_message(&update.id).await?;
+            let (state, version) = match &current {
+                Some(m) => (m.delivery.as_ref(), m.version),
+                None => (None, 0),
+            };
+            let merged = match state {
+                Some(state) => state.merge(&incoming),
+                None => incoming.clone(),
+            };
+            if state == Some(&merged) {
+                return Ok(merged);
+            }
+            let write = self
+                .db
+                .update_item()
+                .table_name(&self.table)
+                .key(k::PK, s(k::whatsapp_message_pk(&update.id)))
+                .key(k::SK, s(k::WHATSAPP_MESSAGE_SK))
+                .update_expression("SET delivery = :delivery, version = :next, wamid = :wamid")
+                .condition_expression("attribute_not_exists(version) OR version = :version")
+                .expression_attribute_values(
+                    ":delivery",
+                    serde_dynamo::to_attribute_value(&merged)?,
+                )
+                .expression_attribute_values(":next", n(version + 1))
+                .expression_attribute_values(":version", n(version))
+                .expression_attribute_values(":wamid", s(&update.id));
+            match write.send().await {
+                Ok(_) => return Ok(merged),
+                Err(e) if condition_failed(&e) => continue,
+                Err(e) => return Err(StoreError::sdk(e)),
+            }
+        }
+        Err(StoreError::Dynamo(format!(
+            "the delivery state of {} kept changing",
+            update.id
+        )))
+    }
+}
+
+fn customer_claim_item(
+    account_id: &str,
+    store_id: &str,
+    key: &CustomerKey,
+    conversation_id: &str,
+) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(CustomerClaim {
+        account_id: account_id.to_owned(),
+        conversation_id: conversation_id.to_owned(),
+    })?;
+    item.insert(
+        k::PK.into(),
+        s(k::whatsapp_customer_pk(store_id, &key.as_key())),
+    );
+    item.insert(k::SK.into(), s(k::WHATSAPP_CUSTOMER_SK));
+    Ok(item)
+}
+
+#[derive(Serialize, Deserialize)]
+struct CustomerClaim {
+    account_id: String,
+    conversation_id: String,
+}
+
+/// Sorts by time, then id (RFC 3339 in UTC with fixed precision sorts as
+/// text in time order).
+fn activity_sort_key(at: DateTime<Utc>, id: &str) -> String {
+    format!(
+        "{}#{id}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    )
+}
+
+fn ignore_condition<T, E>(
+    result: Result<
+        T,
+        aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    >,
+) -> Result<(), StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if condition_failed(&e) => Ok(()),
+        Err(e) => Err(StoreError::sdk(e)),
+    }
+}
