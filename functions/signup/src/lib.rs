@@ -31,7 +31,7 @@ async fn signup(deps: &Deps, req: &Request) -> HttpResult {
     let store = &deps.core.store;
     // Counted only for well-formed requests, so that a client's typo stores nothing.
     if !store
-        .take_rate_slot(
+        .take_sliding_rate_slot(
             "signup",
             http::source_ip(req),
             deps.per_address_per_hour,
@@ -41,7 +41,7 @@ async fn signup(deps: &Deps, req: &Request) -> HttpResult {
         .await?
     {
         return Err(Problem::too_many_requests(
-            "too many signups from this address; try again in an hour",
+            "too many signups from this address in the last hour; try again later",
         ));
     }
     let account = AccountRecord {
