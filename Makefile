@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EMULATOR_PORT ?= 4566
 API_PORT ?= 3000
+GRAPH_PORT ?= 3002
 STACK ?= nuvem
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -31,6 +32,7 @@ dev: venv build
 	@mkdir -p .local
 	@echo "make dev: WebhookAllowLoopback=true, so webhook endpoints on 127.0.0.1 (http://) are allowed here;"
 	@echo "          a deployment refuses loopback unless its operator sets that parameter."
+	@echo "make dev: WhatsApp numbers are checked against a fake Graph API on 127.0.0.1:$(GRAPH_PORT)."
 	@$(VENV)/bin/nuvem-emulator -H 127.0.0.1 -p $(EMULATOR_PORT) > .local/emulator.log 2>&1 & \
 	  moto=$$!; trap 'kill $$moto 2>/dev/null' EXIT INT TERM; \
 	  target/debug/nuvem-local --template template.yaml --port $(API_PORT) \
@@ -38,7 +40,8 @@ dev: venv build
 	    --emulator-url http://127.0.0.1:$(EMULATOR_PORT) \
 	    --param PublicBaseUrl=http://127.0.0.1:$(API_PORT) \
 	    --param S3ClientEndpoint=http://127.0.0.1:$(EMULATOR_PORT) \
-	    --param WebhookAllowLoopback=true
+	    --param WebhookAllowLoopback=true \
+	    --fake-graph 127.0.0.1:$(GRAPH_PORT)
 
 ## A new platform admin credential for the running `make dev` stack.
 admin-key:

@@ -23,10 +23,22 @@ OPTIONS:
   --param <Name=Value>     template parameter override (repeatable)
   --no-schedules           do not fire schedules
   --quiet-functions        do not print the functions' output
+  --fake-graph <addr>      serve a fake WhatsApp Graph API on <addr> (127.0.0.1:port)
+                           and point GraphApiUrl at it, with one known number
   -h, --help               this help
 ";
 
-fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>> {
+/// The runner's options, and the address of a fake Graph API to serve.
+struct Cli {
+    options: Options,
+    fake_graph: Option<String>,
+}
+
+/// The number and token the fake Graph API of `--fake-graph` knows.
+const DEV_NUMBER: (&str, &str) = ("106540352242922", "dev-whatsapp-token");
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
+    let mut fake_graph = None;
     let mut o = Options {
         template: PathBuf::from("template.yaml"),
         port: 3000,
@@ -62,15 +74,28 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>> {
             }
             "--no-schedules" => o.schedules = false,
             "--quiet-functions" => o.log_functions = false,
+            "--fake-graph" => fake_graph = Some(value("--fake-graph")?),
             other => bail!("unknown argument {other} (see --help)"),
         }
     }
+    if let Some(addr) = &fake_graph {
+        params
+            .entry("GraphApiUrl".to_owned())
+            .or_insert_with(|| format!("http://{addr}"));
+    }
     o.params = params;
-    Ok(Some(o))
+    Ok(Some(Cli {
+        options: o,
+        fake_graph,
+    }))
 }
 
 fn main() -> Result<()> {
-    let Some(options) = parse(std::env::args().skip(1))? else {
+    let Some(Cli {
+        options,
+        fake_graph,
+    }) = parse(std::env::args().skip(1))?
+    else {
         print!("{HELP}");
         return Ok(());
     };
@@ -85,9 +110,34 @@ fn main() -> Result<()> {
         let mut term = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
 
+        // Outside APIs are never called from a local stack: Meta's is faked.
+        let graph = match &fake_graph {
+            Some(addr) => {
+                let graph = nuvem_testkit::fake_graph::FakeGraph::start_on(addr)
+                    .await
+                    .with_context(|| format!("--fake-graph {addr}"))?;
+                graph.add_number(
+                    DEV_NUMBER.0,
+                    DEV_NUMBER.1,
+                    "+55 11 98765-4321",
+                    "Loja de teste",
+                );
+                Some(graph)
+            }
+            None => None,
+        };
         let runner = Runner::start(options).await?;
         let mut out = std::io::stdout().lock();
         write!(out, "{}", runner.describe())?;
+        if let Some(graph) = &graph {
+            writeln!(
+                out,
+                "fake Graph API on {}: phone_number_id {}, access_token {}",
+                graph.url(),
+                DEV_NUMBER.0,
+                DEV_NUMBER.1
+            )?;
+        }
         writeln!(out, "nuvem-local ready on {}", runner.base_url())?;
         out.flush()?;
         drop(out);
@@ -117,7 +167,8 @@ mod tests {
     fn parses_the_command_line() {
         let o = parse(args("--port 4000 --param A=1 --param=B=x=y --stack-name s --emulator-url http://127.0.0.1:4566"))
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .options;
         assert_eq!(o.port, 4000);
         assert_eq!(o.params["A"], "1");
         assert_eq!(o.params["B"], "x=y");
@@ -127,5 +178,14 @@ mod tests {
         assert!(parse(args("--help")).unwrap().is_none());
         assert!(parse(args("--nope")).is_err());
         assert!(parse(args("--param novalue")).is_err());
+        let cli = parse(args("--fake-graph 127.0.0.1:3002")).unwrap().unwrap();
+        assert_eq!(cli.fake_graph.as_deref(), Some("127.0.0.1:3002"));
+        assert_eq!(cli.options.params["GraphApiUrl"], "http://127.0.0.1:3002");
+        let cli = parse(args(
+            "--fake-graph 127.0.0.1:3002 --param GraphApiUrl=http://127.0.0.1:9",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(cli.options.params["GraphApiUrl"], "http://127.0.0.1:9");
     }
 }

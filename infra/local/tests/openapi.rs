@@ -13,6 +13,7 @@ use std::time::Duration as Wait;
 use chrono::{Duration, Utc};
 use common::{activation_token, admin_key};
 use jsonschema::Draft;
+use nuvem_testkit::fake_graph::FakeGraph;
 use nuvem_testkit::inspect::item_ids;
 use nuvem_testkit::receiver::{Received, Receiver, Reply};
 use nuvem_testkit::{Template, eventually_some, unique_name, workspace_root};
@@ -442,6 +443,10 @@ const STATS: &str = "/v1/webhooks/{id}/stats";
 const EVENTS: &str = "/v1/events";
 const RETRY: &str = "/v1/events/{id}/retry";
 const EVENT_TYPES: &str = "/v1/event-types";
+const STORES: &str = "/v1/whatsapp/stores";
+const STORE: &str = "/v1/whatsapp/stores/{id}";
+const NUMBER: &str = "/v1/whatsapp/stores/{id}/numbers/{slot}";
+const CHECK: &str = "/v1/whatsapp/stores/{id}/numbers/{slot}/check";
 
 /// Shorthands, so that the flow below reads as a list of calls.
 macro_rules! call {
@@ -499,6 +504,13 @@ fn str_of(v: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_answers_as_documented() {
+    let graph = FakeGraph::start().await;
+    graph.add_number(
+        "106540352242922",
+        "EAAGm0PX4ZCps",
+        "+55 11 98765-4321",
+        "Cantina da Nonna",
+    );
     // No authorizer cache, so that a revoked key is refused at once; four
     // signups an hour, so that the fifth is refused; webhook endpoints on
     // 127.0.0.1, so that a local receiver gets the deliveries.
@@ -508,6 +520,7 @@ async fn every_operation_answers_as_documented() {
             ("AuthorizerCacheSeconds", "0"),
             ("SignupsPerHourPerAddress", "4"),
             ("WebhookAllowLoopback", "true"),
+            ("GraphApiUrl", &graph.url()),
         ],
     )
     .await;
@@ -750,7 +763,7 @@ async fn every_operation_answers_as_documented() {
             api.call(
                 method,
                 &path,
-                &[arg],
+                &[arg, "1"],
                 &[],
                 Some(credential),
                 Body::None,
@@ -759,6 +772,42 @@ async fn every_operation_answers_as_documented() {
             .await;
         }
     }
+
+    // ------------------------------------------------------------ WhatsApp stores
+    let op = Some(operator.as_str());
+    let cantina = call!(api, POST STORES [], owner, json(json!({
+        "name": "Cantina da Nonna",
+        "store_type": "restaurante",
+        "bot_name": "Giulia",
+        "forbidden": ["política"]
+    })) => 201);
+    let cantina = str_of(&cantina["id"]).to_owned();
+    call!(api, POST STORES [], owner, json(json!({"name": "x", "store_type": "y", "cor": 1})) => 422);
+    call!(api, POST STORES [], owner, json(json!(["Cantina", "restaurante"])) => 422);
+    call!(api, GET STORES [], owner, Body::None => 200);
+    call!(api, GET STORES [], op, Body::None => 200);
+    call!(api, GET STORE [&cantina], op, Body::None => 200);
+    call!(api, GET STORE [&cantina], owner, Body::None => 200);
+    call!(api, GET STORE ["st_01jdq4a1b2c3d4e5f6g7h8j9k0"], owner, Body::None => 404);
+    call!(api, PATCH STORE [&cantina], owner, json(json!({"message_limit": 20, "bot_name": null})) => 200);
+    call!(api, PATCH STORE [&cantina], owner, json(json!({"context_minutes": 1})) => 422);
+    let number = json!({
+        "phone_number_id": "106540352242922",
+        "waba_id": "102290129340398",
+        "display_phone_number": "+55 11 98765-4321",
+        "access_token": "EAAGm0PX4ZCps"
+    });
+    let slot = call!(api, PUT NUMBER [&cantina, "1"], owner, json(number.clone()) => 200);
+    assert_eq!(slot["status"], "connected", "{slot}");
+    call!(api, PUT NUMBER [&cantina, "2"], owner, json(number.clone()) => 409);
+    call!(api, PUT NUMBER [&cantina, "4"], owner, json(number.clone()) => 404);
+    call!(api, POST CHECK [&cantina, "1"], owner, Body::None => 200);
+    call!(api, POST CHECK [&cantina, "1"], op, Body::None => 200);
+    call!(api, POST CHECK [&cantina, "2"], op, Body::None => 404);
+    call!(api, DELETE NUMBER [&cantina, "1"], owner, Body::None => 204);
+    call!(api, DELETE NUMBER [&cantina, "1"], owner, Body::None => 404);
+    call!(api, DELETE STORE [&cantina], owner, Body::None => 204);
+    call!(api, DELETE STORE [&cantina], owner, Body::None => 404);
 
     call!(api, GET BUCKETS [], Some(operator.as_str()), Body::None => 200);
     call!(api, POST BUCKETS [], owner, json(json!({"name": "leitura-operador"})) => 201);

@@ -36,6 +36,9 @@ pub struct Problem {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Seconds for the `Retry-After` header (503s).
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -46,6 +49,7 @@ impl Problem {
             status,
             detail,
             errors: Vec::new(),
+            retry_after: None,
         }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -100,6 +104,18 @@ impl Problem {
             Some(detail.into()),
         )
     }
+    /// A dependency did not answer in time: the client may try again after
+    /// `retry_after_secs` (sent as `Retry-After`).
+    pub fn unavailable(detail: impl Into<String>, retry_after_secs: u32) -> Self {
+        let mut p = Self::new(
+            503,
+            "unavailable",
+            "Service unavailable",
+            Some(detail.into()),
+        );
+        p.retry_after = Some(retry_after_secs);
+        p
+    }
     /// A server fault. The cause goes to the log, never to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -113,6 +129,10 @@ impl Problem {
             CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == 401 {
             r.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
@@ -236,6 +256,17 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
         return Err(Problem::bad_request(
             "the request body is empty; send a JSON object",
         ));
+    }
+    // Every body of the API is an object; serde would read a struct from an
+    // array by position, so anything else is refused before it can.
+    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
+            Ok(_) => Problem::validation(vec![FieldError::new(
+                "body",
+                "the body must be a JSON object",
+            )]),
+            Err(e) => Problem::bad_request(format!("the body is not valid JSON: {e}")),
+        });
     }
     let de = &mut serde_json::Deserializer::from_slice(raw);
     serde_path_to_error::deserialize(de).map_err(|e| {

@@ -33,6 +33,10 @@ pub enum SealError {
     Malformed(String),
 }
 
+/// The purpose of sealed WhatsApp access tokens (the template's KMS policy
+/// names it).
+pub const WHATSAPP_ACCESS_TOKEN: &str = "whatsapp-access-token";
+
 /// What a sealed value belongs to: KMS's encryption context.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SealContext {
@@ -48,6 +52,16 @@ impl SealContext {
             purpose: "webhook-signing-secret",
             account_id: account_id.to_owned(),
             subject: webhook_id.to_owned(),
+        }
+    }
+
+    /// The Graph API access token of WhatsApp number `phone_number_id` of
+    /// `account_id`.
+    pub fn whatsapp_access_token(account_id: &str, phone_number_id: &str) -> Self {
+        SealContext {
+            purpose: WHATSAPP_ACCESS_TOKEN,
+            account_id: account_id.to_owned(),
+            subject: phone_number_id.to_owned(),
         }
     }
 

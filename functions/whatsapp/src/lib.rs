@@ -1,0 +1,354 @@
+//! WhatsApp stores, their bot settings and their number slots:
+//! `/v1/whatsapp/stores…`. Owners change them; operators read them and
+//! check numbers again.
+//!
+//! The account is always the caller's (from the authorizer): a store of
+//! another account is "not found". A number's access token is sealed with
+//! KMS for its account and number, checked against the Graph API when saved,
+//! and never returned or logged.
+
+use chrono::{DateTime, Utc};
+use nuvem_aws::Core;
+use nuvem_aws::graph::{self, GraphClient};
+use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
+use nuvem_aws::secrets::{SealContext, Sealer};
+use nuvem_aws::store::{
+    CreateStoreError, NumberRecord, PutNumberError, StoreRecord, StoreWithNumbers,
+};
+use nuvem_domain::keys::Role;
+use nuvem_domain::whatsapp::store::{
+    self as rules, AccessToken, MAX_STORES_PER_ACCOUNT, NumberRequest, NumberStatus, Slot,
+    StorePatch, StoreRequest,
+};
+use serde::Serialize;
+use serde_json::json;
+
+pub struct Deps {
+    pub core: Core,
+    pub sealer: Sealer,
+    pub graph: GraphClient,
+}
+
+const WRITE: &[Role] = &[Role::Owner];
+const READ: &[Role] = &[Role::Owner, Role::Operator];
+
+pub async fn handle(deps: &Deps, req: Request) -> Response {
+    http::reply(route(deps, &req).await)
+}
+
+async fn route(deps: &Deps, req: &Request) -> HttpResult {
+    match http::route(req) {
+        "POST /v1/whatsapp/stores" => create(deps, req, &http::require(req, WRITE)?).await,
+        "GET /v1/whatsapp/stores" => list(deps, &http::require(req, READ)?).await,
+        "GET /v1/whatsapp/stores/{id}" => read(deps, req, &http::require(req, READ)?).await,
+        "PATCH /v1/whatsapp/stores/{id}" => update(deps, req, &http::require(req, WRITE)?).await,
+        "DELETE /v1/whatsapp/stores/{id}" => delete(deps, req, &http::require(req, WRITE)?).await,
+        "PUT /v1/whatsapp/stores/{id}/numbers/{slot}" => {
+            put_number(deps, req, &http::require(req, WRITE)?).await
+        }
+        "DELETE /v1/whatsapp/stores/{id}/numbers/{slot}" => {
+            delete_number(deps, req, &http::require(req, WRITE)?).await
+        }
+        "POST /v1/whatsapp/stores/{id}/numbers/{slot}/check" => {
+            check_number(deps, req, &http::require(req, READ)?).await
+        }
+        _ => Err(Problem::not_found("no such route")),
+    }
+}
+
+/// A store as the API shows it, with its three slots in order.
+#[derive(Serialize)]
+struct StoreView<'a> {
+    id: &'a str,
+    name: &'a str,
+    store_type: &'a str,
+    bot_name: Option<&'a str>,
+    base_prompt: &'a str,
+    forbidden: &'a [String],
+    message_limit: u32,
+    context_minutes: u32,
+    enabled: bool,
+    /// The effective text: the store's own or its language's default.
+    fallback_text: &'a str,
+    language: rules::Language,
+    numbers: Vec<SlotView<'a>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a StoreWithNumbers> for StoreView<'a> {
+    fn from(found: &'a StoreWithNumbers) -> Self {
+        let s = &found.store.settings;
+        StoreView {
+            id: &found.store.id,
+            name: &s.name,
+            store_type: &s.store_type,
+            bot_name: s.bot_name.as_deref(),
+            base_prompt: &s.base_prompt,
+            forbidden: &s.forbidden,
+            message_limit: s.message_limit,
+            context_minutes: s.context_minutes,
+            enabled: s.enabled,
+            fallback_text: s.fallback_text(),
+            language: s.language,
+            numbers: Slot::ALL
+                .iter()
+                .map(|slot| {
+                    let number = found.numbers.iter().find(|n| n.slot == *slot);
+                    SlotView::of(*slot, number)
+                })
+                .collect(),
+            created_at: found.store.created_at,
+            updated_at: found.store.updated_at,
+        }
+    }
+}
+
+/// A slot as the API shows it: never the token.
+#[derive(Serialize)]
+struct SlotView<'a> {
+    slot: u8,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_number_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waba_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_phone_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checked_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl<'a> SlotView<'a> {
+    fn of(slot: Slot, number: Option<&'a NumberRecord>) -> Self {
+        let Some(n) = number else {
+            return SlotView {
+                slot: slot.get(),
+                status: "empty",
+                phone_number_id: None,
+                waba_id: None,
+                display_phone_number: None,
+                error: None,
+                checked_at: None,
+                updated_at: None,
+            };
+        };
+        SlotView {
+            slot: slot.get(),
+            status: n.status.as_str(),
+            phone_number_id: Some(&n.settings.phone_number_id),
+            waba_id: Some(&n.settings.waba_id),
+            display_phone_number: Some(&n.settings.display_phone_number),
+            error: match &n.status {
+                NumberStatus::Error { code, message } => {
+                    Some(json!({"code": code, "message": message}))
+                }
+                _ => None,
+            },
+            checked_at: n.checked_at,
+            updated_at: Some(n.updated_at),
+        }
+    }
+}
+
+fn no_store() -> Problem {
+    Problem::not_found("no such WhatsApp store")
+}
+
+/// The store of the path, in the caller's account.
+async fn store(deps: &Deps, req: &Request, who: &Principal) -> Result<StoreWithNumbers, Problem> {
+    let id = http::path_param(req, "id")?;
+    if !rules::is_store_id(id) {
+        return Err(no_store());
+    }
+    deps.core
+        .store
+        .get_whatsapp_store(&who.account_id, id)
+        .await?
+        .ok_or_else(no_store)
+}
+
+/// The slot of the path: 1, 2 or 3 (anything else names no slot).
+fn slot(req: &Request) -> Result<Slot, Problem> {
+    Slot::parse(http::path_param(req, "slot")?).map_err(|_| Problem::not_found("no such slot"))
+}
+
+async fn create(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let body: StoreRequest = http::json_body(req, http::DEFAULT_BODY_LIMIT)?;
+    let settings = body.validate().map_err(Problem::validation)?;
+    let now = Utc::now();
+    let store = StoreRecord {
+        id: rules::new_store_id(),
+        account_id: who.account_id.clone(),
+        settings,
+        created_at: now,
+        updated_at: now,
+    };
+    match deps.core.store.create_whatsapp_store(&store).await? {
+        Ok(()) => http::json(
+            201,
+            &StoreView::from(&StoreWithNumbers {
+                store,
+                numbers: Vec::new(),
+            }),
+        ),
+        Err(CreateStoreError::TooMany) => Err(Problem::conflict(format!(
+            "an account has at most {MAX_STORES_PER_ACCOUNT} WhatsApp stores"
+        ))),
+        Err(CreateStoreError::NoAccount) => Err(Problem::not_found("no such account")),
+    }
+}
+
+async fn list(deps: &Deps, who: &Principal) -> HttpResult {
+    let stores = deps
+        .core
+        .store
+        .list_whatsapp_stores(&who.account_id)
+        .await?;
+    let items: Vec<StoreView> = stores.iter().map(StoreView::from).collect();
+    http::json(200, &json!({ "items": items }))
+}
+
+async fn read(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    http::json(200, &StoreView::from(&store(deps, req, who).await?))
+}
+
+async fn update(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let patch: StorePatch = http::json_body(req, http::DEFAULT_BODY_LIMIT)?;
+    let mut current = store(deps, req, who).await?;
+    let settings = patch
+        .apply(&current.store.settings)
+        .map_err(Problem::validation)?;
+    current.store = deps
+        .core
+        .store
+        .update_whatsapp_store(&who.account_id, &current.store.id, &settings, Utc::now())
+        .await?
+        .ok_or_else(no_store)?;
+    http::json(200, &StoreView::from(&current))
+}
+
+async fn delete(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let id = http::path_param(req, "id")?;
+    if rules::is_store_id(id)
+        && deps
+            .core
+            .store
+            .delete_whatsapp_store(&who.account_id, id)
+            .await?
+    {
+        http::no_content()
+    } else {
+        Err(no_store())
+    }
+}
+
+/// What the Graph API says of a number and its token now; `None` when it
+/// could not say (throttled, unavailable, too slow).
+async fn checked_status(
+    deps: &Deps,
+    phone_number_id: &str,
+    token: &AccessToken,
+) -> Option<NumberStatus> {
+    let result = deps.graph.check_number(phone_number_id, token).await;
+    if let Err(e) = &result {
+        tracing::warn!(phone_number_id, error = %e, "WhatsApp number check failed");
+    }
+    graph::status_after_check(&result)
+}
+
+async fn put_number(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let slot = slot(req)?;
+    let body: NumberRequest = http::json_body(req, http::DEFAULT_BODY_LIMIT)?;
+    let (settings, token) = body.validate().map_err(Problem::validation)?;
+    let found = store(deps, req, who).await?;
+    let previous = found.numbers.iter().find(|n| n.slot == slot);
+    let context = SealContext::whatsapp_access_token(&who.account_id, &settings.phone_number_id);
+    let sealed_token = deps
+        .sealer
+        .seal(token.expose(), &context)
+        .await
+        .map_err(Problem::internal)?;
+    // Saved even when Meta cannot say now: `unchecked`, checked again later.
+    let status = checked_status(deps, &settings.phone_number_id, &token)
+        .await
+        .unwrap_or(NumberStatus::Unchecked);
+    let now = Utc::now();
+    let number = NumberRecord {
+        account_id: who.account_id.clone(),
+        store_id: found.store.id.clone(),
+        slot,
+        settings,
+        sealed_token,
+        checked_at: (status != NumberStatus::Unchecked).then_some(now),
+        status,
+        updated_at: now,
+    };
+    match deps
+        .core
+        .store
+        .put_whatsapp_number(&number, previous)
+        .await?
+    {
+        Ok(()) => http::json(200, &SlotView::of(slot, Some(&number))),
+        Err(PutNumberError::NoStore) => Err(no_store()),
+        Err(PutNumberError::Claimed) => Err(Problem::conflict(
+            "this phone_number_id is in another slot; empty that slot first",
+        )),
+        Err(PutNumberError::Conflict) => Err(Problem::conflict(
+            "the slot changed while this request was made; try again",
+        )),
+    }
+}
+
+/// The number in the path's slot.
+async fn number(deps: &Deps, req: &Request, who: &Principal) -> Result<NumberRecord, Problem> {
+    let slot = slot(req)?;
+    let found = store(deps, req, who).await?;
+    found
+        .numbers
+        .into_iter()
+        .find(|n| n.slot == slot)
+        .ok_or_else(|| Problem::not_found("the slot is empty"))
+}
+
+async fn delete_number(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let number = number(deps, req, who).await?;
+    if deps.core.store.delete_whatsapp_number(&number).await? {
+        http::no_content()
+    } else {
+        Err(Problem::not_found("the slot is empty"))
+    }
+}
+
+async fn check_number(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let mut number = number(deps, req, who).await?;
+    let context =
+        SealContext::whatsapp_access_token(&number.account_id, &number.settings.phone_number_id);
+    let token = deps
+        .sealer
+        .open(&number.sealed_token, &context)
+        .await
+        .map_err(Problem::internal)?;
+    let token = AccessToken::parse(&token).map_err(|_| Problem::internal("stored token"))?;
+    let status = checked_status(deps, &number.settings.phone_number_id, &token)
+        .await
+        .ok_or_else(|| {
+            Problem::unavailable(
+                "the Graph API did not answer the check; try again shortly",
+                30,
+            )
+        })?;
+    let now = Utc::now();
+    deps.core
+        .store
+        .set_whatsapp_number_status(&number, &status, now)
+        .await?;
+    number.status = status;
+    number.checked_at = Some(now);
+    http::json(200, &SlotView::of(number.slot, Some(&number)))
+}
