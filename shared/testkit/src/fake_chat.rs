@@ -270,11 +270,7 @@ impl FakeChat {
         let app = axum::Router::new()
             .fallback(answer)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = crate::local_http::serve(addr, app).await?;
         Ok(FakeChat {
             base: format!("http://{addr}{BASE_PATH}"),
             state,
@@ -413,15 +409,7 @@ async fn answer(
     let mut request = ChatRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_ascii_lowercase(),
-                    v.to_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect(),
+        headers: crate::local_http::lowercase_headers(&headers),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         status: 0,
         at: Instant::now(),

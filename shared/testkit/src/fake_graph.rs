@@ -424,11 +424,7 @@ impl FakeGraph {
         let app = axum::Router::new()
             .fallback(answer)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = crate::local_http::serve(addr, app).await?;
         Ok(FakeGraph {
             base: format!("http://{addr}"),
             state,
@@ -928,15 +924,7 @@ async fn answer(
         call: Call::Other,
         version: None,
         phone_number_id: None,
-        headers: headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_ascii_lowercase(),
-                    v.to_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect(),
+        headers: crate::local_http::lowercase_headers(&headers),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         raw_body: String::from_utf8_lossy(&body).into_owned(),
         status: 0,

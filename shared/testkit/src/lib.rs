@@ -20,6 +20,7 @@ pub mod fake_graph;
 pub mod fixtures;
 mod harness;
 pub mod inspect;
+pub mod local_http;
 pub mod receiver;
 pub mod stack;
 pub mod template;

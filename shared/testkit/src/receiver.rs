@@ -117,13 +117,9 @@ impl Receiver {
         let app = axum::Router::new()
             .fallback(answer)
             .with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let addr = crate::local_http::serve("127.0.0.1:0", app)
             .await
             .expect("bind a local port");
-        let addr = listener.local_addr().expect("local address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         Receiver {
             base: format!("http://{addr}"),
             script,
@@ -175,15 +171,7 @@ async fn answer(
         script.received.push(Received {
             method: method.to_string(),
             path: uri.path().to_owned(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_ascii_lowercase(),
-                        v.to_str().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect(),
+            headers: crate::local_http::lowercase_headers(&headers),
             body: body.to_vec(),
             at: Instant::now(),
         });
