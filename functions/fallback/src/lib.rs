@@ -43,6 +43,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/webhooks/{id}/secret/rotate"),
     ("GET", "/v1/webhooks/{id}/stats"),
     ("POST", "/v1/webhooks/{id}/test"),
+    ("GET", "/v1/whatsapp/stores"),
+    ("POST", "/v1/whatsapp/stores"),
+    ("DELETE", "/v1/whatsapp/stores/{id}"),
+    ("GET", "/v1/whatsapp/stores/{id}"),
+    ("PATCH", "/v1/whatsapp/stores/{id}"),
+    ("DELETE", "/v1/whatsapp/stores/{id}/numbers/{slot}"),
+    ("PUT", "/v1/whatsapp/stores/{id}/numbers/{slot}"),
+    ("POST", "/v1/whatsapp/stores/{id}/numbers/{slot}/check"),
 ];
 
 /// Whether `path` fits the route template `pattern`, where `{name}` stands

@@ -139,19 +139,21 @@ impl GraphError {
 }
 
 /// The Cloud API error codes nuvem acts on, with their meaning in Meta's
-/// "WhatsApp Cloud API error codes" reference.
+/// "WhatsApp Cloud API error codes" reference. The code decides, not the
+/// HTTP status (Meta's table gives 429 for the throttling codes and 403 for
+/// `368`, but copies of it disagree).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KnownCode {
     // Throttling: back off and retry.
     /// `4` API Too Many Calls: the app has reached its Graph API call rate
-    /// limit (HTTP 400). Try again later.
+    /// limit. Try again later.
     ApiTooManyCalls,
     /// `80007` Rate limit issues: the WhatsApp Business Account has reached
-    /// its rate limit (HTTP 400). Try again later.
+    /// its rate limit. Try again later.
     WabaRateLimit,
     /// `130429` Rate limit hit: Cloud API message throughput of the number
     /// has been reached (too many messages from this phone number in a
-    /// short time; HTTP 400). Try again later.
+    /// short time). Try again later.
     RateLimitHit,
     /// `131056` (Business Account, Consumer Account) pair rate limit hit:
     /// too many messages from the sending number to the same recipient in
