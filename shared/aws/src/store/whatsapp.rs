@@ -89,6 +89,11 @@ pub enum PutNumberError {
     Conflict,
 }
 
+/// The sort key of the slot a number is in.
+fn slot_sk(number: &NumberRecord) -> String {
+    k::whatsapp_slot_sk(&number.store_id, number.slot.get())
+}
+
 /// The sort-key prefix of a store and its slots.
 fn store_sk(store_id: &str) -> String {
     k::whatsapp_store_sk(store_id)
@@ -288,10 +293,7 @@ impl Store {
         let slot = Delete::builder()
             .table_name(&self.table)
             .key(k::PK, s(k::account_pk(&number.account_id)))
-            .key(
-                k::SK,
-                s(k::whatsapp_slot_sk(&number.store_id, number.slot.get())),
-            )
+            .key(k::SK, s(slot_sk(number)))
             .condition_expression("phone_number_id = :id")
             .expression_attribute_values(":id", s(&number.settings.phone_number_id))
             .build()
@@ -348,10 +350,7 @@ impl Store {
 
         let mut slot: Item = serde_dynamo::to_item(number)?;
         slot.insert(k::PK.into(), s(k::account_pk(&number.account_id)));
-        slot.insert(
-            k::SK.into(),
-            s(k::whatsapp_slot_sk(&number.store_id, number.slot.get())),
-        );
+        slot.insert(k::SK.into(), s(slot_sk(number)));
         let slot = aws_sdk_dynamodb::types::Put::builder()
             .table_name(&self.table)
             .set_item(Some(slot));
@@ -420,10 +419,7 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .key(k::PK, s(k::account_pk(&number.account_id)))
-            .key(
-                k::SK,
-                s(k::whatsapp_slot_sk(&number.store_id, number.slot.get())),
-            )
+            .key(k::SK, s(slot_sk(number)))
             .condition_expression("phone_number_id = :id")
             .expression_attribute_values(":id", s(&number.settings.phone_number_id))
             .expression_attribute_values(":now", s(now.to_rfc3339()))
