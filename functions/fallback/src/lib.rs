@@ -51,6 +51,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/whatsapp/stores/{id}/numbers/{slot}"),
     ("PUT", "/v1/whatsapp/stores/{id}/numbers/{slot}"),
     ("POST", "/v1/whatsapp/stores/{id}/numbers/{slot}/check"),
+    ("GET", "/v1/whatsapp/webhook"),
+    ("POST", "/v1/whatsapp/webhook"),
 ];
 
 /// Whether `path` fits the route template `pattern`, where `{name}` stands

@@ -54,6 +54,9 @@ pub struct Options {
     pub stack_name: String,
     /// Template parameter overrides.
     pub params: BTreeMap<String, String>,
+    /// Values given to the template's Secrets Manager secrets (logical id →
+    /// secret string) before any function starts.
+    pub secrets: BTreeMap<String, String>,
     /// Print start-up, restart and REPORT lines (stderr).
     pub log_runner: bool,
     /// Print what the functions print, prefixed `[LogicalId]` (stderr).
@@ -90,6 +93,7 @@ impl Default for Options {
                 .filter(|u| !u.trim().is_empty()),
             stack_name: "nuvem".into(),
             params: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             log_runner: true,
             log_functions: true,
             schedules: true,
@@ -410,6 +414,12 @@ async fn start(
     let stack = Stack::create_from(emulator, template, &options.stack_name)
         .await
         .context("creating the stack in the emulator")?;
+    for (logical_id, value) in &options.secrets {
+        stack
+            .put_secret(emulator, logical_id, value)
+            .await
+            .with_context(|| format!("secret {logical_id}"))?;
+    }
     let t = &stack.template;
 
     let mut tasks = Vec::new();

@@ -23,8 +23,10 @@ OPTIONS:
   --param <Name=Value>     template parameter override (repeatable)
   --no-schedules           do not fire schedules
   --quiet-functions        do not print the functions' output
+  --secret <Id=Value>      value of the template's secret <Id> (repeatable)
   --fake-graph <addr>      serve a fake WhatsApp Graph API on <addr> (127.0.0.1:port)
-                           and point GraphApiUrl at it, with one known number
+                           and point GraphApiUrl at it, with one known number;
+                           WhatsAppSecret gets the dev app secret and verify token
   -h, --help               this help
 ";
 
@@ -36,6 +38,10 @@ struct Cli {
 
 /// The number and token the fake Graph API of `--fake-graph` knows.
 const DEV_NUMBER: (&str, &str) = ("106540352242922", "dev-whatsapp-token");
+/// The Meta app secret and webhook verify token of `--fake-graph` stacks
+/// (`scripts/whatsapp_inbound.py` signs with the same secret).
+const DEV_WHATSAPP_SECRET: &str =
+    r#"{"app_secret":"dev-app-secret","verify_token":"dev-verify-token"}"#;
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
     let mut fake_graph = None;
@@ -46,6 +52,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
         ..Options::default()
     };
     let mut params = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -72,6 +79,13 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
                     .with_context(|| format!("--param {p}: expected Name=Value"))?;
                 params.insert(k.to_owned(), v.to_owned());
             }
+            "--secret" => {
+                let p = value("--secret")?;
+                let (k, v) = p
+                    .split_once('=')
+                    .with_context(|| format!("--secret {p}: expected Id=Value"))?;
+                secrets.insert(k.to_owned(), v.to_owned());
+            }
             "--no-schedules" => o.schedules = false,
             "--quiet-functions" => o.log_functions = false,
             "--fake-graph" => fake_graph = Some(value("--fake-graph")?),
@@ -82,8 +96,12 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
         params
             .entry("GraphApiUrl".to_owned())
             .or_insert_with(|| format!("http://{addr}"));
+        secrets
+            .entry("WhatsAppSecret".to_owned())
+            .or_insert_with(|| DEV_WHATSAPP_SECRET.to_owned());
     }
     o.params = params;
+    o.secrets = secrets;
     Ok(Some(Cli {
         options: o,
         fake_graph,
@@ -137,6 +155,10 @@ fn main() -> Result<()> {
                 DEV_NUMBER.0,
                 DEV_NUMBER.1
             )?;
+            writeln!(
+                out,
+                "WhatsApp webhook: app secret dev-app-secret, verify token dev-verify-token"
+            )?;
         }
         writeln!(out, "nuvem-local ready on {}", runner.base_url())?;
         out.flush()?;
@@ -181,6 +203,7 @@ mod tests {
         let cli = parse(args("--fake-graph 127.0.0.1:3002")).unwrap().unwrap();
         assert_eq!(cli.fake_graph.as_deref(), Some("127.0.0.1:3002"));
         assert_eq!(cli.options.params["GraphApiUrl"], "http://127.0.0.1:3002");
+        assert_eq!(cli.options.secrets["WhatsAppSecret"], DEV_WHATSAPP_SECRET);
         let cli = parse(args(
             "--fake-graph 127.0.0.1:3002 --param GraphApiUrl=http://127.0.0.1:9",
         ))

@@ -7,6 +7,7 @@ pub mod blobs;
 pub mod chat;
 pub mod config;
 pub mod deliveries;
+pub mod deployment_secret;
 pub mod graph;
 pub mod http;
 pub mod idempotency;

@@ -216,6 +216,11 @@ pub fn whatsapp_message_pk(wamid: &str) -> String {
     format!("WAMSG#{wamid}")
 }
 pub const WHATSAPP_MESSAGE_SK: &str = "WAMSG";
+/// Webhook items that arrived for a number no store claims, counted.
+pub fn whatsapp_unrouted_pk(phone_number_id: &str) -> String {
+    format!("WAUNROUTED#{phone_number_id}")
+}
+pub const WHATSAPP_UNROUTED_SK: &str = "WAUNROUTED";
 /// gsi1 partition listing a conversation's messages in time order.
 pub fn messages_of_conversation(conversation_id: &str) -> String {
     format!("WAMSGS#{conversation_id}")

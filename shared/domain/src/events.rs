@@ -42,10 +42,18 @@ pub enum EventType {
     /// owner is also told by email.
     #[serde(rename = "webhook.endpoint_disabled")]
     WebhookEndpointDisabled,
+    /// A customer wrote to one of the account's WhatsApp stores (once per
+    /// message, however often Meta re-sends it).
+    #[serde(rename = "whatsapp.message.received")]
+    WhatsAppMessageReceived,
+    /// Meta reported that a message the account sent could not be
+    /// delivered (once per message, at its first failure report).
+    #[serde(rename = "whatsapp.message.failed")]
+    WhatsAppMessageFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 12] = [
         EventType::AccountSignedUp,
         EventType::AccountApproved,
         EventType::AccountActivationReissued,
@@ -56,6 +64,8 @@ impl EventType {
         EventType::QuotaThresholdCrossed,
         EventType::WebhookTest,
         EventType::WebhookEndpointDisabled,
+        EventType::WhatsAppMessageReceived,
+        EventType::WhatsAppMessageFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +80,8 @@ impl EventType {
             EventType::QuotaThresholdCrossed => "quota.threshold_crossed",
             EventType::WebhookTest => "webhook.test",
             EventType::WebhookEndpointDisabled => "webhook.endpoint_disabled",
+            EventType::WhatsAppMessageReceived => "whatsapp.message.received",
+            EventType::WhatsAppMessageFailed => "whatsapp.message.failed",
         }
     }
 
@@ -104,6 +116,12 @@ impl EventType {
             EventType::WebhookTest => "A test delivery, sent on request to one webhook endpoint.",
             EventType::WebhookEndpointDisabled => {
                 "A webhook endpoint was disabled automatically: it answered 410 Gone or kept failing for 5 days."
+            }
+            EventType::WhatsAppMessageReceived => {
+                "A customer sent a message to one of the account's WhatsApp stores."
+            }
+            EventType::WhatsAppMessageFailed => {
+                "WhatsApp could not deliver a message the account sent; the error says why."
             }
         }
     }
@@ -161,6 +179,29 @@ impl EventType {
                 "reason": "failing",
                 "detail": "every delivery failed for 5 days",
                 "failing_since": "2026-07-01T10:00:00Z"
+            }),
+            EventType::WhatsAppMessageReceived => json!({
+                "store_id": "st_01j9z3k8m2n4p6q8r0s2t4v6w8",
+                "phone_number_id": "106540352242922",
+                "conversation_id": "cv_01j9z3k8m2n4p6q8r0s2t4v6w8",
+                "wamid": "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABIYFjNFQjA=",
+                "from": { "wa_id": "5511987654321", "user_id": "BR.13491208655302741918", "name": "Ana" },
+                "sent_at": "2026-07-01T10:00:00Z",
+                "message": { "type": "text", "text": { "body": "Vocês entregam hoje?" } }
+            }),
+            EventType::WhatsAppMessageFailed => json!({
+                "store_id": "st_01j9z3k8m2n4p6q8r0s2t4v6w8",
+                "phone_number_id": "106540352242922",
+                "conversation_id": "cv_01j9z3k8m2n4p6q8r0s2t4v6w8",
+                "wamid": "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEjRBQjA=",
+                "recipient": { "wa_id": "5511987654321" },
+                "failed_at": "2026-07-01T10:00:05Z",
+                "error": {
+                    "code": 131047,
+                    "title": "Re-engagement message",
+                    "message": "Re-engagement message",
+                    "details": "Message failed to send because more than 24 hours have passed since the customer last replied to this number."
+                }
             }),
         }
     }

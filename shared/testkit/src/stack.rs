@@ -35,6 +35,8 @@ pub struct Stack {
     pub buckets: BTreeMap<String, String>,
     /// Logical id → KMS key (id, ARN).
     pub kms_keys: BTreeMap<String, (String, String)>,
+    /// Logical id → Secrets Manager secret ARN.
+    pub secrets: BTreeMap<String, String>,
     resolver: Resolver,
 }
 
@@ -64,6 +66,7 @@ impl Stack {
             queues: BTreeMap::new(),
             buckets: BTreeMap::new(),
             kms_keys: BTreeMap::new(),
+            secrets: BTreeMap::new(),
         };
 
         let tables: Vec<_> = stack.template.tables.values().cloned().collect();
@@ -179,9 +182,38 @@ impl Stack {
             stack.kms_keys.insert(id, key);
         }
 
+        let secrets_manager = aws_sdk_secretsmanager::Client::new(&sdk);
+        let secrets: Vec<_> = stack.template.secrets.values().cloned().collect();
+        for def in secrets {
+            let secret = format!("{name}-{}", def.logical_id);
+            let arn = create_secret(&secrets_manager, &secret, &def.initial_value)
+                .await
+                .with_context(|| format!("secret {secret}"))?;
+            stack.secrets.insert(def.logical_id.clone(), arn);
+        }
+
         stack.build_resolver();
         stack.verify_senders(&sdk).await?;
         Ok(stack)
+    }
+
+    /// Gives secret `logical_id` a new value, as an operator would with
+    /// `aws secretsmanager put-secret-value` (functions that read it before
+    /// see it once their copy is [`nuvem_aws::deployment_secret::REFRESH_AFTER`] old).
+    pub async fn put_secret(&self, emu: &Emulator, logical_id: &str, value: &str) -> Result<()> {
+        let arn = self
+            .secrets
+            .get(logical_id)
+            .ok_or_else(|| anyhow!("{logical_id} is not a secret of the template"))?;
+        let client = aws_sdk_secretsmanager::Client::new(&emu.sdk_config().await);
+        client
+            .put_secret_value()
+            .secret_id(arn)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(|e| anyhow!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))?;
+        Ok(())
     }
 
     fn build_resolver(&mut self) {
@@ -214,6 +246,9 @@ impl Stack {
             r.refs.insert(id.clone(), key_id.clone());
             r.attrs.insert(format!("{id}.Arn"), arn.clone());
             r.attrs.insert(format!("{id}.KeyId"), key_id.clone());
+        }
+        for (id, arn) in &self.secrets {
+            r.refs.insert(id.clone(), arn.clone());
         }
         for id in self.template.functions.keys() {
             let fname = format!("{}-{id}", self.name);
@@ -521,6 +556,40 @@ async fn create_bucket(http: &reqwest::Client, endpoint: &str, bucket: &str) -> 
 
 /// The stack's symmetric key under `alias` (id, ARN): found by its alias when
 /// the stack already exists, else created and given the alias.
+/// Creates a secret with its first value, or finds the one a previous run
+/// of the same stack created (its value kept). Its ARN.
+async fn create_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+) -> Result<String> {
+    fn err<E: std::error::Error>(e: E) -> anyhow::Error {
+        anyhow!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(e))
+    }
+    match client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+    {
+        Ok(out) => out.arn.ok_or_else(|| anyhow!("no ARN")),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_exists_exception()) =>
+        {
+            let found = client
+                .describe_secret()
+                .secret_id(name)
+                .send()
+                .await
+                .map_err(err)?;
+            found.arn.ok_or_else(|| anyhow!("no ARN"))
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
 async fn kms_key(kms: &aws_sdk_kms::Client, alias: &str) -> Result<(String, String)> {
     fn sdk_error(e: impl std::error::Error) -> anyhow::Error {
         anyhow!("{}", aws_sdk_kms::error::DisplayErrorContext(e))

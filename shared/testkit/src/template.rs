@@ -38,6 +38,8 @@ pub struct Template {
     pub tables: BTreeMap<String, TableDef>,
     pub queues: BTreeMap<String, QueueDef>,
     pub buckets: BTreeMap<String, BucketDef>,
+    /// `AWS::SecretsManager::Secret`s by logical id.
+    pub secrets: BTreeMap<String, SecretDef>,
     /// Every resource's type, by logical id.
     pub resource_types: BTreeMap<String, String>,
 }
@@ -174,6 +176,45 @@ pub struct Redrive {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+pub struct SecretDef {
+    pub logical_id: String,
+    /// The value CloudFormation would create: `SecretString`, or
+    /// `GenerateSecretString`'s `SecretStringTemplate` with a random
+    /// `GenerateStringKey`.
+    pub initial_value: String,
+}
+
+/// The secret's first value, as CloudFormation makes it.
+fn secret(id: &str, props: &Value) -> Result<SecretDef> {
+    if let Some(v) = props.get("SecretString").and_then(scalar) {
+        return Ok(SecretDef {
+            logical_id: id.to_owned(),
+            initial_value: v,
+        });
+    }
+    let generate = props
+        .get("GenerateSecretString")
+        .ok_or_else(|| anyhow!("neither SecretString nor GenerateSecretString"))?;
+    let random = nuvem_domain::ids::new_id("gen");
+    let initial_value = match (
+        generate.get("SecretStringTemplate").and_then(scalar),
+        generate.get("GenerateStringKey").and_then(scalar),
+    ) {
+        (Some(template), Some(key)) => {
+            let mut object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&template).context("SecretStringTemplate")?;
+            object.insert(key, serde_json::Value::String(random));
+            serde_json::Value::Object(object).to_string()
+        }
+        _ => random,
+    };
+    Ok(SecretDef {
+        logical_id: id.to_owned(),
+        initial_value,
+    })
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct BucketDef {
     pub logical_id: String,
     /// `NotificationConfiguration.QueueConfigurations`.
@@ -278,6 +319,7 @@ impl Template {
             tables: BTreeMap::new(),
             queues: BTreeMap::new(),
             buckets: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             resource_types: BTreeMap::new(),
         };
         for (k, res) in resources {
@@ -304,6 +346,9 @@ impl Template {
                 }),
                 "AWS::S3::Bucket" => bucket(&id, &props).map(|b| {
                     t.buckets.insert(id.clone(), b);
+                }),
+                "AWS::SecretsManager::Secret" => secret(&id, &props).map(|d| {
+                    t.secrets.insert(id.clone(), d);
                 }),
                 _ => Ok(()),
             };

@@ -6,7 +6,9 @@
 use chrono::Utc;
 use nuvem_aws::blobs::Blobs;
 use nuvem_aws::secrets::Sealer;
-use nuvem_aws::store::{AccountRecord, BucketRecord, BucketState, EndpointRecord, Store};
+use nuvem_aws::store::{
+    AccountRecord, BucketRecord, BucketState, EndpointRecord, NumberRecord, Store, StoreRecord,
+};
 use nuvem_aws::webhook::secrets;
 use nuvem_domain::account::{AccountStatus, Locale};
 use nuvem_domain::events::{Envelope, EventType};
@@ -135,4 +137,67 @@ pub async fn webhook_endpoint(
         record,
         secret: secret.to_string_form(),
     }
+}
+
+/// A WhatsApp store of `account_id` named `name` (a restaurant, default bot
+/// settings), not yet written.
+pub fn whatsapp_store_record(account_id: &str, name: &str) -> StoreRecord {
+    use nuvem_domain::whatsapp::store::{StoreRequest, new_store_id};
+    let request: StoreRequest = serde_json::from_value(json!({
+        "name": name,
+        "store_type": "restaurante",
+    }))
+    .expect("a store request");
+    StoreRecord {
+        id: new_store_id(),
+        account_id: account_id.to_owned(),
+        settings: request.validate().expect("valid store settings"),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+/// Number `phone_number_id` in `slot` of `store`, unchecked, with a
+/// placeholder for its sealed token; not yet written.
+pub fn whatsapp_number_record(
+    store: &StoreRecord,
+    slot: u8,
+    phone_number_id: &str,
+) -> NumberRecord {
+    use nuvem_domain::whatsapp::store::{NumberSettings, NumberStatus, Slot};
+    NumberRecord {
+        account_id: store.account_id.clone(),
+        store_id: store.id.clone(),
+        slot: Slot::new(slot).expect("slot 1-3"),
+        settings: NumberSettings {
+            phone_number_id: phone_number_id.to_owned(),
+            waba_id: "102290129340398".into(),
+            display_phone_number: "+15550783881".into(),
+        },
+        sealed_token: format!("sealed-for-{phone_number_id}"),
+        status: NumberStatus::Unchecked,
+        checked_at: None,
+        updated_at: Utc::now(),
+    }
+}
+
+/// A WhatsApp store of `account_id` with `phone_number_id` in slot 1, as
+/// the `whatsapp` routes leave them: webhooks for the number route to it.
+pub async fn whatsapp_store_with_number(
+    store: &Store,
+    account_id: &str,
+    phone_number_id: &str,
+) -> StoreRecord {
+    let record = whatsapp_store_record(account_id, "Cantina da Nonna");
+    store
+        .create_whatsapp_store(&record)
+        .await
+        .expect("store written")
+        .expect("store created");
+    store
+        .put_whatsapp_number(&whatsapp_number_record(&record, 1, phone_number_id), None)
+        .await
+        .expect("number written")
+        .expect("number claimed");
+    record
 }

@@ -83,6 +83,7 @@ async fn one_person_is_one_conversation_and_a_message_is_stored_once() {
                     conversation: &first,
                     sent_at: at(second),
                     content: json!({"type": "text", "text": wamid}),
+                    event: None,
                 })
                 .await
                 .unwrap();
@@ -105,6 +106,7 @@ async fn one_person_is_one_conversation_and_a_message_is_stored_once() {
             conversation: &first,
             sent_at: at(100),
             content: json!({"type": "text", "text": "changed"}),
+            event: None,
         })
         .await
         .unwrap(),
@@ -228,11 +230,14 @@ fn delivery_states_end_as_if_delivered_once_in_order() {
                             conversation: &conversation,
                             sent_at: at(1),
                             content: json!({"type": "text", "text": "Olá"}),
+                            event: None,
                         })
                         .await
                         .unwrap();
                     }
-                    for state in join_all(chunk.iter().map(|s| db.apply_status(s))).await {
+                    for state in
+                        join_all(chunk.iter().map(|s| db.apply_status(s, |_, _| None))).await
+                    {
                         state.unwrap();
                     }
                 }

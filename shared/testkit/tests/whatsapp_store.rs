@@ -3,45 +3,11 @@
 //! replacing and emptying slots, and deleting a store with its numbers.
 
 use chrono::Utc;
-use nuvem_aws::store::{
-    CreateStoreError, NumberRecord, PutNumberError, Store, StoreRecord, StoreWithNumbers,
-};
-use nuvem_domain::whatsapp::store::{
-    MAX_STORES_PER_ACCOUNT, NumberSettings, NumberStatus, Slot, StoreRequest, new_store_id,
-};
+use nuvem_aws::store::{CreateStoreError, PutNumberError, Store, StoreRecord, StoreWithNumbers};
+use nuvem_domain::whatsapp::store::{MAX_STORES_PER_ACCOUNT, NumberStatus, Slot};
 use nuvem_testkit::{TestStack, tenants};
 
-fn store_of(account_id: &str, name: &str) -> StoreRecord {
-    let request: StoreRequest = serde_json::from_value(serde_json::json!({
-        "name": name,
-        "store_type": "restaurante",
-    }))
-    .unwrap();
-    StoreRecord {
-        id: new_store_id(),
-        account_id: account_id.to_owned(),
-        settings: request.validate().unwrap(),
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-    }
-}
-
-fn number_in(store: &StoreRecord, slot: u8, phone_number_id: &str) -> NumberRecord {
-    NumberRecord {
-        account_id: store.account_id.clone(),
-        store_id: store.id.clone(),
-        slot: Slot::new(slot).unwrap(),
-        settings: NumberSettings {
-            phone_number_id: phone_number_id.to_owned(),
-            waba_id: "102290129340398".into(),
-            display_phone_number: "+15550783881".into(),
-        },
-        sealed_token: format!("sealed-for-{phone_number_id}"),
-        status: NumberStatus::Unchecked,
-        checked_at: None,
-        updated_at: Utc::now(),
-    }
-}
+use tenants::{whatsapp_number_record as number_in, whatsapp_store_record as store_of};
 
 async fn fetch(store: &Store, s: &StoreRecord) -> StoreWithNumbers {
     store

@@ -14,9 +14,10 @@
 //!   moves forward (the domain's join), so a status that arrives before
 //!   the message is recorded is kept there and applies when it is.
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
-use nuvem_domain::whatsapp::identity::{CustomerIds, CustomerKey};
+use nuvem_domain::events::Envelope;
+use nuvem_domain::whatsapp::identity::{CustomerIds, CustomerKey, IdentityMove};
 use nuvem_domain::whatsapp::status::{DeliveryState, StatusUpdate};
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +86,19 @@ pub struct NewMessage<'a> {
     pub conversation: &'a ConversationRecord,
     pub sent_at: DateTime<Utc>,
     pub content: serde_json::Value,
+    /// The domain event of its arrival, written to the outbox with the
+    /// message (so a re-sent webhook after a crash cannot lose it).
+    pub event: Option<&'a Envelope>,
+}
+
+/// What a status did to its message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusOutcome {
+    /// The delivery state after it.
+    pub state: DeliveryState,
+    /// The event of the message's first failure, when this status was it
+    /// (written to the outbox with the state).
+    pub failure_event: Option<Envelope>,
 }
 
 impl Store {
@@ -259,9 +273,7 @@ impl Store {
     /// first) is completed, its state kept.
     pub async fn record_message(&self, message: &NewMessage<'_>) -> Result<bool, StoreError> {
         let c = message.conversation;
-        let update = self
-            .db
-            .update_item()
+        let update = Update::builder()
             .table_name(&self.table)
             .key(k::PK, s(k::whatsapp_message_pk(message.wamid)))
             .key(k::SK, s(k::WHATSAPP_MESSAGE_SK))
@@ -288,15 +300,67 @@ impl Store {
             .expression_attribute_values(
                 ":gsi1sk",
                 s(activity_sort_key(message.sent_at, message.wamid)),
-            );
-        match update.send().await {
-            Ok(_) => {}
-            Err(e) if condition_failed(&e) => return Ok(false),
-            Err(e) => return Err(StoreError::sdk(e)),
+            )
+            .build()
+            .map_err(StoreError::sdk)?;
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        if let Some(event) = message.event {
+            items.push(self.event_record(event)?);
+        }
+        if self.write_all(items).await?.is_err() {
+            return Ok(false);
         }
         self.touch_conversation(c, message.sent_at, message.direction == Direction::Inbound)
             .await?;
         Ok(true)
+    }
+
+    /// Writes one item alone (a plain write: half the cost of a
+    /// transaction) or several all or nothing; `Err(())` when a condition
+    /// refused it.
+    async fn write_all(
+        &self,
+        mut items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), ()>, StoreError> {
+        if items.len() > 1 {
+            return Ok(self.transact_checked(items).await?.map_err(|_| ()));
+        }
+        let Some(item) = items.pop() else {
+            return Ok(Ok(()));
+        };
+        let result = if let Some(u) = item.update {
+            self.db
+                .update_item()
+                .table_name(u.table_name)
+                .set_key(Some(u.key))
+                .update_expression(u.update_expression)
+                .set_condition_expression(u.condition_expression)
+                .set_expression_attribute_names(u.expression_attribute_names)
+                .set_expression_attribute_values(u.expression_attribute_values)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| (condition_failed(&e), StoreError::sdk(e)))
+        } else if let Some(p) = item.put {
+            self.db
+                .put_item()
+                .table_name(p.table_name)
+                .set_item(Some(p.item))
+                .set_condition_expression(p.condition_expression)
+                .set_expression_attribute_names(p.expression_attribute_names)
+                .set_expression_attribute_values(p.expression_attribute_values)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| (condition_failed(&e), StoreError::sdk(e)))
+        } else {
+            return Ok(self.transact_checked(vec![item]).await?.map_err(|_| ()));
+        };
+        match result {
+            Ok(()) => Ok(Ok(())),
+            Err((true, _)) => Ok(Err(())),
+            Err((false, e)) => Err(e),
+        }
     }
 
     /// Moves a conversation's last activity (and, for a customer's message,
@@ -355,11 +419,18 @@ impl Store {
         self.page(listing, limit, cursor).await
     }
 
-    /// Merges a status Meta reported into the message's delivery state and
-    /// returns the state after it. The merge is the domain's join, so any
-    /// order and any repetition of statuses end in the same state; a write
-    /// is conditional on the version read, and a lost race merges again.
-    pub async fn apply_status(&self, update: &StatusUpdate) -> Result<DeliveryState, StoreError> {
+    /// Merges a status Meta reported into the message's delivery state. The
+    /// merge is the domain's join, so any order and any repetition of
+    /// statuses end in the same state; a write is conditional on the
+    /// version read, and a lost race merges again. The event
+    /// `on_first_failure` makes of the message (as stored, if it is) and its
+    /// new state is written to the outbox with the write that records the
+    /// message's first failure, and only then.
+    pub async fn apply_status(
+        &self,
+        update: &StatusUpdate,
+        on_first_failure: impl Fn(Option<&MessageRecord>, &DeliveryState) -> Option<Envelope>,
+    ) -> Result<StatusOutcome, StoreError> {
         let incoming = DeliveryState::from_update(update);
         for _ in 0..RACES {
             let current = self.get_message(&update.id).await?;
@@ -372,11 +443,14 @@ impl Store {
                 None => incoming.clone(),
             };
             if state == Some(&merged) {
-                return Ok(merged);
+                return Ok(StatusOutcome {
+                    state: merged,
+                    failure_event: None,
+                });
             }
-            let write = self
-                .db
-                .update_item()
+            let first_failure =
+                merged.failure.is_some() && state.is_none_or(|s| s.failure.is_none());
+            let write = Update::builder()
                 .table_name(&self.table)
                 .key(k::PK, s(k::whatsapp_message_pk(&update.id)))
                 .key(k::SK, s(k::WHATSAPP_MESSAGE_SK))
@@ -388,17 +462,129 @@ impl Store {
                 )
                 .expression_attribute_values(":next", n(version + 1))
                 .expression_attribute_values(":version", n(version))
-                .expression_attribute_values(":wamid", s(&update.id));
-            match write.send().await {
-                Ok(_) => return Ok(merged),
-                Err(e) if condition_failed(&e) => continue,
-                Err(e) => return Err(StoreError::sdk(e)),
+                .expression_attribute_values(":wamid", s(&update.id))
+                .build()
+                .map_err(StoreError::sdk)?;
+            let mut items = vec![TransactWriteItem::builder().update(write).build()];
+            let failure_event = first_failure
+                .then(|| on_first_failure(current.as_ref(), &merged))
+                .flatten();
+            if let Some(event) = &failure_event {
+                items.push(self.event_record(event)?);
+            }
+            if self.write_all(items).await?.is_ok() {
+                return Ok(StatusOutcome {
+                    state: merged,
+                    failure_event,
+                });
             }
         }
         Err(StoreError::Dynamo(format!(
             "the delivery state of {} kept changing",
             update.id
         )))
+    }
+
+    /// Moves a customer's conversation from an identifier they gave up to
+    /// their new one (a changed number or BSUID): the new identifier is
+    /// linked to the conversation, the old one released (a recycled phone
+    /// number starts a conversation of its own), and the conversation shows
+    /// the new identifier. When the new identifier already leads to another
+    /// conversation, that link is kept and the old one left as it is.
+    pub async fn move_customer(
+        &self,
+        conversation: &ConversationRecord,
+        change: &IdentityMove,
+    ) -> Result<(), StoreError> {
+        let c = conversation;
+        let claim = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(customer_claim_item(
+                &c.account_id,
+                &c.store_id,
+                &change.new,
+                &c.id,
+            )?))
+            .condition_expression("attribute_not_exists(pk) OR conversation_id = :conversation")
+            .expression_attribute_values(":conversation", s(&c.id))
+            .build()
+            .map_err(StoreError::sdk)?;
+        let release = Delete::builder()
+            .table_name(&self.table)
+            .key(
+                k::PK,
+                s(k::whatsapp_customer_pk(&c.store_id, &change.old.as_key())),
+            )
+            .key(k::SK, s(k::WHATSAPP_CUSTOMER_SK))
+            .condition_expression("attribute_not_exists(pk) OR conversation_id = :conversation")
+            .expression_attribute_values(":conversation", s(&c.id))
+            .build()
+            .map_err(StoreError::sdk)?;
+        let (field, value) = match &change.new {
+            CustomerKey::User(id) => ("user_id", id),
+            CustomerKey::Phone(id) => ("wa_id", id),
+        };
+        let show = Update::builder()
+            .table_name(&self.table)
+            .key(k::PK, s(k::account_pk(&c.account_id)))
+            .key(k::SK, s(k::whatsapp_conversation_sk(&c.store_id, &c.id)))
+            .update_expression("SET #field = :value")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#field", field)
+            .expression_attribute_values(":value", s(value))
+            .build()
+            .map_err(StoreError::sdk)?;
+        let items = vec![
+            TransactWriteItem::builder().put(claim).build(),
+            TransactWriteItem::builder().delete(release).build(),
+            TransactWriteItem::builder().update(show).build(),
+        ];
+        if let Err(refused) = self.transact_checked(items).await? {
+            tracing::warn!(
+                conversation_id = %c.id,
+                refused = ?refused,
+                "identity not moved: the new identifier has a conversation of its own"
+            );
+        }
+        Ok(())
+    }
+
+    /// Counts webhook items for a number no store claims (a number of the
+    /// Meta app that was never connected here, or was removed): kept per
+    /// number so an operator can see what is arriving unrouted.
+    pub async fn count_unrouted_whatsapp(
+        &self,
+        phone_number_id: &str,
+        items: usize,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .update_item()
+            .table_name(&self.table)
+            .key(k::PK, s(k::whatsapp_unrouted_pk(phone_number_id)))
+            .key(k::SK, s(k::WHATSAPP_UNROUTED_SK))
+            .update_expression("SET last_seen_at = :now ADD arrived :n")
+            .expression_attribute_values(":n", n(items))
+            .expression_attribute_values(":now", serde_dynamo::to_attribute_value(now)?)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    /// How many webhook items arrived for an unclaimed number.
+    pub async fn unrouted_whatsapp_items(&self, phone_number_id: &str) -> Result<u64, StoreError> {
+        #[derive(Deserialize)]
+        struct Count {
+            arrived: u64,
+        }
+        let found: Option<Count> = self
+            .get(
+                k::whatsapp_unrouted_pk(phone_number_id),
+                k::WHATSAPP_UNROUTED_SK,
+            )
+            .await?;
+        Ok(found.map_or(0, |c| c.arrived))
     }
 }
 

@@ -121,6 +121,7 @@ pub fn ordering_subject(event: &Envelope) -> String {
         ("bucket", "bucket"),
         ("process_id", "process"),
         ("key_id", "key"),
+        ("conversation_id", "conversation"),
     ] {
         if let Some(value) = data.get(field).and_then(|v| v.as_str()) {
             return format!("{kind}:{value}");
@@ -280,10 +281,14 @@ mod tests {
         for t in EventType::ALL {
             let subject =
                 ordering_subject(&Envelope::new(t, "acc_1", t.example_data(), Utc::now()));
-            let expected = if matches!(t, EventType::KeyCreated | EventType::KeyRevoked) {
-                "key:key_01j9z3k8m2n4p6q8r0s2t4v6w8"
-            } else {
-                "account:acc_1"
+            let expected = match t {
+                EventType::KeyCreated | EventType::KeyRevoked => {
+                    "key:key_01j9z3k8m2n4p6q8r0s2t4v6w8"
+                }
+                EventType::WhatsAppMessageReceived | EventType::WhatsAppMessageFailed => {
+                    "conversation:cv_01j9z3k8m2n4p6q8r0s2t4v6w8"
+                }
+                _ => "account:acc_1",
             };
             assert_eq!(subject, expected, "{t}");
         }

@@ -6,6 +6,7 @@
 //! `nuvem_aws::store::whatsapp`, the Graph client in `nuvem_aws::graph`.
 
 pub mod bot;
+pub mod content;
 pub mod graph_error;
 pub mod handshake;
 pub mod identity;

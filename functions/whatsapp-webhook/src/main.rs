@@ -1,0 +1,14 @@
+use nuvem_aws::deployment_secret::DeploymentSecret;
+use nuvem_aws::{Core, config};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    config::init_tracing();
+    let sdk = config::lambda_sdk_config();
+    let lookup = |name: &str| std::env::var(name).ok();
+    let deps = whatsapp_webhook::Deps {
+        core: Core::from_env(&sdk)?,
+        secret: DeploymentSecret::from_lookup(&sdk, &lookup, "WHATSAPP_SECRET_ARN")?,
+    };
+    nuvem_aws::runtime::serve_http(|req| whatsapp_webhook::handle(&deps, req)).await
+}
