@@ -86,6 +86,7 @@ def lambda_env(binary, port):
         "S3_EVENTS_QUEUE_ARN": "arn:aws:sqs:us-east-1:123456789012:bench-S3EventsQueue",
         "DELIVERIES_QUEUE_URL": "http://127.0.0.1:9/123456789012/bench-DeliveriesQueue",
         "SECRETS_KEY_ID": "alias/bench-SecretsKey",
+        "OUTBOUND_QUEUE_URL": "http://127.0.0.1:9/123456789012/bench-WhatsAppOutboundQueue",
         "WHATSAPP_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-WhatsAppSecret",
         "RUST_LOG": "info",
     }

@@ -48,6 +48,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/whatsapp/stores/{id}"),
     ("GET", "/v1/whatsapp/stores/{id}"),
     ("PATCH", "/v1/whatsapp/stores/{id}"),
+    ("POST", "/v1/whatsapp/stores/{id}/messages"),
     ("DELETE", "/v1/whatsapp/stores/{id}/numbers/{slot}"),
     ("PUT", "/v1/whatsapp/stores/{id}/numbers/{slot}"),
     ("POST", "/v1/whatsapp/stores/{id}/numbers/{slot}/check"),

@@ -22,6 +22,7 @@ use nuvem_aws::http::{self, HttpResult, Problem, Request, Response};
 use nuvem_aws::store::{Direction, MessageRecord, NewMessage, NumberRoute};
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::whatsapp::content;
+use nuvem_domain::whatsapp::events::{self, MessageFailure, NumberRef};
 use nuvem_domain::whatsapp::handshake::HandshakeQuery;
 use nuvem_domain::whatsapp::identity::{CustomerIds, identity_move};
 use nuvem_domain::whatsapp::message::InboundMessage;
@@ -277,21 +278,23 @@ async fn receive_status(
 ) -> Result<(), Problem> {
     let failed = |stored: Option<&MessageRecord>, state: &DeliveryState| {
         let failure = state.failure.as_ref()?;
-        Some(Envelope::new(
-            EventType::WhatsAppMessageFailed,
-            route.account_id.clone(),
-            json!({
-                "store_id": route.store_id,
-                "phone_number_id": number.phone_number_id,
-                "conversation_id": stored.and_then(|m| m.conversation_id.as_deref()),
-                "wamid": status.id,
-                "recipient": {
+        Some(events::message_failed(
+            &route.account_id,
+            &NumberRef {
+                store_id: &route.store_id,
+                phone_number_id: &number.phone_number_id,
+            },
+            MessageFailure {
+                conversation_id: stored.and_then(|m| m.conversation_id.as_deref()),
+                wamid: Some(&status.id),
+                outbound_id: None,
+                recipient: json!({
                     "wa_id": status.recipient_id,
                     "user_id": status.recipient_user_id,
-                },
-                "failed_at": DateTime::from_timestamp(failure.at, 0),
-                "error": failure.error,
-            }),
+                }),
+                failed_at: DateTime::from_timestamp(failure.at, 0).unwrap_or(now),
+                error: json!(failure.error),
+            },
             now,
         ))
     };

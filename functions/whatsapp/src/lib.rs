@@ -13,9 +13,12 @@ use nuvem_aws::graph::{self, GraphClient};
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
 use nuvem_aws::secrets::{SealContext, Sealer};
 use nuvem_aws::store::{
-    CreateStoreError, NumberRecord, PutNumberError, StoreRecord, StoreWithNumbers,
+    CreateStoreError, NumberRecord, OutboundRecord, PutNumberError, StoreRecord, StoreWithNumbers,
 };
+use nuvem_aws::whatsapp_jobs::{OutboundJob, OutboundQueue};
 use nuvem_domain::keys::Role;
+use nuvem_domain::whatsapp::identity::{CustomerIds, Recipient};
+use nuvem_domain::whatsapp::outbound::{self, Origin, OutboundState, SendRequest};
 use nuvem_domain::whatsapp::store::{
     self as rules, AccessToken, MAX_STORES_PER_ACCOUNT, NumberRequest, NumberStatus, Slot,
     StorePatch, StoreRequest,
@@ -27,6 +30,8 @@ pub struct Deps {
     pub core: Core,
     pub sealer: Sealer,
     pub graph: GraphClient,
+    /// Messages to send (`whatsapp-outbound`).
+    pub outbound: OutboundQueue,
 }
 
 const WRITE: &[Role] = &[Role::Owner];
@@ -51,6 +56,9 @@ async fn route(deps: &Deps, req: &Request) -> HttpResult {
         }
         "POST /v1/whatsapp/stores/{id}/numbers/{slot}/check" => {
             check_number(deps, req, &http::require(req, READ)?).await
+        }
+        "POST /v1/whatsapp/stores/{id}/messages" => {
+            send_message(deps, req, &http::require(req, READ)?).await
         }
         _ => Err(Problem::not_found("no such route")),
     }
@@ -351,4 +359,128 @@ async fn check_number(deps: &Deps, req: &Request, who: &Principal) -> HttpResult
     number.status = status;
     number.checked_at = Some(now);
     http::json(200, &SlotView::of(number.slot, Some(&number)))
+}
+
+/// An outbound message as the API shows it.
+#[derive(Serialize)]
+struct OutboundView<'a> {
+    id: &'a str,
+    conversation_id: &'a str,
+    phone_number_id: &'a str,
+    to: &'a Recipient,
+    message: serde_json::Value,
+    origin: Origin,
+    state: OutboundState,
+    attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wamid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a serde_json::Value>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a OutboundRecord> for OutboundView<'a> {
+    fn from(r: &'a OutboundRecord) -> Self {
+        OutboundView {
+            id: &r.id,
+            conversation_id: &r.conversation_id,
+            phone_number_id: &r.phone_number_id,
+            to: &r.to,
+            message: r.message.content(),
+            origin: r.origin,
+            state: r.state,
+            attempt: r.attempt,
+            wamid: r.wamid.as_deref(),
+            error: r.error.as_ref(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// The number a message goes out from: the slot asked for, else the first
+/// slot whose number can send (connected, or not checked yet).
+fn sending_number(numbers: &[NumberRecord], slot: Option<u8>) -> Result<&NumberRecord, Problem> {
+    let usable = |n: &&NumberRecord| n.status.can_send();
+    match slot {
+        Some(slot) => {
+            let number = numbers
+                .iter()
+                .find(|n| n.slot.get() == slot)
+                .ok_or_else(|| Problem::conflict(format!("slot {slot} has no number")))?;
+            if usable(&number) {
+                Ok(number)
+            } else {
+                Err(Problem::conflict(format!(
+                    "the number in slot {slot} is {}; check it again once fixed at Meta",
+                    number.status.as_str()
+                )))
+            }
+        }
+        None => numbers.iter().find(usable).ok_or_else(|| {
+            Problem::conflict(
+                "the store has no number that can send (slots empty, in error or disconnected)",
+            )
+        }),
+    }
+}
+
+/// Queues a text or template for a customer: 202 with the message, which
+/// `whatsapp-outbound` sends (its state, `wamid` and statuses show in the
+/// conversation).
+async fn send_message(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let body: SendRequest = http::json_body(req, http::DEFAULT_BODY_LIMIT)?;
+    let valid = body.validate().map_err(Problem::validation)?;
+    let found = store(deps, req, who).await?;
+    let number = sending_number(&found.numbers, valid.slot)?;
+    let ids = match &valid.to {
+        Recipient::Phone(phone) => CustomerIds::new(Some(phone), None),
+        Recipient::User(user) => CustomerIds::new(None, Some(user)),
+    };
+    let now = Utc::now();
+    let conversation = deps
+        .core
+        .store
+        .resolve_conversation(&who.account_id, &found.store.id, &ids, None, now)
+        .await?
+        .ok_or_else(|| Problem::internal("a recipient without a conversation"))?;
+    let record = OutboundRecord {
+        id: outbound::new_outbound_id(),
+        account_id: who.account_id.clone(),
+        store_id: found.store.id.clone(),
+        conversation_id: conversation.id,
+        phone_number_id: number.settings.phone_number_id.clone(),
+        to: valid.to,
+        message: valid.content,
+        origin: Origin::Api,
+        reply_to: None,
+        state: OutboundState::Queued,
+        attempt: 1,
+        claimed_at: None,
+        not_before: None,
+        wamid: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    deps.core.store.create_outbound(&record).await?;
+    let job = OutboundJob {
+        account_id: record.account_id.clone(),
+        outbound_id: record.id.clone(),
+        attempt: 1,
+    };
+    if let Err(e) = deps.outbound.send(&job).await {
+        tracing::error!(outbound_id = %record.id, error = %e, "outbound message not queued");
+        let reason = json!({"reason": "not_queued", "message": "the message could not be queued; send it again"});
+        deps.core
+            .store
+            .outbound_failed(&record, OutboundState::Queued, &reason, None, now)
+            .await?;
+        return Err(Problem::unavailable(
+            "the message could not be queued; send it again",
+            5,
+        ));
+    }
+    http::json(202, &OutboundView::from(&record))
 }

@@ -8,12 +8,13 @@ use std::time::Duration;
 use nuvem_aws::Core;
 use nuvem_aws::graph::{GraphClient, GraphConfig};
 use nuvem_aws::http::Request;
+use nuvem_aws::whatsapp_jobs::OutboundQueue;
 use nuvem_testkit::fake_graph::{FakeGraph, GraphReply};
 use nuvem_testkit::fixtures::{
     as_principal, http_event, reply, with_body, with_json, with_path_param, with_route,
     without_body,
 };
-use nuvem_testkit::inspect::scan_all;
+use nuvem_testkit::inspect::{drain, scan_all};
 use nuvem_testkit::{TestStack, tenants};
 use serde_json::{Value, json};
 
@@ -41,6 +42,7 @@ async fn world() -> World {
         graph: GraphClient::new(
             GraphConfig::new(&graph.url(), "v26.0", Duration::from_secs(5)).unwrap(),
         ),
+        outbound: OutboundQueue::new(&t.sdk, &t.stack.queue("WhatsAppOutboundQueue").url),
     };
     World {
         t,
@@ -453,4 +455,119 @@ async fn numbers_are_checked_claimed_once_and_never_show_their_token() {
         .unwrap()
         .unwrap();
     assert_eq!(route.account_id, w.other);
+}
+
+#[tokio::test]
+async fn messages_are_queued_from_a_number_that_can_send() {
+    let w = world().await;
+    let store = w.new_store(&w.account, "Cantina da Nonna").await;
+    let params = [("id", store.as_str())];
+    let send = |body: Value| {
+        w.call_as(
+            &w.account,
+            "operator",
+            "POST /v1/whatsapp/stores/{id}/messages",
+            &params,
+            Some(body),
+        )
+    };
+    // No number yet: nothing can be sent.
+    let (status, problem) = send(json!({"to": "+55 11 91234-5678", "text": "Olá!"})).await;
+    assert_eq!(status, 409, "{problem}");
+    let (status, _) = w
+        .owner(
+            "PUT /v1/whatsapp/stores/{id}/numbers/{slot}",
+            &[("id", store.as_str()), ("slot", "2")],
+            Some(number_body(NUMBER, TOKEN)),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, queued) =
+        send(json!({"to": "+55 11 91234-5678", "text": "  Seu pedido saiu!  "})).await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["state"], "queued");
+    assert_eq!(queued["to"], json!({"phone": "5511912345678"}));
+    assert_eq!(
+        queued["message"],
+        json!({"type": "text", "text": {"body": "Seu pedido saiu!"}})
+    );
+    assert_eq!(queued["phone_number_id"], NUMBER);
+    let (status, template) = send(json!({
+        "to": "BR.13491208655302741918",
+        "template": {"name": "pedido_pronto", "language": "pt_BR", "parameters": ["Ana"]},
+        "slot": 2
+    }))
+    .await;
+    assert_eq!(status, 202, "{template}");
+    // One job per message, naming it.
+    let jobs = drain(&w.t.sqs, &w.t.stack.queue("WhatsAppOutboundQueue").url, 10).await;
+    let mut named: Vec<String> = jobs
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Value>(m.body().unwrap()).unwrap()["outbound_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    named.sort();
+    let mut expected = vec![
+        queued["id"].as_str().unwrap().to_owned(),
+        template["id"].as_str().unwrap().to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(named, expected);
+    // The phone's conversation is the one a message from them lands in.
+    let conversation = w
+        .deps
+        .core
+        .store
+        .resolve_conversation(
+            &w.account,
+            &store,
+            &nuvem_domain::whatsapp::identity::CustomerIds::new(Some("5511912345678"), None),
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(queued["conversation_id"], conversation.id.as_str());
+
+    // Refused, and nothing queued: bad bodies, empty slots, another
+    // account's store, a role that may not send.
+    for (body, field) in [
+        (json!({"to": "+55 11 91234-5678"}), "text"),
+        (json!({"to": "abc", "text": "x"}), "to"),
+        (
+            json!({"to": "5511912345678", "text": "x".repeat(4097)}),
+            "text",
+        ),
+        (
+            json!({"to": "5511912345678", "text": "x", "slot": 7}),
+            "slot",
+        ),
+    ] {
+        let (status, problem) = send(body).await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["errors"][0]["field"], field);
+    }
+    let (status, _) = send(json!({"to": "5511912345678", "text": "x", "slot": 1})).await;
+    assert_eq!(status, 409);
+    let (status, _) = w
+        .call_as(
+            &w.other,
+            "owner",
+            "POST /v1/whatsapp/stores/{id}/messages",
+            &[("id", store.as_str())],
+            Some(json!({"to": "5511912345678", "text": "x"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        drain(&w.t.sqs, &w.t.stack.queue("WhatsAppOutboundQueue").url, 10)
+            .await
+            .is_empty()
+    );
 }

@@ -465,6 +465,7 @@ const STORE: &str = "/v1/whatsapp/stores/{id}";
 const NUMBER: &str = "/v1/whatsapp/stores/{id}/numbers/{slot}";
 const CHECK: &str = "/v1/whatsapp/stores/{id}/numbers/{slot}/check";
 const META_WEBHOOK: &str = "/v1/whatsapp/webhook";
+const MESSAGES: &str = "/v1/whatsapp/stores/{id}/messages";
 
 /// Shorthands, so that the flow below reads as a list of calls.
 macro_rules! call {
@@ -873,6 +874,33 @@ async fn every_operation_answers_as_documented() {
     call!(api, POST META_WEBHOOK [], None, Body::Signed(inbound("wamid.A2"), Some(forged)) => 401);
     call!(api, POST META_WEBHOOK [], None, signed(b"{\"object\": \"page\", \"entry\": []}".to_vec()) => 400);
     call!(api, POST META_WEBHOOK [], None, signed(vec![b' '; 1024 * 1024 + 1]) => 413);
+
+    // ------------------------------------------------------------ sending
+    let to_ana = json!({"to": "+55 11 91234-5678", "text": "Entregamos sim, até as 18h."});
+    let queued = call!(api, POST MESSAGES [&cantina], op, json(to_ana.clone()) => 202);
+    assert_eq!(queued["state"], "queued");
+    call!(api, POST MESSAGES [&cantina], owner, json(json!({
+        "to": "5511912345678",
+        "template": {"name": "pedido_pronto", "language": "pt_BR", "parameters": ["Ana"]}
+    })) => 202);
+    call!(api, POST MESSAGES [&cantina], owner, json(json!({"to": "5511912345678", "text": "x", "slot": 3})) => 409);
+    call!(api, POST MESSAGES [&cantina], owner, json(json!({"to": "5511912345678"})) => 422);
+    call!(api, POST MESSAGES [&cantina], owner, malformed() => 400);
+    call!(api, POST MESSAGES [&cantina], owner, not_json() => 415);
+    call!(api, POST MESSAGES [&cantina], owner, oversized("text") => 413);
+    call!(api, POST MESSAGES ["st_01jdq4a1b2c3d4e5f6g7h8j9k0"], owner, json(to_ana) => 404);
+    // The sender reaches the (fake) Graph API with the number's token.
+    let sent = eventually_some("two sends at the Graph API", || async {
+        let sent = graph.sends();
+        (sent.len() >= 2).then_some(sent)
+    })
+    .await;
+    assert!(
+        sent.iter()
+            .any(|r| r.text() == Some("Entregamos sim, até as 18h.")),
+        "{sent:?}"
+    );
+    assert!(sent.iter().all(|r| r.bearer() == Some("EAAGm0PX4ZCps")));
 
     call!(api, DELETE NUMBER [&cantina, "1"], owner, Body::None => 204);
     call!(api, DELETE NUMBER [&cantina, "1"], owner, Body::None => 404);

@@ -19,7 +19,9 @@ pub mod runtime;
 pub mod secrets;
 pub mod store;
 pub mod table_keys;
+pub mod task_queue;
 pub mod webhook;
+pub mod whatsapp_jobs;
 
 /// What most functions need: the table and the events queue, from the
 /// environment the template sets (`TABLE_NAME`, `EVENTS_QUEUE_URL`).

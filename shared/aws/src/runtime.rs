@@ -52,3 +52,26 @@ where
     }))
     .await
 }
+
+/// Runs `process` on each record of a batch in turn and reports the ones
+/// that failed, so SQS redelivers only those (their message ids).
+pub async fn each_record<'a, F, Fut>(
+    event: &'a aws_lambda_events::sqs::SqsEvent,
+    process: F,
+) -> aws_lambda_events::sqs::SqsBatchResponse
+where
+    F: Fn(&'a aws_lambda_events::sqs::SqsMessage) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
+    for record in &event.records {
+        if let Err(e) = process(record).await {
+            let id = record.message_id.clone().unwrap_or_default();
+            tracing::warn!(message_id = %id, error = %e, "record failed; it will be retried");
+            let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}

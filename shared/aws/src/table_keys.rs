@@ -216,6 +216,10 @@ pub fn whatsapp_message_pk(wamid: &str) -> String {
     format!("WAMSG#{wamid}")
 }
 pub const WHATSAPP_MESSAGE_SK: &str = "WAMSG";
+/// A message a store sends, in its account's partition.
+pub fn whatsapp_outbound_sk(outbound_id: &str) -> String {
+    format!("WAOUT#{outbound_id}")
+}
 /// Webhook items that arrived for a number no store claims, counted.
 pub fn whatsapp_unrouted_pk(phone_number_id: &str) -> String {
     format!("WAUNROUTED#{phone_number_id}")

@@ -61,6 +61,18 @@ async fn a_text_send_returns_the_wamid_meta_gave() {
     );
     // The token travels only in the Authorization header.
     assert!(!request.raw_body.contains(TOKEN) && !request.query.contains(TOKEN));
+
+    // What a developer sees of it (`make dev`): the send, never the token.
+    let seen: serde_json::Value = reqwest::get(format!("{}/_fake/requests", graph.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["requests"][0]["wamid"], sent.wamid.as_str());
+    assert_eq!(seen["requests"][0]["body"]["text"]["body"], "Olá! 😀");
+    assert!(!seen.to_string().contains(TOKEN));
+    assert_eq!(graph.sends().len(), 1, "inspecting is not a Graph request");
 }
 
 #[tokio::test]

@@ -50,10 +50,14 @@ pub enum EventType {
     /// delivered (once per message, at its first failure report).
     #[serde(rename = "whatsapp.message.failed")]
     WhatsAppMessageFailed,
+    /// A WhatsApp number's status changed (a check, or a send that Meta
+    /// refused for the number: an expired token, a blocked number).
+    #[serde(rename = "whatsapp.number.status_changed")]
+    WhatsAppNumberStatusChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 13] = [
         EventType::AccountSignedUp,
         EventType::AccountApproved,
         EventType::AccountActivationReissued,
@@ -66,6 +70,7 @@ impl EventType {
         EventType::WebhookEndpointDisabled,
         EventType::WhatsAppMessageReceived,
         EventType::WhatsAppMessageFailed,
+        EventType::WhatsAppNumberStatusChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +87,7 @@ impl EventType {
             EventType::WebhookEndpointDisabled => "webhook.endpoint_disabled",
             EventType::WhatsAppMessageReceived => "whatsapp.message.received",
             EventType::WhatsAppMessageFailed => "whatsapp.message.failed",
+            EventType::WhatsAppNumberStatusChanged => "whatsapp.number.status_changed",
         }
     }
 
@@ -122,6 +128,9 @@ impl EventType {
             }
             EventType::WhatsAppMessageFailed => {
                 "WhatsApp could not deliver a message the account sent; the error says why."
+            }
+            EventType::WhatsAppNumberStatusChanged => {
+                "A WhatsApp number of the account became connected, disconnected or unusable (error)."
             }
         }
     }
@@ -202,6 +211,14 @@ impl EventType {
                     "message": "Re-engagement message",
                     "details": "Message failed to send because more than 24 hours have passed since the customer last replied to this number."
                 }
+            }),
+            EventType::WhatsAppNumberStatusChanged => json!({
+                "store_id": "st_01j9z3k8m2n4p6q8r0s2t4v6w8",
+                "slot": 1,
+                "phone_number_id": "106540352242922",
+                "status": "error",
+                "previous_status": "connected",
+                "error": { "code": 190, "message": "Error validating access token: Session has expired." }
             }),
         }
     }

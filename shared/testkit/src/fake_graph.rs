@@ -403,6 +403,12 @@ struct GraphState {
     requests: Vec<GraphRequest>,
 }
 
+/// Requests kept for inspection: a `make dev` stack runs for hours, so the
+/// oldest are dropped past this.
+const KEPT_REQUESTS: usize = 10_000;
+/// The fake's own route, not Meta's: the latest requests it received.
+const INSPECT_PATH: &str = "/_fake/requests";
+
 #[derive(Clone)]
 pub struct FakeGraph {
     base: String,
@@ -553,6 +559,27 @@ fn new_wamid() -> String {
         "wamid.{}",
         base64::engine::general_purpose::STANDARD.encode(raw)
     )
+}
+
+/// `GET /_fake/requests`: the latest 50 requests, newest first, as a
+/// developer reads them (never the bearer token).
+fn inspect(state: &GraphState) -> axum::Json<Value> {
+    let latest: Vec<Value> = state
+        .requests
+        .iter()
+        .rev()
+        .take(50)
+        .map(|r| {
+            serde_json::json!({
+                "method": r.method,
+                "path": r.path,
+                "status": r.status,
+                "wamid": r.wamid,
+                "body": r.body,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "requests": latest }))
 }
 
 type Answer = (u16, Value);
@@ -917,6 +944,9 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if method == Method::GET && uri.path() == INSPECT_PATH {
+        return inspect(&state.lock().unwrap()).into_response();
+    }
     let mut request = GraphRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),
@@ -935,6 +965,9 @@ async fn answer(
         let mut state = state.lock().unwrap();
         let decided = decide(&mut state, &mut request, &method, &uri);
         request.status = decided.0.0;
+        if state.requests.len() >= KEPT_REQUESTS {
+            state.requests.drain(..KEPT_REQUESTS / 10);
+        }
         state.requests.push(request);
         decided
     };

@@ -318,7 +318,7 @@ impl Store {
     /// Writes one item alone (a plain write: half the cost of a
     /// transaction) or several all or nothing; `Err(())` when a condition
     /// refused it.
-    async fn write_all(
+    pub(crate) async fn write_all(
         &self,
         mut items: Vec<TransactWriteItem>,
     ) -> Result<Result<(), ()>, StoreError> {
@@ -372,14 +372,41 @@ impl Store {
         at: DateTime<Utc>,
         from_customer: bool,
     ) -> Result<(), StoreError> {
+        self.touch(&c.account_id, &c.store_id, &c.id, at, from_customer)
+            .await
+    }
+
+    /// [`Store::touch_conversation`] for a message of ours sent at `at`.
+    pub(crate) async fn touch_conversation_of(
+        &self,
+        account_id: &str,
+        store_id: &str,
+        conversation_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.touch(account_id, store_id, conversation_id, at, false)
+            .await
+    }
+
+    async fn touch(
+        &self,
+        account_id: &str,
+        store_id: &str,
+        conversation_id: &str,
+        at: DateTime<Utc>,
+        from_customer: bool,
+    ) -> Result<(), StoreError> {
         // Compared as microseconds: RFC 3339 text of varying precision
         // does not sort as time.
         let key =
             |u: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder| {
                 Ok::<_, StoreError>(
                     u.table_name(&self.table)
-                        .key(k::PK, s(k::account_pk(&c.account_id)))
-                        .key(k::SK, s(k::whatsapp_conversation_sk(&c.store_id, &c.id)))
+                        .key(k::PK, s(k::account_pk(account_id)))
+                        .key(
+                            k::SK,
+                            s(k::whatsapp_conversation_sk(store_id, conversation_id)),
+                        )
                         .expression_attribute_values(":at", serde_dynamo::to_attribute_value(at)?)
                         .expression_attribute_values(":us", n(at.timestamp_micros())),
                 )
@@ -387,7 +414,7 @@ impl Store {
         let activity = key(self.db.update_item())?
             .update_expression("SET last_activity_at = :at, activity_us = :us, gsi1sk = :sk")
             .condition_expression("attribute_exists(pk) AND activity_us < :us")
-            .expression_attribute_values(":sk", s(activity_sort_key(at, &c.id)));
+            .expression_attribute_values(":sk", s(activity_sort_key(at, conversation_id)));
         ignore_condition(activity.send().await)?;
         if from_customer {
             let customer = key(self.db.update_item())?
@@ -614,7 +641,7 @@ struct CustomerClaim {
 
 /// Sorts by time, then id (RFC 3339 in UTC with fixed precision sorts as
 /// text in time order).
-fn activity_sort_key(at: DateTime<Utc>, id: &str) -> String {
+pub(crate) fn activity_sort_key(at: DateTime<Utc>, id: &str) -> String {
     format!(
         "{}#{id}",
         at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)

@@ -8,6 +8,7 @@ mod conversations;
 mod deliveries;
 mod keys;
 mod lanes;
+mod outbound;
 mod outbox;
 mod rate;
 mod reconcile;
@@ -24,6 +25,7 @@ pub use conversations::{ConversationRecord, Direction, MessageRecord, NewMessage
 pub use deliveries::{AttemptClaim, AttemptOutcome, AttemptRecord, DeliveryStatus};
 pub use keys::{KeyRecord, RevokeOutcome};
 pub use lanes::LaneEntry;
+pub use outbound::OutboundRecord;
 pub use reconcile::{ReconcileCursor, ReconcileRun, RecordedObject};
 pub use requests::Once;
 pub use usage::{AccountUsage, StoredObject};

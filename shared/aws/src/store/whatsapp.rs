@@ -414,39 +414,17 @@ impl Store {
         status: &NumberStatus,
         now: DateTime<Utc>,
     ) -> Result<Option<NumberStatus>, StoreError> {
-        let mut update = self
+        let u = self.number_status_update(number, status, now)?;
+        let update = self
             .db
             .update_item()
-            .table_name(&self.table)
-            .key(k::PK, s(k::account_pk(&number.account_id)))
-            .key(k::SK, s(slot_sk(number)))
-            .condition_expression("phone_number_id = :id")
-            .expression_attribute_values(":id", s(&number.settings.phone_number_id))
-            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .table_name(u.table_name)
+            .set_key(Some(u.key))
+            .update_expression(u.update_expression)
+            .set_condition_expression(u.condition_expression)
+            .set_expression_attribute_names(u.expression_attribute_names)
+            .set_expression_attribute_values(u.expression_attribute_values)
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
-        let (expression, code, message) = match status {
-            NumberStatus::Error { code, message } => (
-                "SET #status = :status, #code = :code, #message = :message, checked_at = :now, updated_at = :now",
-                Some(*code),
-                Some(message.as_str()),
-            ),
-            _ => (
-                "SET #status = :status, checked_at = :now, updated_at = :now REMOVE #code, #message",
-                None,
-                None,
-            ),
-        };
-        update = update
-            .update_expression(expression)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#code", "code")
-            .expression_attribute_names("#message", "message")
-            .expression_attribute_values(":status", s(status_name(status)));
-        if let (Some(code), Some(message)) = (code, message) {
-            update = update
-                .expression_attribute_values(":code", n(code))
-                .expression_attribute_values(":message", s(message));
-        }
         match update.send().await {
             Ok(out) => {
                 let old: Option<NumberRecord> =
@@ -456,6 +434,39 @@ impl Store {
             Err(e) if condition_failed(&e) => Ok(None),
             Err(e) => Err(StoreError::sdk(e)),
         }
+    }
+
+    /// The write of a number's new status, unless its slot holds another
+    /// number by now (for a transaction, or [`Store::set_whatsapp_number_status`]).
+    pub(crate) fn number_status_update(
+        &self,
+        number: &NumberRecord,
+        status: &NumberStatus,
+        now: DateTime<Utc>,
+    ) -> Result<aws_sdk_dynamodb::types::Update, StoreError> {
+        let mut update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.table)
+            .key(k::PK, s(k::account_pk(&number.account_id)))
+            .key(k::SK, s(slot_sk(number)))
+            .condition_expression("phone_number_id = :id")
+            .expression_attribute_values(":id", s(&number.settings.phone_number_id))
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#code", "code")
+            .expression_attribute_names("#message", "message")
+            .expression_attribute_values(":status", s(status_name(status)));
+        update = match status {
+            NumberStatus::Error { code, message } => update
+                .update_expression(
+                    "SET #status = :status, #code = :code, #message = :message, checked_at = :now, updated_at = :now",
+                )
+                .expression_attribute_values(":code", n(code))
+                .expression_attribute_values(":message", s(message)),
+            _ => update.update_expression(
+                "SET #status = :status, checked_at = :now, updated_at = :now REMOVE #code, #message",
+            ),
+        };
+        update.build().map_err(StoreError::sdk)
     }
 
     /// Which store of which account a number's messages belong to.

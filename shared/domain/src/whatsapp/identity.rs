@@ -76,8 +76,9 @@ pub struct IdentityMove {
     pub new: CustomerKey,
 }
 
-/// Where to send a reply.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Where to send a reply. Stored as `{"phone": …}` or `{"user": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Recipient {
     /// `to`: the WhatsApp id.
     Phone(String),

@@ -7,10 +7,12 @@
 
 pub mod bot;
 pub mod content;
+pub mod events;
 pub mod graph_error;
 pub mod handshake;
 pub mod identity;
 pub mod message;
+pub mod outbound;
 pub mod signature;
 pub mod status;
 pub mod store;

@@ -1,0 +1,398 @@
+//! `whatsapp-outbound` against the emulator and a fake Graph API that
+//! answers with Meta's documented errors: one Graph call per message
+//! however often its job comes, throttling retried later and given up
+//! after ten attempts, refusals recorded with Meta's error and told once,
+//! token and block errors that stop the number, and senders that died
+//! mid-call never repeated.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::join_all;
+use nuvem_aws::Core;
+use nuvem_aws::graph::{GraphClient, GraphConfig};
+use nuvem_aws::secrets::SealContext;
+use nuvem_aws::store::{OutboundRecord, StoreRecord};
+use nuvem_aws::whatsapp_jobs::{OutboundJob, OutboundQueue};
+use nuvem_domain::whatsapp::graph_error::MAX_SEND_ATTEMPTS;
+use nuvem_domain::whatsapp::identity::{CustomerIds, Recipient};
+use nuvem_domain::whatsapp::outbound::{self, Origin, OutboundContent, OutboundState};
+use nuvem_domain::whatsapp::store::NumberStatus;
+use nuvem_testkit::fake_graph::{Call, FakeGraph, GraphReply};
+use nuvem_testkit::inspect::drain;
+use nuvem_testkit::{TestStack, tenants};
+use serde_json::Value;
+use whatsapp_outbound::{CLAIM_EXPIRY, Deps, send};
+
+const NUMBER: &str = "106540352242922";
+const TOKEN: &str = "EAAGm0PX4ZCpsBAKv9ZBtoken";
+
+struct World {
+    t: TestStack,
+    deps: Deps,
+    graph: FakeGraph,
+    account: String,
+    store: StoreRecord,
+}
+
+async fn world() -> World {
+    let t = TestStack::new("wa-outbound").await;
+    let env = t.env("WhatsappOutbound");
+    let core = Core::from_lookup(&t.sdk, &env).unwrap();
+    let sealer = t.sealer();
+    let account = tenants::active_account(&core.store, 1_000, 0).await.id;
+    let store = tenants::whatsapp_store_record(&account, "Cantina da Nonna");
+    core.store
+        .create_whatsapp_store(&store)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut number = tenants::whatsapp_number_record(&store, 1, NUMBER);
+    number.sealed_token = sealer
+        .seal(TOKEN, &SealContext::whatsapp_access_token(&account, NUMBER))
+        .await
+        .unwrap();
+    number.status = NumberStatus::Connected;
+    core.store
+        .put_whatsapp_number(&number, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let graph = FakeGraph::start().await;
+    graph.add_number(NUMBER, TOKEN, "+55 11 98765-4321", "Cantina da Nonna");
+    let deps = Deps {
+        core,
+        sealer,
+        graph: GraphClient::new(
+            GraphConfig::new(&graph.url(), "v26.0", Duration::from_secs(2)).unwrap(),
+        ),
+        queue: OutboundQueue::new(&t.sdk, env("OUTBOUND_QUEUE_URL").unwrap()),
+    };
+    World {
+        t,
+        deps,
+        graph,
+        account,
+        store,
+    }
+}
+
+impl World {
+    /// A text to `to`, recorded `queued` as the API leaves it; its job.
+    async fn queued(&self, text: &str) -> (OutboundRecord, OutboundJob) {
+        let store = &self.deps.core.store;
+        let now = Utc::now();
+        let conversation = store
+            .resolve_conversation(
+                &self.account,
+                &self.store.id,
+                &CustomerIds::new(Some("5511912345678"), None),
+                None,
+                now,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let record = OutboundRecord {
+            id: outbound::new_outbound_id(),
+            account_id: self.account.clone(),
+            store_id: self.store.id.clone(),
+            conversation_id: conversation.id,
+            phone_number_id: NUMBER.into(),
+            to: Recipient::Phone("5511912345678".into()),
+            message: OutboundContent::Text { body: text.into() },
+            origin: Origin::Api,
+            reply_to: None,
+            state: OutboundState::Queued,
+            attempt: 1,
+            claimed_at: None,
+            not_before: None,
+            wamid: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        assert!(store.create_outbound(&record).await.unwrap());
+        let job = OutboundJob {
+            account_id: self.account.clone(),
+            outbound_id: record.id.clone(),
+            attempt: 1,
+        };
+        (record, job)
+    }
+
+    async fn record(&self, id: &str) -> OutboundRecord {
+        self.deps
+            .core
+            .store
+            .get_outbound(&self.account, id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn run(&self, job: &OutboundJob) {
+        send(&self.deps, job, Utc::now()).await.unwrap();
+    }
+
+    fn jobs_queue(&self) -> &str {
+        &self.t.stack.queue("WhatsAppOutboundQueue").url
+    }
+
+    /// Jobs waiting (visible or delayed) in the outbound queue.
+    async fn jobs_waiting(&self) -> (i64, i64) {
+        let out = self
+            .t
+            .sqs
+            .get_queue_attributes()
+            .queue_url(self.jobs_queue())
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let attr = |name| {
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .map_or(0, |v| v.parse().unwrap())
+        };
+        (
+            attr(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
+            attr(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        )
+    }
+
+    /// The types of the events queued since the last call.
+    async fn events(&self) -> Vec<(String, Value)> {
+        drain(&self.t.sqs, self.t.events_queue(), 100)
+            .await
+            .into_iter()
+            .map(|m| {
+                let e: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+                (e["type"].as_str().unwrap().to_owned(), e["data"].clone())
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_message_is_sent_once_however_often_its_job_comes() {
+    let w = world().await;
+    let (record, job) = w.queued("Seu pedido saiu para entrega 🛵").await;
+    join_all((0..4).map(|_| send(&w.deps, &job, Utc::now()))).await;
+    w.run(&job).await;
+    let sends = w.graph.sends();
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends[0].to(), Some("5511912345678"));
+    assert_eq!(sends[0].text(), Some("Seu pedido saiu para entrega 🛵"));
+    assert_eq!(sends[0].bearer(), Some(TOKEN));
+    let sent = w.record(&record.id).await;
+    assert_eq!(sent.state, OutboundState::Sent);
+    let wamid = sent.wamid.unwrap();
+    // The message item its statuses update, in the conversation.
+    let message = w
+        .deps
+        .core
+        .store
+        .get_message(&wamid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        message.conversation_id.as_deref(),
+        Some(record.conversation_id.as_str())
+    );
+    assert_eq!(
+        message.content.unwrap()["text"]["body"],
+        "Seu pedido saiu para entrega 🛵"
+    );
+    let page = w
+        .deps
+        .core
+        .store
+        .list_messages(&record.conversation_id, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1, "listed once, as the sent message");
+    assert_eq!(page.items[0].wamid, wamid);
+    assert!(w.events().await.is_empty());
+}
+
+#[tokio::test]
+async fn throttled_sends_come_back_later_and_stale_jobs_do_nothing() {
+    let w = world().await;
+    let (record, job) = w.queued("Promoção de hoje").await;
+    w.graph
+        .script(NUMBER, [GraphReply::rate_limited().on(Call::Send)]);
+    w.run(&job).await;
+    let waiting = w.record(&record.id).await;
+    assert_eq!(waiting.state, OutboundState::Queued);
+    assert_eq!(waiting.attempt, 2);
+    assert_eq!(waiting.error.as_ref().unwrap()["code"], 130429);
+    assert_eq!(w.jobs_waiting().await, (0, 1), "the next attempt, delayed");
+    // The first job again (SQS redelivered it, maybe because queueing the
+    // next attempt failed): no call; the next attempt queued again, still
+    // delayed (a duplicate job of one attempt finds it claimed).
+    w.run(&job).await;
+    assert_eq!(w.graph.sends().len(), 1);
+    assert_eq!(w.jobs_waiting().await, (0, 2));
+    let next = OutboundJob {
+        attempt: 2,
+        ..job.clone()
+    };
+    w.run(&next).await;
+    let sent = w.record(&record.id).await;
+    assert_eq!(sent.state, OutboundState::Sent);
+    assert!(sent.error.is_none());
+    assert_eq!(w.graph.sends().len(), 2);
+}
+
+#[tokio::test]
+async fn a_message_still_throttled_after_ten_attempts_fails() {
+    let w = world().await;
+    let (record, job) = w.queued("Oi").await;
+    w.graph.script(
+        NUMBER,
+        (0..MAX_SEND_ATTEMPTS).map(|i| {
+            if i % 2 == 0 {
+                GraphReply::rate_limited().on(Call::Send)
+            } else {
+                GraphReply::server_error(503).on(Call::Send)
+            }
+        }),
+    );
+    for attempt in 1..=MAX_SEND_ATTEMPTS {
+        w.run(&OutboundJob {
+            attempt,
+            ..job.clone()
+        })
+        .await;
+    }
+    assert_eq!(w.graph.sends().len(), MAX_SEND_ATTEMPTS as usize);
+    let failed = w.record(&record.id).await;
+    assert_eq!(failed.state, OutboundState::Failed);
+    assert_eq!(failed.attempt, MAX_SEND_ATTEMPTS);
+    let events = w.events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].0, "whatsapp.message.failed");
+    assert_eq!(events[0].1["message_id"], record.id.as_str());
+}
+
+#[tokio::test]
+async fn refusals_fail_the_message_with_metas_error_once() {
+    let w = world().await;
+    for (reply, code) in [
+        (GraphReply::outside_window(), 131047),
+        (GraphReply::code(131026), 131026),
+        (GraphReply::code(131048), 131048),
+        (GraphReply::code(131049), 131049),
+        (GraphReply::code(130472), 130472),
+    ] {
+        let (record, job) = w.queued("Olá de novo").await;
+        w.graph.script(NUMBER, [reply.on(Call::Send)]);
+        w.run(&job).await;
+        w.run(&job).await;
+        let failed = w.record(&record.id).await;
+        assert_eq!(failed.state, OutboundState::Failed, "{code}");
+        assert_eq!(failed.error.unwrap()["code"], code);
+        let events = w.events().await;
+        assert_eq!(events.len(), 1, "{code}: {events:?}");
+        assert_eq!(events[0].1["error"]["code"], code);
+        assert_eq!(events[0].1["recipient"]["wa_id"], "5511912345678");
+    }
+    assert_eq!(w.graph.sends().len(), 5);
+    assert_eq!(w.jobs_waiting().await, (0, 0), "nothing retried");
+}
+
+#[tokio::test]
+async fn token_and_block_errors_stop_the_number() {
+    for (reply, code) in [
+        (GraphReply::token_expired(), 190),
+        (GraphReply::blocked(), 368),
+    ] {
+        let w = world().await;
+        let (record, job) = w.queued("Seu pedido").await;
+        let (after, after_job) = w.queued("Outro pedido").await;
+        w.graph.script(NUMBER, [reply.on(Call::Send)]);
+        w.run(&job).await;
+        assert_eq!(w.record(&record.id).await.state, OutboundState::Failed);
+        let number = w
+            .deps
+            .core
+            .store
+            .get_whatsapp_number(
+                &w.account,
+                &w.store.id,
+                nuvem_domain::whatsapp::store::Slot::new(1).unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(number.status, NumberStatus::Error { code: c, .. } if c == code),
+            "{:?}",
+            number.status
+        );
+        let mut types: Vec<String> = w.events().await.into_iter().map(|(t, _)| t).collect();
+        types.sort();
+        assert_eq!(
+            types,
+            ["whatsapp.message.failed", "whatsapp.number.status_changed"]
+        );
+        // Nothing more goes out from it.
+        w.run(&after_job).await;
+        let stopped = w.record(&after.id).await;
+        assert_eq!(stopped.state, OutboundState::Failed);
+        assert_eq!(stopped.error.unwrap()["reason"], "number_unavailable");
+        assert_eq!(w.graph.sends().len(), 1, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn a_sender_that_died_mid_call_is_never_repeated() {
+    let w = world().await;
+    let (record, job) = w.queued("Oi").await;
+    let now = Utc::now();
+    assert!(
+        w.deps
+            .core
+            .store
+            .claim_outbound(&record, now)
+            .await
+            .unwrap()
+    );
+    // Its sender may still be calling: the job comes back later.
+    assert!(
+        send(&w.deps, &job, now + chrono::Duration::seconds(5))
+            .await
+            .is_err()
+    );
+    // Past the function's timeout it is dead: outcome unknown, not resent.
+    send(
+        &w.deps,
+        &job,
+        now + CLAIM_EXPIRY + chrono::Duration::seconds(1),
+    )
+    .await
+    .unwrap();
+    let failed = w.record(&record.id).await;
+    assert_eq!(failed.state, OutboundState::Failed);
+    assert_eq!(failed.error.unwrap()["reason"], "outcome_unknown");
+    assert!(w.graph.sends().is_empty());
+    assert_eq!(w.events().await.len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_jobs_are_reported_not_dropped() {
+    let w = world().await;
+    let event = nuvem_testkit::fixtures::sqs_batch(vec![
+        nuvem_testkit::fixtures::sqs_message("m1", r#"{"account_id": "acc_1"}"#),
+        nuvem_testkit::fixtures::sqs_message("m2", "not json"),
+    ]);
+    let response = whatsapp_outbound::handle(&w.deps, event).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["m1", "m2"]);
+}
