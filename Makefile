@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 EMULATOR_PORT ?= 4566
 API_PORT ?= 3000
 GRAPH_PORT ?= 3002
+CHAT_PORT ?= 3003
 STACK ?= nuvem
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -32,7 +33,7 @@ dev: venv build
 	@mkdir -p .local
 	@echo "make dev: WebhookAllowLoopback=true, so webhook endpoints on 127.0.0.1 (http://) are allowed here;"
 	@echo "          a deployment refuses loopback unless its operator sets that parameter."
-	@echo "make dev: WhatsApp numbers are checked against a fake Graph API on 127.0.0.1:$(GRAPH_PORT)."
+	@echo "make dev: WhatsApp goes to a fake Graph API on 127.0.0.1:$(GRAPH_PORT), the bot to a fake chat API on 127.0.0.1:$(CHAT_PORT)."
 	@$(VENV)/bin/nuvem-emulator -H 127.0.0.1 -p $(EMULATOR_PORT) > .local/emulator.log 2>&1 & \
 	  moto=$$!; trap 'kill $$moto 2>/dev/null' EXIT INT TERM; \
 	  target/debug/nuvem-local --template template.yaml --port $(API_PORT) \
@@ -41,7 +42,8 @@ dev: venv build
 	    --param PublicBaseUrl=http://127.0.0.1:$(API_PORT) \
 	    --param S3ClientEndpoint=http://127.0.0.1:$(EMULATOR_PORT) \
 	    --param WebhookAllowLoopback=true \
-	    --fake-graph 127.0.0.1:$(GRAPH_PORT)
+	    --fake-graph 127.0.0.1:$(GRAPH_PORT) \
+	    --fake-chat 127.0.0.1:$(CHAT_PORT)
 
 ## A new platform admin credential for the running `make dev` stack.
 admin-key:

@@ -48,6 +48,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/whatsapp/stores/{id}"),
     ("GET", "/v1/whatsapp/stores/{id}"),
     ("PATCH", "/v1/whatsapp/stores/{id}"),
+    ("GET", "/v1/whatsapp/stores/{id}/conversations"),
+    (
+        "GET",
+        "/v1/whatsapp/stores/{id}/conversations/{conversation_id}/messages",
+    ),
+    (
+        "POST",
+        "/v1/whatsapp/stores/{id}/conversations/{conversation_id}/resume",
+    ),
     ("POST", "/v1/whatsapp/stores/{id}/messages"),
     ("DELETE", "/v1/whatsapp/stores/{id}/numbers/{slot}"),
     ("PUT", "/v1/whatsapp/stores/{id}/numbers/{slot}"),

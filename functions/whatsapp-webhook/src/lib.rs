@@ -6,7 +6,8 @@
 //! Every entry, change, message and status of a POST is handled, routed by
 //! the business number's `phone_number_id` to the store that claimed it.
 //! A message is stored once per `wamid` with its `whatsapp.message.received`
-//! event; a status only moves its message's delivery forward. Anything
+//! event, and a message with text is handed to the bot (`whatsapp-bot`,
+//! through its queue); a status only moves its message's delivery forward. Anything
 //! that fails to be stored fails the POST with a 5xx, so that Meta sends it
 //! again: never a 200 for something lost.
 
@@ -20,6 +21,7 @@ use nuvem_aws::Core;
 use nuvem_aws::deployment_secret::DeploymentSecret;
 use nuvem_aws::http::{self, HttpResult, Problem, Request, Response};
 use nuvem_aws::store::{Direction, MessageRecord, NewMessage, NumberRoute};
+use nuvem_aws::whatsapp_jobs::{BotJob, BotQueue};
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::whatsapp::content;
 use nuvem_domain::whatsapp::events::{self, MessageFailure, NumberRef};
@@ -49,6 +51,8 @@ pub struct WebhookSecret {
 pub struct Deps {
     pub core: Core,
     pub secret: DeploymentSecret<WebhookSecret>,
+    /// Messages for the bot (`whatsapp-bot`).
+    pub bot: BotQueue,
 }
 
 pub async fn handle(deps: &Deps, req: Request) -> Response {
@@ -97,6 +101,9 @@ struct Tally {
     statuses: usize,
     /// Items for numbers no store claims, by `phone_number_id`.
     unrouted: BTreeMap<String, usize>,
+    /// Messages with text for the bot, new or delivered again (the bot
+    /// answers each once).
+    bot_jobs: Vec<BotJob>,
 }
 
 async fn receive(deps: &Deps, req: &Request) -> HttpResult {
@@ -155,7 +162,17 @@ async fn receive(deps: &Deps, req: &Request) -> HttpResult {
                 message,
             } => {
                 tally.messages += 1;
-                receive_message(deps, &route, number, contact.as_ref(), message, now).await?;
+                let conversation =
+                    receive_message(deps, &route, number, contact.as_ref(), message, now).await?;
+                if let (Some(conversation_id), Some(_)) = (conversation, message.bot_text()) {
+                    tally.bot_jobs.push(BotJob {
+                        account_id: route.account_id.clone(),
+                        store_id: route.store_id.clone(),
+                        conversation_id,
+                        phone_number_id: number.phone_number_id.clone(),
+                        wamid: message.id.clone(),
+                    });
+                }
             }
             Inbound::Status { number, status } => {
                 tally.statuses += 1;
@@ -186,6 +203,23 @@ async fn receive(deps: &Deps, req: &Request) -> HttpResult {
             .count_unrouted_whatsapp(phone_number_id, *items, now)
             .await?;
     }
+    // Stored first, then queued: a failure here is a 5xx, Meta sends the
+    // notification again, and the jobs go out again (the bot drops
+    // duplicates).
+    let unqueued = deps.bot.send_all(&tally.bot_jobs).await.map_err(|e| {
+        tracing::error!(error = %e, "bot jobs not queued");
+        Problem::unavailable(
+            "the messages were stored but not all handed to the bot; send again",
+            5,
+        )
+    })?;
+    if unqueued > 0 {
+        tracing::error!(unqueued, "bot jobs not queued");
+        return Err(Problem::unavailable(
+            "the messages were stored but not all handed to the bot; send again",
+            5,
+        ));
+    }
     for skipped in &notification.skipped {
         tracing::info!(waba_id = %skipped.waba_id, field = %skipped.field, "WhatsApp webhook change not handled here");
     }
@@ -209,7 +243,8 @@ fn business_number(event: &Inbound) -> &BusinessNumber {
 }
 
 /// Stores a customer's message in their conversation (once per `wamid`,
-/// with its event) and follows a changed number or BSUID.
+/// with its event) and follows a changed number or BSUID. The
+/// conversation's id; `None` for a message without a sender id.
 async fn receive_message(
     deps: &Deps,
     route: &NumberRoute,
@@ -217,7 +252,7 @@ async fn receive_message(
     contact: Option<&Contact>,
     message: &InboundMessage,
     now: DateTime<Utc>,
-) -> Result<(), Problem> {
+) -> Result<Option<String>, Problem> {
     let store = &deps.core.store;
     let ids = CustomerIds::of_message(message, contact);
     let sent_at = message.sent_at().unwrap_or(now);
@@ -227,7 +262,7 @@ async fn receive_message(
         .await?
     else {
         tracing::warn!(wamid = %message.id, "WhatsApp message without a sender id skipped");
-        return Ok(());
+        return Ok(None);
     };
     let content = content::inbound(message);
     let event = Envelope::new(
@@ -264,7 +299,7 @@ async fn receive_message(
     if let Some(change) = identity_move(message) {
         store.move_customer(&conversation, &change).await?;
     }
-    Ok(())
+    Ok(Some(conversation.id))
 }
 
 /// Moves a sent message's delivery forward; its first failure becomes a

@@ -1,4 +1,5 @@
 use nuvem_aws::deployment_secret::DeploymentSecret;
+use nuvem_aws::whatsapp_jobs::BotQueue;
 use nuvem_aws::{Core, config};
 
 #[tokio::main(flavor = "current_thread")]
@@ -9,6 +10,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let deps = whatsapp_webhook::Deps {
         core: Core::from_env(&sdk)?,
         secret: DeploymentSecret::from_lookup(&sdk, &lookup, "WHATSAPP_SECRET_ARN")?,
+        bot: BotQueue::new(&sdk, config::env("BOT_QUEUE_URL")?),
     };
     nuvem_aws::runtime::serve_http(|req| whatsapp_webhook::handle(&deps, req)).await
 }

@@ -11,6 +11,7 @@ use base64::Engine;
 use nuvem_aws::Core;
 use nuvem_aws::deployment_secret::DeploymentSecret;
 use nuvem_aws::store::{MessageRecord, Store, StoreRecord};
+use nuvem_aws::whatsapp_jobs::BotQueue;
 use nuvem_domain::whatsapp::identity::CustomerIds;
 use nuvem_domain::whatsapp::signature::sign;
 use nuvem_domain::whatsapp::status::DeliveryStatus;
@@ -49,6 +50,7 @@ async fn world() -> World {
     let deps = Deps {
         core,
         secret: DeploymentSecret::from_lookup(&t.sdk, &env, "WHATSAPP_SECRET_ARN").unwrap(),
+        bot: BotQueue::new(&t.sdk, env("BOT_QUEUE_URL").unwrap()),
     };
     World {
         t,
@@ -675,6 +677,7 @@ async fn without_its_secret_or_its_table_the_webhook_answers_5xx() {
             &w.t.sdk,
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope",
         ),
+        bot: w.deps.bot.clone(),
     };
     let req = with_body(
         http_event("whatsapp-webhook/receive.json"),
@@ -701,6 +704,7 @@ async fn without_its_secret_or_its_table_the_webhook_answers_5xx() {
             "WHATSAPP_SECRET_ARN",
         )
         .unwrap(),
+        bot: w.deps.bot.clone(),
     };
     let req = http_event_edited("whatsapp-webhook/receive.json", |e| {
         e["body"] = json!(String::from_utf8(body.clone()).unwrap());
@@ -724,6 +728,7 @@ async fn without_its_secret_or_its_table_the_webhook_answers_5xx() {
         })
         .unwrap(),
         secret: w.deps.secret.clone(),
+        bot: w.deps.bot.clone(),
     };
     let req = with_body(
         http_event_edited("whatsapp-webhook/receive.json", |e| {
@@ -749,4 +754,42 @@ fn the_sample_event_is_signed_with_the_dev_secret() {
         .unwrap();
     let parsed = parse_notification(req.body().as_ref()).unwrap();
     assert_eq!(parsed.events.len(), 1);
+}
+
+#[tokio::test]
+async fn messages_with_text_go_to_the_bot_on_every_delivery() {
+    let w = world().await;
+    let body = notification(
+        json!([{"wa_id": "5511987654321"}]),
+        json!([
+            text(Some("5511987654321"), None, "wamid.q1", 1795521600, "Tem mesa para 4?"),
+            {"from": "5511987654321", "id": "wamid.r1", "timestamp": "1795521601",
+             "type": "reaction", "reaction": {"message_id": "wamid.q1", "emoji": "👍"}},
+            {"from": "5511987654321", "id": "wamid.v1", "timestamp": "1795521602",
+             "type": "audio", "audio": {"id": "99", "mime_type": "audio/ogg", "voice": true}},
+        ]),
+        json!([status("wamid.out", "read", 1795521603)]),
+    );
+    w.accepted(&body).await;
+    // Meta sends it again: the job goes again (the bot answers once).
+    w.accepted(&body).await;
+    let jobs: Vec<Value> = drain(&w.t.sqs, &w.t.stack.queue("WhatsAppBotQueue").url, 100)
+        .await
+        .into_iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(
+        jobs.iter()
+            .all(|j| j["wamid"] == "wamid.q1" && j["phone_number_id"] == NUMBER)
+    );
+    assert_eq!(jobs[0]["store_id"], w.store.id.as_str());
+    assert_eq!(
+        jobs[0]["conversation_id"],
+        w.message("wamid.q1")
+            .await
+            .conversation_id
+            .unwrap()
+            .as_str()
+    );
 }

@@ -13,10 +13,12 @@ use nuvem_aws::graph::{self, GraphClient};
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
 use nuvem_aws::secrets::{SealContext, Sealer};
 use nuvem_aws::store::{
-    CreateStoreError, NumberRecord, OutboundRecord, PutNumberError, StoreRecord, StoreWithNumbers,
+    ConversationEntry, ConversationRecord, CreateStoreError, NumberRecord, OutboundRecord,
+    PutNumberError, StoreRecord, StoreWithNumbers,
 };
 use nuvem_aws::whatsapp_jobs::{OutboundJob, OutboundQueue};
 use nuvem_domain::keys::Role;
+use nuvem_domain::validation::FieldError;
 use nuvem_domain::whatsapp::identity::{CustomerIds, Recipient};
 use nuvem_domain::whatsapp::outbound::{self, Origin, OutboundState, SendRequest};
 use nuvem_domain::whatsapp::store::{
@@ -59,6 +61,15 @@ async fn route(deps: &Deps, req: &Request) -> HttpResult {
         }
         "POST /v1/whatsapp/stores/{id}/messages" => {
             send_message(deps, req, &http::require(req, READ)?).await
+        }
+        "GET /v1/whatsapp/stores/{id}/conversations" => {
+            conversations(deps, req, &http::require(req, READ)?).await
+        }
+        "GET /v1/whatsapp/stores/{id}/conversations/{conversation_id}/messages" => {
+            conversation_messages(deps, req, &http::require(req, READ)?).await
+        }
+        "POST /v1/whatsapp/stores/{id}/conversations/{conversation_id}/resume" => {
+            resume(deps, req, &http::require(req, READ)?).await
         }
         _ => Err(Problem::not_found("no such route")),
     }
@@ -483,4 +494,154 @@ async fn send_message(deps: &Deps, req: &Request, who: &Principal) -> HttpResult
         ));
     }
     http::json(202, &OutboundView::from(&record))
+}
+
+/// A conversation as the API shows it.
+#[derive(Serialize)]
+struct ConversationView<'a> {
+    id: &'a str,
+    store_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wa_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    needs_human: bool,
+    /// Free text may be sent (the customer wrote within 24 hours).
+    window_open: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_customer_at: Option<DateTime<Utc>>,
+    last_activity_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+}
+
+impl<'a> ConversationView<'a> {
+    fn of(c: &'a ConversationRecord, now: DateTime<Utc>) -> Self {
+        ConversationView {
+            id: &c.id,
+            store_id: &c.store_id,
+            wa_id: c.wa_id.as_deref(),
+            user_id: c.user_id.as_deref(),
+            name: c.name.as_deref(),
+            needs_human: c.needs_human,
+            window_open: nuvem_domain::whatsapp::bot::within_window(c.last_customer_at, now),
+            last_customer_at: c.last_customer_at,
+            last_activity_at: c.last_activity_at,
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// `?needs_human=true|false`.
+fn needs_human_filter(req: &Request) -> Result<Option<bool>, Problem> {
+    match http::query(req, "needs_human") {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(Problem::validation(vec![FieldError::new(
+            "needs_human",
+            "must be true or false",
+        )])),
+    }
+}
+
+async fn conversations(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let needs_human = needs_human_filter(req)?;
+    let limit = http::page_limit(req)?;
+    let found = store(deps, req, who).await?;
+    let page = http::listing(
+        deps.core
+            .store
+            .list_conversations(
+                &who.account_id,
+                &found.store.id,
+                needs_human,
+                limit,
+                http::query(req, "cursor"),
+            )
+            .await,
+    )?;
+    let now = Utc::now();
+    let items: Vec<ConversationView> = page
+        .items
+        .iter()
+        .map(|c| ConversationView::of(c, now))
+        .collect();
+    http::json(
+        200,
+        &json!({"items": items, "next_cursor": page.next_cursor}),
+    )
+}
+
+/// The conversation of the path, in the caller's store.
+async fn conversation(
+    deps: &Deps,
+    req: &Request,
+    who: &Principal,
+) -> Result<ConversationRecord, Problem> {
+    let found = store(deps, req, who).await?;
+    let id = http::path_param(req, "conversation_id")?;
+    deps.core
+        .store
+        .get_conversation(&who.account_id, &found.store.id, id)
+        .await?
+        .ok_or_else(|| Problem::not_found("no such conversation"))
+}
+
+/// A line of a conversation: a message with its delivery, or one of ours
+/// Meta has not accepted (yet).
+fn entry_view(entry: &ConversationEntry) -> serde_json::Value {
+    match entry {
+        ConversationEntry::Message(m) => json!({
+            "id": m.wamid,
+            "wamid": m.wamid,
+            "direction": m.direction,
+            "message": m.content,
+            "sent_at": m.sent_at,
+            "origin": m.origin,
+            "outbound_id": m.outbound_id,
+            "status": m.delivery.as_ref().map(|d| d.status.as_str()),
+            "delivery": m.delivery,
+        }),
+        ConversationEntry::Pending(p) => json!({
+            "id": p.id,
+            "direction": "outbound",
+            "message": p.message.content(),
+            "sent_at": null,
+            "origin": p.origin,
+            "state": p.state,
+            "attempt": p.attempt,
+            "error": p.error,
+            "created_at": p.created_at,
+        }),
+    }
+}
+
+async fn conversation_messages(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let limit = http::page_limit(req)?;
+    let conversation = conversation(deps, req, who).await?;
+    let page = http::listing(
+        deps.core
+            .store
+            .conversation_entries(&conversation.id, None, limit, http::query(req, "cursor"))
+            .await,
+    )?;
+    let items: Vec<serde_json::Value> = page.items.iter().map(entry_view).collect();
+    http::json(
+        200,
+        &json!({"items": items, "next_cursor": page.next_cursor}),
+    )
+}
+
+/// Gives a conversation the bot handed off back to it.
+async fn resume(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let current = conversation(deps, req, who).await?;
+    let resumed = deps
+        .core
+        .store
+        .resume_conversation(&who.account_id, &current.store_id, &current.id, Utc::now())
+        .await?
+        .ok_or_else(|| Problem::not_found("no such conversation"))?;
+    http::json(200, &ConversationView::of(&resumed, Utc::now()))
 }

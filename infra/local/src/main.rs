@@ -27,13 +27,17 @@ OPTIONS:
   --fake-graph <addr>      serve a fake WhatsApp Graph API on <addr> (127.0.0.1:port)
                            and point GraphApiUrl at it, with one known number;
                            WhatsAppSecret gets the dev app secret and verify token
+  --fake-chat <addr>       serve a fake chat-completions API on <addr> and point
+                           ChatApiUrl at it; ChatApiSecret gets its key
   -h, --help               this help
 ";
 
-/// The runner's options, and the address of a fake Graph API to serve.
+/// The runner's options, and the addresses of the fake outside APIs to
+/// serve.
 struct Cli {
     options: Options,
     fake_graph: Option<String>,
+    fake_chat: Option<String>,
 }
 
 /// The number and token the fake Graph API of `--fake-graph` knows.
@@ -42,9 +46,12 @@ const DEV_NUMBER: (&str, &str) = ("106540352242922", "dev-whatsapp-token");
 /// (`scripts/whatsapp_inbound.py` signs with the same secret).
 const DEV_WHATSAPP_SECRET: &str =
     r#"{"app_secret":"dev-app-secret","verify_token":"dev-verify-token"}"#;
+/// The key the fake chat API of `--fake-chat` accepts.
+const DEV_CHAT_KEY: &str = "dev-chat-key";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
     let mut fake_graph = None;
+    let mut fake_chat = None;
     let mut o = Options {
         template: PathBuf::from("template.yaml"),
         port: 3000,
@@ -89,6 +96,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
             "--no-schedules" => o.schedules = false,
             "--quiet-functions" => o.log_functions = false,
             "--fake-graph" => fake_graph = Some(value("--fake-graph")?),
+            "--fake-chat" => fake_chat = Some(value("--fake-chat")?),
             other => bail!("unknown argument {other} (see --help)"),
         }
     }
@@ -100,11 +108,20 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
             .entry("WhatsAppSecret".to_owned())
             .or_insert_with(|| DEV_WHATSAPP_SECRET.to_owned());
     }
+    if let Some(addr) = &fake_chat {
+        params
+            .entry("ChatApiUrl".to_owned())
+            .or_insert_with(|| format!("http://{addr}{}", nuvem_testkit::fake_chat::BASE_PATH));
+        secrets
+            .entry("ChatApiSecret".to_owned())
+            .or_insert_with(|| format!(r#"{{"api_key":"{DEV_CHAT_KEY}"}}"#));
+    }
     o.params = params;
     o.secrets = secrets;
     Ok(Some(Cli {
         options: o,
         fake_graph,
+        fake_chat,
     }))
 }
 
@@ -112,6 +129,7 @@ fn main() -> Result<()> {
     let Some(Cli {
         options,
         fake_graph,
+        fake_chat,
     }) = parse(std::env::args().skip(1))?
     else {
         print!("{HELP}");
@@ -144,6 +162,14 @@ fn main() -> Result<()> {
             }
             None => None,
         };
+        let chat = match &fake_chat {
+            Some(addr) => Some(
+                nuvem_testkit::fake_chat::FakeChat::start_on(addr, DEV_CHAT_KEY)
+                    .await
+                    .with_context(|| format!("--fake-chat {addr}"))?,
+            ),
+            None => None,
+        };
         let runner = Runner::start(options).await?;
         let mut out = std::io::stdout().lock();
         write!(out, "{}", runner.describe())?;
@@ -158,6 +184,13 @@ fn main() -> Result<()> {
             writeln!(
                 out,
                 "WhatsApp webhook: app secret dev-app-secret, verify token dev-verify-token"
+            )?;
+        }
+        if let Some(chat) = &chat {
+            writeln!(
+                out,
+                "fake chat API on {}: answers \"Resposta: <the customer's message>\"",
+                chat.url()
             )?;
         }
         writeln!(out, "nuvem-local ready on {}", runner.base_url())?;
@@ -204,6 +237,13 @@ mod tests {
         assert_eq!(cli.fake_graph.as_deref(), Some("127.0.0.1:3002"));
         assert_eq!(cli.options.params["GraphApiUrl"], "http://127.0.0.1:3002");
         assert_eq!(cli.options.secrets["WhatsAppSecret"], DEV_WHATSAPP_SECRET);
+        let cli = parse(args("--fake-chat 127.0.0.1:3003")).unwrap().unwrap();
+        assert_eq!(cli.fake_chat.as_deref(), Some("127.0.0.1:3003"));
+        assert_eq!(
+            cli.options.params["ChatApiUrl"],
+            "http://127.0.0.1:3003/api/v1"
+        );
+        assert!(cli.options.secrets["ChatApiSecret"].contains(DEV_CHAT_KEY));
         let cli = parse(args(
             "--fake-graph 127.0.0.1:3002 --param GraphApiUrl=http://127.0.0.1:9",
         ))

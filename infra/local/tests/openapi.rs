@@ -13,6 +13,7 @@ use std::time::Duration as Wait;
 use chrono::{Duration, Utc};
 use common::{activation_token, admin_key};
 use jsonschema::Draft;
+use nuvem_testkit::fake_chat::FakeChat;
 use nuvem_testkit::fake_graph::FakeGraph;
 use nuvem_testkit::inspect::item_ids;
 use nuvem_testkit::receiver::{Received, Receiver, Reply};
@@ -466,6 +467,10 @@ const NUMBER: &str = "/v1/whatsapp/stores/{id}/numbers/{slot}";
 const CHECK: &str = "/v1/whatsapp/stores/{id}/numbers/{slot}/check";
 const META_WEBHOOK: &str = "/v1/whatsapp/webhook";
 const MESSAGES: &str = "/v1/whatsapp/stores/{id}/messages";
+const CONVERSATIONS: &str = "/v1/whatsapp/stores/{id}/conversations";
+const CONVERSATION_MESSAGES: &str =
+    "/v1/whatsapp/stores/{id}/conversations/{conversation_id}/messages";
+const RESUME: &str = "/v1/whatsapp/stores/{id}/conversations/{conversation_id}/resume";
 
 /// Shorthands, so that the flow below reads as a list of calls.
 macro_rules! call {
@@ -526,6 +531,7 @@ fn str_of(v: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_answers_as_documented() {
+    let chat = FakeChat::start("sk-or-v1-fluxo").await;
     let graph = FakeGraph::start().await;
     graph.add_number(
         "106540352242922",
@@ -543,6 +549,7 @@ async fn every_operation_answers_as_documented() {
             ("SignupsPerHourPerAddress", "4"),
             ("WebhookAllowLoopback", "true"),
             ("GraphApiUrl", &graph.url()),
+            ("ChatApiUrl", &chat.url()),
         ],
     )
     .await;
@@ -835,7 +842,7 @@ async fn every_operation_answers_as_documented() {
                 "messaging_product": "whatsapp",
                 "metadata": {"display_phone_number": "5511987654321", "phone_number_id": "106540352242922"},
                 "contacts": [{"profile": {"name": "Ana"}, "wa_id": "5511912345678"}],
-                "messages": [{"from": "5511912345678", "id": wamid, "timestamp": "1795521600",
+                "messages": [{"from": "5511912345678", "id": wamid, "timestamp": Utc::now().timestamp().to_string(),
                               "type": "text", "text": {"body": "Vocês entregam hoje?"}}]
             }}]}]
         }))
@@ -854,6 +861,16 @@ async fn every_operation_answers_as_documented() {
             "WhatsAppSecret",
             &json!({"app_secret": META_APP_SECRET, "verify_token": "token-de-verificacao"})
                 .to_string(),
+        )
+        .await
+        .unwrap();
+    // ... and the chat API's key, for the bot.
+    runner
+        .stack()
+        .put_secret(
+            emulator().await,
+            "ChatApiSecret",
+            &json!({"api_key": "sk-or-v1-fluxo"}).to_string(),
         )
         .await
         .unwrap();
@@ -889,18 +906,44 @@ async fn every_operation_answers_as_documented() {
     call!(api, POST MESSAGES [&cantina], owner, not_json() => 415);
     call!(api, POST MESSAGES [&cantina], owner, oversized("text") => 413);
     call!(api, POST MESSAGES ["st_01jdq4a1b2c3d4e5f6g7h8j9k0"], owner, json(to_ana) => 404);
-    // The sender reaches the (fake) Graph API with the number's token.
-    let sent = eventually_some("two sends at the Graph API", || async {
+    // The sender reaches the (fake) Graph API with the number's token, and
+    // so does the bot's answer to the customer's message above.
+    let sent = eventually_some("three sends at the Graph API", || async {
         let sent = graph.sends();
-        (sent.len() >= 2).then_some(sent)
+        (sent.len() >= 3).then_some(sent)
     })
     .await;
+    let texts: Vec<&str> = sent.iter().filter_map(|r| r.text()).collect();
+    assert!(texts.contains(&"Entregamos sim, até as 18h."), "{texts:?}");
+    let asked: Vec<(u16, Option<String>)> = chat
+        .requests()
+        .iter()
+        .map(|r| (r.status, r.header("authorization").map(str::to_owned)))
+        .collect();
     assert!(
-        sent.iter()
-            .any(|r| r.text() == Some("Entregamos sim, até as 18h.")),
-        "{sent:?}"
+        texts.contains(&"Resposta: Vocês entregam hoje?"),
+        "{texts:?}, the model was asked: {asked:?}"
     );
     assert!(sent.iter().all(|r| r.bearer() == Some("EAAGm0PX4ZCps")));
+
+    // ------------------------------------------------------------ conversations
+    let listed = call!(api, GET CONVERSATIONS [&cantina], op, Body::None => 200);
+    let ana = str_of(&listed["items"][0]["id"]).to_owned();
+    assert_eq!(listed["items"][0]["wa_id"], "5511912345678");
+    call!(api, GET CONVERSATIONS [&cantina] ? [("needs_human", "true"), ("limit", "5")], owner, Body::None => 200);
+    call!(api, GET CONVERSATIONS [&cantina] ? [("needs_human", "talvez")], owner, Body::None => 422);
+    let lines = eventually_some("the conversation's four messages, sent", || async {
+        let page = call!(api, GET CONVERSATION_MESSAGES [&cantina, &ana], owner, Body::None => 200);
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 4 && items.iter().all(|i| i["wamid"].is_string())).then_some(items)
+    })
+    .await;
+    assert_eq!(lines[0]["direction"], "inbound");
+    call!(api, GET CONVERSATION_MESSAGES [&cantina, &ana] ? [("limit", "2")], op, Body::None => 200);
+    call!(api, GET CONVERSATION_MESSAGES [&cantina, "cv_01jdq4a1b2c3d4e5f6g7h8j9k0"], op, Body::None => 404);
+    call!(api, POST RESUME [&cantina, &ana], op, Body::None => 200);
+    call!(api, POST RESUME [&cantina, &ana], owner, Body::None => 200);
+    call!(api, POST RESUME [&cantina, "cv_01jdq4a1b2c3d4e5f6g7h8j9k0"], owner, Body::None => 404);
 
     call!(api, DELETE NUMBER [&cantina, "1"], owner, Body::None => 204);
     call!(api, DELETE NUMBER [&cantina, "1"], owner, Body::None => 404);

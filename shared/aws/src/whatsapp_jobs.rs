@@ -16,3 +16,20 @@ pub struct OutboundJob {
 
 /// The `whatsapp-outbound` queue.
 pub type OutboundQueue = TaskQueue<OutboundJob>;
+
+/// Answer the customer's message `wamid` (if the bot should): queued by
+/// the webhook on every delivery of a message with text; the bot's claim
+/// makes it one reply however often it comes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotJob {
+    pub account_id: String,
+    pub store_id: String,
+    pub conversation_id: String,
+    /// The number the customer wrote to: the reply goes out from it.
+    pub phone_number_id: String,
+    pub wamid: String,
+}
+
+/// The `whatsapp-bot` queue.
+pub type BotQueue = TaskQueue<BotJob>;

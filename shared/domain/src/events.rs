@@ -54,10 +54,14 @@ pub enum EventType {
     /// refused for the number: an expired token, a blocked number).
     #[serde(rename = "whatsapp.number.status_changed")]
     WhatsAppNumberStatusChanged,
+    /// The bot handed a conversation to a person (limit reached, bot
+    /// switched off, model failing); the customer got the fallback text.
+    #[serde(rename = "whatsapp.conversation.handoff")]
+    WhatsAppConversationHandoff,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         EventType::AccountSignedUp,
         EventType::AccountApproved,
         EventType::AccountActivationReissued,
@@ -71,6 +75,7 @@ impl EventType {
         EventType::WhatsAppMessageReceived,
         EventType::WhatsAppMessageFailed,
         EventType::WhatsAppNumberStatusChanged,
+        EventType::WhatsAppConversationHandoff,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +93,7 @@ impl EventType {
             EventType::WhatsAppMessageReceived => "whatsapp.message.received",
             EventType::WhatsAppMessageFailed => "whatsapp.message.failed",
             EventType::WhatsAppNumberStatusChanged => "whatsapp.number.status_changed",
+            EventType::WhatsAppConversationHandoff => "whatsapp.conversation.handoff",
         }
     }
 
@@ -131,6 +137,9 @@ impl EventType {
             }
             EventType::WhatsAppNumberStatusChanged => {
                 "A WhatsApp number of the account became connected, disconnected or unusable (error)."
+            }
+            EventType::WhatsAppConversationHandoff => {
+                "The bot handed a WhatsApp conversation to a person: its reply limit was reached, it is switched off, or the model kept failing."
             }
         }
     }
@@ -219,6 +228,13 @@ impl EventType {
                 "status": "error",
                 "previous_status": "connected",
                 "error": { "code": 190, "message": "Error validating access token: Session has expired." }
+            }),
+            EventType::WhatsAppConversationHandoff => json!({
+                "store_id": "st_01j9z3k8m2n4p6q8r0s2t4v6w8",
+                "conversation_id": "cv_01j9z3k8m2n4p6q8r0s2t4v6w8",
+                "reason": "limit_reached",
+                "wamid": "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABIYFjNFQjA=",
+                "customer": { "wa_id": "5511987654321", "user_id": null, "name": "Ana" }
             }),
         }
     }

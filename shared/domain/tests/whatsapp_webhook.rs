@@ -190,6 +190,10 @@ mod whatsapp {
             bot,
             [
                 "Does it come in another color? É verdade / ok",
+                // media captions
+                "Black Ceramic Mug",
+                "unboxing",
+                "Invoice",
                 "Change",
                 "Priority Mail Express",
                 "Unsubscribe from Promos",

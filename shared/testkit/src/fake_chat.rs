@@ -25,6 +25,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+/// Requests kept for inspection: a `make dev` stack runs for hours, so the
+/// oldest are dropped past this.
+const KEPT_REQUESTS: usize = 10_000;
+
 /// The path prefix [`FakeChat::url`] ends with, as OpenRouter's base URL.
 pub const BASE_PATH: &str = "/api/v1";
 
@@ -448,6 +452,9 @@ async fn answer(
             }
         };
         request.status = status;
+        if state.requests.len() >= KEPT_REQUESTS {
+            state.requests.drain(..KEPT_REQUESTS / 10);
+        }
         state.requests.push(request);
         (status, body, extra, delay)
     };

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use futures::future::join_all;
-use nuvem_aws::store::{Direction, NewMessage, Store};
+use nuvem_aws::store::{ConversationEntry, Direction, NewMessage, Store};
 use nuvem_domain::whatsapp::identity::CustomerIds;
 use nuvem_domain::whatsapp::status::{DeliveryStatus, StatusUpdate, fold_statuses};
 use nuvem_domain::whatsapp::webhook::ErrorDetail;
@@ -90,12 +90,18 @@ async fn one_person_is_one_conversation_and_a_message_is_stored_once() {
             assert_eq!(recorded, round == 0, "{wamid} in round {round}");
         }
     }
-    let listed = db.list_messages(&first.id, 10, None).await.unwrap();
+    let listed = db
+        .conversation_entries(&first.id, None, 10, None)
+        .await
+        .unwrap();
     assert_eq!(
         listed
             .items
             .iter()
-            .map(|m| m.wamid.as_str())
+            .map(|e| match e {
+                ConversationEntry::Message(m) => m.wamid.as_str(),
+                ConversationEntry::Pending(p) => p.id.as_str(),
+            })
             .collect::<Vec<_>>(),
         vec!["wamid.A", "wamid.B", "wamid.C"]
     );
@@ -122,7 +128,7 @@ async fn one_person_is_one_conversation_and_a_message_is_stored_once() {
     assert_eq!(conversation.last_customer_at, Some(at(300)));
     assert_eq!(conversation.last_activity_at, at(300));
     let page = db
-        .list_conversations(&account, STORE, 10, None)
+        .list_conversations(&account, STORE, None, 10, None)
         .await
         .unwrap();
     assert_eq!(page.items[0].id, first.id, "most recent activity first");

@@ -24,7 +24,16 @@ pub const PUBLIC_BASE_URL: &str = "https://app.nuvem.test";
 /// second instead of after the queue's visibility timeout (minutes).
 pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
     let emu = emulator().await;
-    let mut all = BTreeMap::from([("PublicBaseUrl".to_owned(), PUBLIC_BASE_URL.to_owned())]);
+    // Outside APIs default to a closed local port: a test that needs one
+    // starts its fake and names it; nothing ever leaves 127.0.0.1.
+    let mut all = BTreeMap::from([
+        ("PublicBaseUrl".to_owned(), PUBLIC_BASE_URL.to_owned()),
+        ("GraphApiUrl".to_owned(), "http://127.0.0.1:9".to_owned()),
+        (
+            "ChatApiUrl".to_owned(),
+            "http://127.0.0.1:9/api/v1".to_owned(),
+        ),
+    ]);
     all.extend(
         params
             .iter()

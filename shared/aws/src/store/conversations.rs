@@ -21,7 +21,7 @@ use nuvem_domain::whatsapp::identity::{CustomerIds, CustomerKey, IdentityMove};
 use nuvem_domain::whatsapp::status::{DeliveryState, StatusUpdate};
 use serde::{Deserialize, Serialize};
 
-use super::{Item, ListError, Listing, Page, Store, StoreError, condition_failed, n, s};
+use super::{Item, ListError, Page, Store, StoreError, condition_failed, n, s};
 use crate::table_keys as k;
 
 /// How many times a write that lost a race is tried again.
@@ -40,6 +40,10 @@ pub struct ConversationRecord {
     pub name: Option<String>,
     #[serde(default)]
     pub needs_human: bool,
+    /// When a person last gave the conversation back to the bot: its
+    /// replies are counted from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_at: Option<DateTime<Utc>>,
     /// When the customer last wrote: the 24-hour customer-service window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_customer_at: Option<DateTime<Utc>>,
@@ -76,6 +80,20 @@ pub struct MessageRecord {
     /// Bumped by every change of `delivery` (optimistic concurrency).
     #[serde(default)]
     pub version: u64,
+    /// For a message sent through nuvem: its outbound id and who asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<nuvem_domain::whatsapp::outbound::Origin>,
+}
+
+/// One line of a conversation as listed: a message with a `wamid`
+/// (received, or sent and accepted by Meta), or a message of ours that
+/// Meta has not accepted (queued, being sent, or failed).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConversationEntry {
+    Message(MessageRecord),
+    Pending(super::OutboundRecord),
 }
 
 /// A message to record: the conversation it belongs to and what it says.
@@ -162,6 +180,7 @@ impl Store {
                 user_id: ids.user_id.clone(),
                 name: name.map(str::to_owned),
                 needs_human: false,
+                resumed_at: None,
                 last_customer_at: None,
                 last_activity_at: now,
                 created_at: now,
@@ -252,19 +271,35 @@ impl Store {
         .await
     }
 
-    /// A store's conversations, most recent activity first.
+    /// A store's conversations, most recent activity first; only those a
+    /// person has (or has not) when `needs_human` is given. With the
+    /// filter a page may hold fewer than `limit` items and still have a
+    /// next one.
     pub async fn list_conversations(
         &self,
         account_id: &str,
         store_id: &str,
+        needs_human: Option<bool>,
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<ConversationRecord>, ListError> {
-        let listing = Listing::Gsi1 {
-            pk: k::conversations_of_store(account_id, store_id),
-            newest_first: true,
-        };
-        self.page(listing, limit, cursor).await
+        let mut query = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("gsi1pk = :p")
+            .expression_attribute_values(":p", s(k::conversations_of_store(account_id, store_id)))
+            .scan_index_forward(false);
+        if let Some(wanted) = needs_human {
+            query = query
+                .filter_expression("needs_human = :wanted")
+                .expression_attribute_values(
+                    ":wanted",
+                    aws_sdk_dynamodb::types::AttributeValue::Bool(wanted),
+                );
+        }
+        self.page_of(query, Some(super::Index::Gsi1), limit, cursor)
+            .await
     }
 
     /// Records a message once: `false` when this `wamid` was recorded
@@ -432,18 +467,120 @@ impl Store {
             .await
     }
 
-    /// A conversation's messages, oldest first.
-    pub async fn list_messages(
+    /// A conversation's lines from `since` on (all when `None`), oldest
+    /// first, at most `limit` of them.
+    pub async fn conversation_entries(
         &self,
         conversation_id: &str,
+        since: Option<DateTime<Utc>>,
         limit: i32,
         cursor: Option<&str>,
-    ) -> Result<Page<MessageRecord>, ListError> {
-        let listing = Listing::Gsi1 {
-            pk: k::messages_of_conversation(conversation_id),
-            newest_first: false,
+    ) -> Result<Page<ConversationEntry>, ListError> {
+        let mut query = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":p", s(k::messages_of_conversation(conversation_id)))
+            .scan_index_forward(true);
+        query = match since {
+            Some(since) => query
+                .key_condition_expression("gsi1pk = :p AND gsi1sk >= :since")
+                .expression_attribute_values(":since", s(activity_sort_key(since, ""))),
+            None => query.key_condition_expression("gsi1pk = :p"),
         };
-        self.page(listing, limit, cursor).await
+        let page: Page<serde_json::Value> = self
+            .page_of(query, Some(super::Index::Gsi1), limit, cursor)
+            .await?;
+        let malformed =
+            |e: serde_json::Error| ListError::from(StoreError::Malformed(e.to_string()));
+        let items = page
+            .items
+            .into_iter()
+            .map(|item| {
+                let sk = item.get(k::SK).and_then(|v| v.as_str()).unwrap_or_default();
+                if sk == k::WHATSAPP_MESSAGE_SK {
+                    serde_json::from_value(item).map(ConversationEntry::Message)
+                } else {
+                    serde_json::from_value(item).map(ConversationEntry::Pending)
+                }
+                .map_err(malformed)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// Hands a conversation to a person: `needs_human`, the fallback text
+    /// recorded to be sent, and the handoff event, all at once and only if
+    /// it was not already with a person. `false` when it was.
+    pub async fn hand_off(
+        &self,
+        conversation: &ConversationRecord,
+        fallback: &super::OutboundRecord,
+        event: &Envelope,
+    ) -> Result<bool, StoreError> {
+        let c = conversation;
+        let flag = Update::builder()
+            .table_name(&self.table)
+            .key(k::PK, s(k::account_pk(&c.account_id)))
+            .key(k::SK, s(k::whatsapp_conversation_sk(&c.store_id, &c.id)))
+            .update_expression("SET needs_human = :yes")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(needs_human) OR needs_human = :no)",
+            )
+            .expression_attribute_values(
+                ":yes",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+            )
+            .expression_attribute_values(
+                ":no",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(false),
+            )
+            .build()
+            .map_err(StoreError::sdk)?;
+        let items = vec![
+            TransactWriteItem::builder().update(flag).build(),
+            self.outbound_put(fallback)?,
+            self.event_record(event)?,
+        ];
+        Ok(self.transact_checked(items).await?.is_ok())
+    }
+
+    /// Gives a conversation back to the bot, its reply count starting
+    /// afresh. `None`: no such conversation.
+    pub async fn resume_conversation(
+        &self,
+        account_id: &str,
+        store_id: &str,
+        conversation_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ConversationRecord>, StoreError> {
+        let out = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key(k::PK, s(k::account_pk(account_id)))
+            .key(
+                k::SK,
+                s(k::whatsapp_conversation_sk(store_id, conversation_id)),
+            )
+            .update_expression("SET needs_human = :no, resumed_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(
+                ":no",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(false),
+            )
+            .expression_attribute_values(":now", serde_dynamo::to_attribute_value(now)?)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.attributes.map(serde_dynamo::from_item).transpose()?),
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(StoreError::sdk(e)),
+        }
     }
 
     /// Merges a status Meta reported into the message's delivery state. The

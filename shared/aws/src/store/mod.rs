@@ -21,7 +21,9 @@ mod whatsapp;
 pub use accounts::{AccountRecord, AuditRecord, CreateAccountError};
 pub use activation::{ActivationRecord, RedeemError};
 pub use buckets::{BucketClaim, BucketRecord, BucketState, BucketUsage, LicenseChange};
-pub use conversations::{ConversationRecord, Direction, MessageRecord, NewMessage, StatusOutcome};
+pub use conversations::{
+    ConversationEntry, ConversationRecord, Direction, MessageRecord, NewMessage, StatusOutcome,
+};
 pub use deliveries::{AttemptClaim, AttemptOutcome, AttemptRecord, DeliveryStatus};
 pub use keys::{KeyRecord, RevokeOutcome};
 pub use lanes::LaneEntry;

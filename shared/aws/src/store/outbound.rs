@@ -19,7 +19,7 @@ use nuvem_domain::whatsapp::outbound::{Origin, OutboundContent, OutboundState};
 use serde::{Deserialize, Serialize};
 
 use super::conversations::{Direction, activity_sort_key};
-use super::{Item, NumberRecord, Store, StoreError, condition_failed, n, s};
+use super::{Item, NumberRecord, Store, StoreError, n, s};
 use crate::table_keys as k;
 use nuvem_domain::whatsapp::store::NumberStatus;
 
@@ -59,6 +59,11 @@ impl Store {
     /// Records a message to send, `queued` for attempt 1. `false` when a
     /// message with this id exists (a bot reply already recorded).
     pub async fn create_outbound(&self, r: &OutboundRecord) -> Result<bool, StoreError> {
+        Ok(self.write_all(vec![self.outbound_put(r)?]).await?.is_ok())
+    }
+
+    /// The write of a new outbound message (refused if its id exists).
+    pub(crate) fn outbound_put(&self, r: &OutboundRecord) -> Result<TransactWriteItem, StoreError> {
         let mut item: Item = serde_dynamo::to_item(r)?;
         item.insert(k::PK.into(), s(k::account_pk(&r.account_id)));
         item.insert(k::SK.into(), s(k::whatsapp_outbound_sk(&r.id)));
@@ -67,17 +72,7 @@ impl Store {
             s(k::messages_of_conversation(&r.conversation_id)),
         );
         item.insert(k::GSI1SK.into(), s(activity_sort_key(r.created_at, &r.id)));
-        let put = self
-            .db
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)");
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(StoreError::sdk(e)),
-        }
+        self.put(item, Some("attribute_not_exists(pk)"))
     }
 
     pub async fn get_outbound(
@@ -170,7 +165,7 @@ impl Store {
             .update_expression(
                 "SET wamid = :wamid, direction = :direction, conversation_id = :conversation, \
                  sent_at = :sent_at, content = :content, outbound_id = :outbound, \
-                 gsi1pk = :gsi1pk, gsi1sk = :gsi1sk",
+                 origin = :origin, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk",
             )
             .expression_attribute_values(":wamid", s(wamid))
             .expression_attribute_values(
@@ -184,6 +179,7 @@ impl Store {
                 serde_dynamo::to_attribute_value(r.message.content())?,
             )
             .expression_attribute_values(":outbound", s(&r.id))
+            .expression_attribute_values(":origin", serde_dynamo::to_attribute_value(r.origin)?)
             .expression_attribute_values(
                 ":gsi1pk",
                 s(k::messages_of_conversation(&r.conversation_id)),

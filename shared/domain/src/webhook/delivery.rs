@@ -285,7 +285,9 @@ mod tests {
                 EventType::KeyCreated | EventType::KeyRevoked => {
                     "key:key_01j9z3k8m2n4p6q8r0s2t4v6w8"
                 }
-                EventType::WhatsAppMessageReceived | EventType::WhatsAppMessageFailed => {
+                EventType::WhatsAppMessageReceived
+                | EventType::WhatsAppMessageFailed
+                | EventType::WhatsAppConversationHandoff => {
                     "conversation:cv_01j9z3k8m2n4p6q8r0s2t4v6w8"
                 }
                 _ => "account:acc_1",

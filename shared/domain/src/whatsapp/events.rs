@@ -53,6 +53,31 @@ pub fn message_failed(
     Envelope::new(EventType::WhatsAppMessageFailed, account_id, data, now)
 }
 
+/// The bot handed conversation `conversation_id` to a person, at the
+/// customer's message `wamid`.
+pub fn handoff(
+    account_id: &str,
+    store_id: &str,
+    conversation_id: &str,
+    reason: super::bot::HandoffReason,
+    wamid: &str,
+    customer: Value,
+    now: DateTime<Utc>,
+) -> Envelope {
+    Envelope::new(
+        EventType::WhatsAppConversationHandoff,
+        account_id,
+        json!({
+            "store_id": store_id,
+            "conversation_id": conversation_id,
+            "reason": reason.as_str(),
+            "wamid": wamid,
+            "customer": customer,
+        }),
+        now,
+    )
+}
+
 /// A recipient as the failure event names it.
 pub fn recipient(to: &Recipient) -> Value {
     match to {

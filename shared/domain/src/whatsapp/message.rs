@@ -192,11 +192,15 @@ impl SystemNotice {
 
 impl InboundMessage {
     /// The text the bot should read: a text body, the title of the chosen
-    /// reply button or list row, or a template button's text. `None` for
-    /// everything else (media, reactions, system notices, …).
+    /// reply button or list row, a template button's text, or a media
+    /// caption. `None` for everything else (media without a caption,
+    /// reactions, system notices, …).
     pub fn bot_text(&self) -> Option<&str> {
         match &self.kind {
             MessageKind::Text { body } => Some(body),
+            MessageKind::Media { media, .. } => {
+                media.caption.as_deref().filter(|c| !c.trim().is_empty())
+            }
             MessageKind::Interactive(
                 InteractiveReply::Button { title, .. } | InteractiveReply::List { title, .. },
             ) => Some(title),
@@ -590,6 +594,15 @@ mod tests {
             None
         );
         assert_eq!(text(json!({"type": "request_welcome"})), None);
+        assert_eq!(
+            text(json!({"type": "image", "image": {"id": "1", "caption": "tem desse?"}}))
+                .as_deref(),
+            Some("tem desse?")
+        );
+        assert_eq!(
+            text(json!({"type": "audio", "audio": {"id": "2", "voice": true}})),
+            None
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod handshake;
 pub mod identity;
 pub mod message;
 pub mod outbound;
+pub mod prompt;
 pub mod signature;
 pub mod status;
 pub mod store;
