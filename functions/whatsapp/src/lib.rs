@@ -19,6 +19,7 @@ use nuvem_aws::store::{
 use nuvem_aws::whatsapp_jobs::{OutboundJob, OutboundQueue};
 use nuvem_domain::keys::Role;
 use nuvem_domain::validation::FieldError;
+use nuvem_domain::whatsapp::events::{self, NumberRef};
 use nuvem_domain::whatsapp::identity::{CustomerIds, Recipient};
 use nuvem_domain::whatsapp::outbound::{self, Origin, OutboundState, SendRequest};
 use nuvem_domain::whatsapp::store::{
@@ -363,10 +364,30 @@ async fn check_number(deps: &Deps, req: &Request, who: &Principal) -> HttpResult
             )
         })?;
     let now = Utc::now();
-    deps.core
+    let event = events::number_status_changed(
+        &who.account_id,
+        &NumberRef {
+            store_id: &number.store_id,
+            phone_number_id: &number.settings.phone_number_id,
+        },
+        number.slot.get(),
+        &number.status,
+        &status,
+        now,
+    );
+    if !deps
+        .core
         .store
-        .set_whatsapp_number_status(&number, &status, now)
-        .await?;
+        .record_number_check(&number, &status, event.as_ref(), now)
+        .await?
+    {
+        return Err(Problem::conflict(
+            "the slot changed while it was checked; check again",
+        ));
+    }
+    if let Some(event) = &event {
+        deps.core.emit(event, None).await;
+    }
     number.status = status;
     number.checked_at = Some(now);
     http::json(200, &SlotView::of(number.slot, Some(&number)))

@@ -389,6 +389,16 @@ async fn numbers_are_checked_claimed_once_and_never_show_their_token() {
     assert_eq!(status, 200, "{checked}");
     assert_eq!(checked["status"], "error");
     assert_eq!(checked["error"]["code"], 190);
+    let changes: Vec<Value> = drain(&w.t.sqs, w.t.events_queue(), 100)
+        .await
+        .into_iter()
+        .map(|m| serde_json::from_str::<Value>(m.body().unwrap()).unwrap())
+        .filter(|e| e["type"] == "whatsapp.number.status_changed")
+        .collect();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["data"]["previous_status"], "connected");
+    assert_eq!(changes[0]["data"]["status"], "error");
+    assert_eq!(changes[0]["data"]["error"]["code"], 190);
     // Meta unavailable: the last known status stays.
     w.graph.script(NUMBER, [GraphReply::server_error(503)]);
     let (_, store_view) = w

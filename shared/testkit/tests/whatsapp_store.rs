@@ -113,22 +113,31 @@ async fn stores_slots_and_number_claims() {
         .unwrap()
         .unwrap();
 
-    // Status: recorded with Meta's error, then cleared.
+    // Status: recorded with Meta's error, then cleared; a check made from
+    // a stale read of the slot is refused.
     let now = Utc::now();
-    let old = db
-        .set_whatsapp_number_status(&second, &NumberStatus::error(190, "expired"), now)
-        .await
-        .unwrap();
-    assert_eq!(old, Some(NumberStatus::Unchecked));
+    assert!(
+        db.record_number_check(&second, &NumberStatus::error(190, "expired"), None, now)
+            .await
+            .unwrap()
+    );
     let slot = db
         .get_whatsapp_number(&account, &mine.id, Slot::new(1).unwrap())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(slot.status, NumberStatus::error(190, "expired"));
-    db.set_whatsapp_number_status(&second, &NumberStatus::Connected, now)
-        .await
-        .unwrap();
+    assert!(
+        !db.record_number_check(&second, &NumberStatus::Connected, None, now)
+            .await
+            .unwrap(),
+        "read as unchecked, but it is in error by now"
+    );
+    assert!(
+        db.record_number_check(&slot, &NumberStatus::Connected, None, now)
+            .await
+            .unwrap()
+    );
     let slot = db
         .get_whatsapp_number(&account, &mine.id, Slot::new(1).unwrap())
         .await

@@ -406,38 +406,36 @@ impl Store {
             .is_ok())
     }
 
-    /// Records the result of a check against the Graph API, unless the
-    /// slot holds another number by now. Returns the status it replaced.
-    pub async fn set_whatsapp_number_status(
+    /// Records a check's result with its event (a changed status), all at
+    /// once, if the slot still holds this number with the status it was
+    /// read with. `false` when either changed meanwhile.
+    pub async fn record_number_check(
         &self,
         number: &NumberRecord,
         status: &NumberStatus,
+        event: Option<&nuvem_domain::events::Envelope>,
         now: DateTime<Utc>,
-    ) -> Result<Option<NumberStatus>, StoreError> {
-        let u = self.number_status_update(number, status, now)?;
-        let update = self
-            .db
-            .update_item()
-            .table_name(u.table_name)
-            .set_key(Some(u.key))
-            .update_expression(u.update_expression)
-            .set_condition_expression(u.condition_expression)
-            .set_expression_attribute_names(u.expression_attribute_names)
-            .set_expression_attribute_values(u.expression_attribute_values)
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
-        match update.send().await {
-            Ok(out) => {
-                let old: Option<NumberRecord> =
-                    out.attributes.map(serde_dynamo::from_item).transpose()?;
-                Ok(old.map(|o| o.status))
-            }
-            Err(e) if condition_failed(&e) => Ok(None),
-            Err(e) => Err(StoreError::sdk(e)),
+    ) -> Result<bool, StoreError> {
+        let mut update = self.number_status_update(number, status, now)?;
+        update.condition_expression =
+            Some("phone_number_id = :id AND #status = :previous".to_owned());
+        update
+            .expression_attribute_values
+            .get_or_insert_with(Default::default)
+            .insert(":previous".to_owned(), s(status_name(&number.status)));
+        let mut items = vec![
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .update(update)
+                .build(),
+        ];
+        if let Some(event) = event {
+            items.push(self.event_record(event)?);
         }
+        Ok(self.write_all(items).await?.is_ok())
     }
 
     /// The write of a number's new status, unless its slot holds another
-    /// number by now (for a transaction, or [`Store::set_whatsapp_number_status`]).
+    /// number by now (written in a transaction).
     pub(crate) fn number_status_update(
         &self,
         number: &NumberRecord,
