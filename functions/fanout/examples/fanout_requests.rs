@@ -40,6 +40,10 @@ async fn main() {
         store: Store::from_client(counter.dynamodb(&t.sdk), t.table()),
         mailer: Mailer::new(&t.sdk, "nuvem@nuvem.example"),
         deliveries: DeliveryQueue::from_client(counter.sqs(&t.sdk), &deliveries_url),
+        outbound: nuvem_aws::whatsapp_jobs::OutboundQueue::from_client(
+            counter.sqs(&t.sdk),
+            &t.stack.queue("WhatsAppOutboundQueue").url,
+        ),
         public_base_url: "https://app.nuvem.example".into(),
     };
     let event = Envelope::new(

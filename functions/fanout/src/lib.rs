@@ -1,6 +1,7 @@
-//! Consumes the `events` queue and tells tenants what happened: email (SES)
-//! and webhooks (one delivery task per subscribed endpoint, for
-//! `webhook-delivery`); WhatsApp joins here later.
+//! Consumes the `events` queue and tells tenants what happened: email (SES),
+//! webhooks (one delivery task per subscribed endpoint, for
+//! `webhook-delivery`) and, for accounts that chose them, WhatsApp notices
+//! (an approved template, sent by `whatsapp-outbound`).
 //!
 //! Each email is claimed before it is sent (see `nuvem_aws::idempotency`),
 //! so an event delivered twice sends one email; webhook tasks carry a
@@ -15,16 +16,23 @@ use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
 use nuvem_aws::idempotency::Claim;
 use nuvem_aws::mail::Mailer;
 use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
-use nuvem_aws::store::Store;
+use nuvem_aws::store::{OutboundRecord, Store};
+use nuvem_aws::whatsapp_jobs::{OutboundQueue, queue_if_waiting};
 use nuvem_domain::events::{Envelope, EventName, EventType};
 use nuvem_domain::mail;
 use nuvem_domain::webhook::delivery::delivery_id;
 use nuvem_domain::webhook::endpoint::subscribes;
+use nuvem_domain::whatsapp::identity::{CustomerIds, Recipient};
+use nuvem_domain::whatsapp::notices;
+use nuvem_domain::whatsapp::outbound::{Origin, OutboundContent};
+use nuvem_domain::whatsapp::store::Slot;
 
 pub struct Deps {
     pub store: Store,
     pub mailer: Mailer,
     pub deliveries: DeliveryQueue,
+    /// WhatsApp notices to send.
+    pub outbound: OutboundQueue,
     /// `<base>/activate?token=…` is the activation link.
     pub public_base_url: String,
 }
@@ -57,8 +65,12 @@ async fn process(deps: &Deps, record: &SqsMessage) -> Result<(), String> {
         .and_then(|a| a.string_value.as_deref());
     // Both channels run even if one fails; a retry redoes only what is not
     // done (the email claim, the delivery ids).
-    let (email, webhooks) = tokio::join!(email(deps, &event, token), webhooks(deps, &event));
-    email.and(webhooks)
+    let (email, webhooks, whatsapp) = tokio::join!(
+        email(deps, &event, token),
+        webhooks(deps, &event),
+        whatsapp_notice(deps, &event)
+    );
+    email.and(webhooks).and(whatsapp)
 }
 
 /// One delivery task per enabled endpoint of the account that subscribes to
@@ -96,6 +108,84 @@ async fn webhooks(deps: &Deps, event: &Envelope) -> Result<(), String> {
             "{failed} of {} delivery tasks not queued",
             tasks.len()
         ));
+    }
+    Ok(())
+}
+
+/// The account's WhatsApp notice of `event`, when it chose a template for
+/// its type: recorded once per event (its id derives from the event's) in
+/// the recipient's conversation and queued for `whatsapp-outbound`.
+async fn whatsapp_notice(deps: &Deps, event: &Envelope) -> Result<(), String> {
+    let EventName::Known(event_type) = event.event_type else {
+        return Ok(());
+    };
+    if !notices::NOTICE_TYPES.contains(&event_type) {
+        return Ok(());
+    }
+    let store = &deps.store;
+    let err = |e: nuvem_aws::store::StoreError| e.to_string();
+    let Some(chosen) = store
+        .get_whatsapp_notices(&event.account_id)
+        .await
+        .map_err(err)?
+    else {
+        return Ok(());
+    };
+    let settings = &chosen.settings;
+    let Some(template) = settings.template_for(event) else {
+        return Ok(());
+    };
+    let id = notices::notice_id(&event.id);
+    let queue = |m| async move {
+        queue_if_waiting(&deps.outbound, &m)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    if let Some(existing) = store
+        .get_outbound(&event.account_id, &id)
+        .await
+        .map_err(err)?
+    {
+        return queue(existing).await;
+    }
+    let slot = Slot::new(settings.slot).ok_or("stored notice slot out of range")?;
+    let Some(number) = store
+        .get_whatsapp_number(&event.account_id, &settings.store_id, slot)
+        .await
+        .map_err(err)?
+    else {
+        tracing::warn!(event_id = %event.id, "WhatsApp notice not sent: its slot is empty");
+        return Ok(());
+    };
+    let now = Utc::now();
+    let Some(conversation) = store
+        .resolve_conversation(
+            &event.account_id,
+            &settings.store_id,
+            &CustomerIds::new(Some(&settings.to), None),
+            None,
+            now,
+        )
+        .await
+        .map_err(err)?
+    else {
+        return Ok(());
+    };
+    let notice = OutboundRecord::queued(
+        id,
+        &conversation,
+        &number.settings.phone_number_id,
+        Recipient::Phone(settings.to.clone()),
+        OutboundContent::Template {
+            name: template.name.clone(),
+            language: template.language.clone(),
+            parameters: notices::parameters(event),
+        },
+        Origin::Notice,
+        now,
+    );
+    if store.create_outbound(&notice).await.map_err(err)? {
+        queue(notice).await?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@ use nuvem_aws::config;
 use nuvem_aws::deliveries::DeliveryQueue;
 use nuvem_aws::mail::Mailer;
 use nuvem_aws::store::Store;
+use nuvem_aws::whatsapp_jobs::OutboundQueue;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -11,6 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         store: Store::new(&sdk, config::env("TABLE_NAME")?),
         mailer: Mailer::new(&sdk, config::env("MAIL_FROM")?),
         deliveries: DeliveryQueue::new(&sdk, config::env("DELIVERIES_QUEUE_URL")?),
+        outbound: OutboundQueue::new(&sdk, config::env("OUTBOUND_QUEUE_URL")?),
         public_base_url: config::env("PUBLIC_BASE_URL")?,
     };
     nuvem_aws::runtime::serve_sqs(|event| fanout::handle(&deps, event)).await

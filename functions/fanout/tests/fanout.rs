@@ -27,6 +27,10 @@ fn deps_of(t: &TestStack) -> fanout::Deps {
             &t.sdk,
             &t.stack.queue("DeliveriesQueue").url,
         ),
+        outbound: nuvem_aws::whatsapp_jobs::OutboundQueue::new(
+            &t.sdk,
+            &t.stack.queue("WhatsAppOutboundQueue").url,
+        ),
         public_base_url: "https://app.example.com.br/".into(),
     }
 }
@@ -429,4 +433,104 @@ mod webhooks {
         expected.sort();
         assert_eq!(targets, expected);
     }
+}
+
+#[tokio::test]
+async fn an_account_that_chose_whatsapp_notices_gets_each_once_as_its_template() {
+    use nuvem_aws::store::NoticeRecord;
+    use nuvem_domain::whatsapp::notices::{NoticeRequest, notice_id};
+    use nuvem_domain::whatsapp::outbound::{Origin, OutboundContent};
+
+    let t = TestStack::new("fanout-wa").await;
+    let deps = deps_of(&t);
+    let account = account(&deps, Locale::PtBr, AccountStatus::Active).await;
+    let store = nuvem_testkit::tenants::whatsapp_store_with_number(
+        &deps.store,
+        &account.id,
+        "106540352242922",
+    )
+    .await;
+    let quota = |level: u64| {
+        Envelope::new(
+            EventType::QuotaThresholdCrossed,
+            &account.id,
+            json!({"level_percent": level, "used_bytes": 9_500_000_000u64, "quota_bytes": 10_000_000_000u64,
+                   "biggest_buckets": []}),
+            Utc::now(),
+        )
+    };
+    let outbound_jobs =
+        || nuvem_testkit::inspect::drain(&t.sqs, &t.stack.queue("WhatsAppOutboundQueue").url, 50);
+
+    // Nothing chosen: email only.
+    let before = quota(80);
+    assert!(
+        fanout::handle(&deps, sqs_batch(vec![record("n0", &before, None)]))
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert!(outbound_jobs().await.is_empty());
+
+    let request: NoticeRequest = serde_json::from_value(json!({
+        "store_id": store.id, "slot": 1, "to": "+55 11 91234-5678",
+        "templates": {"quota.threshold_crossed": {"name": "alerta_cota", "language": "pt_BR"}}
+    }))
+    .unwrap();
+    deps.store
+        .put_whatsapp_notices(
+            &account.id,
+            &NoticeRecord {
+                settings: request.validate().unwrap(),
+                updated_at: Utc::now(),
+            },
+        )
+        .await
+        .unwrap();
+    let event = quota(95);
+    let answer = fanout::handle(
+        &deps,
+        sqs_batch(vec![record("n1", &event, None), record("n2", &event, None)]),
+    )
+    .await;
+    assert!(answer.batch_item_failures.is_empty());
+    let notice = deps
+        .store
+        .get_outbound(&account.id, &notice_id(&event.id))
+        .await
+        .unwrap()
+        .expect("one notice for the event");
+    assert_eq!(notice.origin, Origin::Notice);
+    assert_eq!(notice.phone_number_id, "106540352242922");
+    assert_eq!(
+        notice.message,
+        OutboundContent::Template {
+            name: "alerta_cota".into(),
+            language: "pt_BR".into(),
+            parameters: vec!["95".into(), "9,5".into(), "10,0".into()],
+        }
+    );
+    let jobs = outbound_jobs().await;
+    assert!(!jobs.is_empty());
+    assert!(
+        jobs.iter().all(|j| j.body().unwrap().contains(&notice.id)),
+        "only this notice is queued"
+    );
+
+    // A notice type without a template: email only.
+    let disabled = Envelope::new(
+        EventType::WebhookEndpointDisabled,
+        &account.id,
+        EventType::WebhookEndpointDisabled.example_data(),
+        Utc::now(),
+    );
+    fanout::handle(&deps, sqs_batch(vec![record("n3", &disabled, None)])).await;
+    assert!(
+        deps.store
+            .get_outbound(&account.id, &notice_id(&disabled.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(outbound_jobs().await.is_empty());
 }

@@ -29,7 +29,7 @@ use nuvem_aws::deployment_secret::DeploymentSecret;
 use nuvem_aws::graph::GraphClient;
 use nuvem_aws::secrets::{SealContext, Sealer};
 use nuvem_aws::store::{ConversationEntry, ConversationRecord, OutboundRecord, StoreWithNumbers};
-use nuvem_aws::whatsapp_jobs::{BotJob, OutboundJob, OutboundQueue};
+use nuvem_aws::whatsapp_jobs::{BotJob, OutboundQueue, queue_if_waiting};
 use nuvem_domain::whatsapp::bot::{self, BotDecision, HandoffReason, ReplyInput};
 use nuvem_domain::whatsapp::identity::CustomerIds;
 use nuvem_domain::whatsapp::outbound::{self, Origin, OutboundContent, OutboundState};
@@ -345,25 +345,17 @@ fn reply_record(
         conversation.user_id.as_deref(),
     )
     .reply_to()?;
-    Some(OutboundRecord {
-        id: outbound::reply_id(&job.wamid),
-        account_id: job.account_id.clone(),
-        store_id: job.store_id.clone(),
-        conversation_id: conversation.id.clone(),
-        phone_number_id: job.phone_number_id.clone(),
+    let mut reply = OutboundRecord::queued(
+        outbound::reply_id(&job.wamid),
+        conversation,
+        &job.phone_number_id,
         to,
-        message: OutboundContent::Text { body: text },
-        origin: Origin::Bot,
-        reply_to: Some(job.wamid.clone()),
-        state: OutboundState::Queued,
-        attempt: 1,
-        claimed_at: None,
-        not_before: None,
-        wamid: None,
-        error: None,
-        created_at: now,
-        updated_at: now,
-    })
+        OutboundContent::Text { body: text },
+        Origin::Bot,
+        now,
+    );
+    reply.reply_to = Some(job.wamid.clone());
+    Some(reply)
 }
 
 /// The conversation goes to a person: `needs_human`, the fallback text,
@@ -410,19 +402,8 @@ async fn hand_off(
     Ok(())
 }
 
-/// Queues the first attempt of a reply that is still waiting for it (a
-/// second job for it is harmless: the sender claims the message once).
 async fn ensure_queued(deps: &Deps, reply: &OutboundRecord) -> Result<(), String> {
-    if reply.state != OutboundState::Queued || reply.attempt != 1 {
-        return Ok(());
-    }
-    let job = OutboundJob {
-        account_id: reply.account_id.clone(),
-        outbound_id: reply.id.clone(),
-        attempt: 1,
-    };
-    deps.outbound
-        .send(&job)
+    queue_if_waiting(&deps.outbound, reply)
         .await
         .map_err(|e| format!("queue: {e}"))
 }

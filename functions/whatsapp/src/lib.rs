@@ -13,14 +13,15 @@ use nuvem_aws::graph::{self, GraphClient};
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
 use nuvem_aws::secrets::{SealContext, Sealer};
 use nuvem_aws::store::{
-    ConversationEntry, ConversationRecord, CreateStoreError, NumberRecord, OutboundRecord,
-    PutNumberError, StoreRecord, StoreWithNumbers,
+    ConversationEntry, ConversationRecord, CreateStoreError, NoticeRecord, NumberRecord,
+    OutboundRecord, PutNumberError, StoreRecord, StoreWithNumbers,
 };
 use nuvem_aws::whatsapp_jobs::{OutboundJob, OutboundQueue};
 use nuvem_domain::keys::Role;
 use nuvem_domain::validation::FieldError;
 use nuvem_domain::whatsapp::events::{self, NumberRef};
 use nuvem_domain::whatsapp::identity::{CustomerIds, Recipient};
+use nuvem_domain::whatsapp::notices::NoticeRequest;
 use nuvem_domain::whatsapp::outbound::{self, Origin, OutboundState, SendRequest};
 use nuvem_domain::whatsapp::store::{
     self as rules, AccessToken, MAX_STORES_PER_ACCOUNT, NumberRequest, NumberStatus, Slot,
@@ -72,6 +73,9 @@ async fn route(deps: &Deps, req: &Request) -> HttpResult {
         "POST /v1/whatsapp/stores/{id}/conversations/{conversation_id}/resume" => {
             resume(deps, req, &http::require(req, READ)?).await
         }
+        "GET /v1/whatsapp/notices" => get_notices(deps, &http::require(req, READ)?).await,
+        "PUT /v1/whatsapp/notices" => put_notices(deps, req, &http::require(req, WRITE)?).await,
+        "DELETE /v1/whatsapp/notices" => delete_notices(deps, &http::require(req, WRITE)?).await,
         _ => Err(Problem::not_found("no such route")),
     }
 }
@@ -477,25 +481,15 @@ async fn send_message(deps: &Deps, req: &Request, who: &Principal) -> HttpResult
         .resolve_conversation(&who.account_id, &found.store.id, &ids, None, now)
         .await?
         .ok_or_else(|| Problem::internal("a recipient without a conversation"))?;
-    let record = OutboundRecord {
-        id: outbound::new_outbound_id(),
-        account_id: who.account_id.clone(),
-        store_id: found.store.id.clone(),
-        conversation_id: conversation.id,
-        phone_number_id: number.settings.phone_number_id.clone(),
-        to: valid.to,
-        message: valid.content,
-        origin: Origin::Api,
-        reply_to: None,
-        state: OutboundState::Queued,
-        attempt: 1,
-        claimed_at: None,
-        not_before: None,
-        wamid: None,
-        error: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let record = OutboundRecord::queued(
+        outbound::new_outbound_id(),
+        &conversation,
+        &number.settings.phone_number_id,
+        valid.to,
+        valid.content,
+        Origin::Api,
+        now,
+    );
     deps.core.store.create_outbound(&record).await?;
     let job = OutboundJob {
         account_id: record.account_id.clone(),
@@ -665,4 +659,78 @@ async fn resume(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
         .await?
         .ok_or_else(|| Problem::not_found("no such conversation"))?;
     http::json(200, &ConversationView::of(&resumed, Utc::now()))
+}
+
+fn notices_view(n: &NoticeRecord) -> serde_json::Value {
+    json!({
+        "store_id": n.settings.store_id,
+        "slot": n.settings.slot,
+        "to": n.settings.to,
+        "templates": n.settings.templates,
+        "updated_at": n.updated_at,
+    })
+}
+
+fn no_notices() -> Problem {
+    Problem::not_found("the account has chosen no WhatsApp notices")
+}
+
+async fn get_notices(deps: &Deps, who: &Principal) -> HttpResult {
+    let notices = deps
+        .core
+        .store
+        .get_whatsapp_notices(&who.account_id)
+        .await?
+        .ok_or_else(no_notices)?;
+    http::json(200, &notices_view(&notices))
+}
+
+/// Chooses the number, the recipient and the templates of the account's
+/// notices; the number must be in the store's slot (and stays checked at
+/// send time).
+async fn put_notices(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
+    let body: NoticeRequest = http::json_body(req, http::DEFAULT_BODY_LIMIT)?;
+    let settings = body.validate().map_err(Problem::validation)?;
+    let found = if rules::is_store_id(&settings.store_id) {
+        deps.core
+            .store
+            .get_whatsapp_store(&who.account_id, &settings.store_id)
+            .await?
+    } else {
+        None
+    };
+    let Some(found) = found else {
+        return Err(Problem::validation(vec![FieldError::new(
+            "store_id",
+            "no such WhatsApp store in this account",
+        )]));
+    };
+    if !found.numbers.iter().any(|n| n.slot.get() == settings.slot) {
+        return Err(Problem::conflict(format!(
+            "slot {} of the store has no number",
+            settings.slot
+        )));
+    }
+    let notices = NoticeRecord {
+        settings,
+        updated_at: Utc::now(),
+    };
+    deps.core
+        .store
+        .put_whatsapp_notices(&who.account_id, &notices)
+        .await?;
+    http::json(200, &notices_view(&notices))
+}
+
+async fn delete_notices(deps: &Deps, who: &Principal) -> HttpResult {
+    if deps
+        .core
+        .store
+        .delete_whatsapp_notices(&who.account_id)
+        .await?
+    {
+        http::no_content()
+    } else {
+        Err(no_notices())
+    }
 }

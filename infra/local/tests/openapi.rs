@@ -467,6 +467,7 @@ const NUMBER: &str = "/v1/whatsapp/stores/{id}/numbers/{slot}";
 const CHECK: &str = "/v1/whatsapp/stores/{id}/numbers/{slot}/check";
 const META_WEBHOOK: &str = "/v1/whatsapp/webhook";
 const MESSAGES: &str = "/v1/whatsapp/stores/{id}/messages";
+const NOTICES: &str = "/v1/whatsapp/notices";
 const CONVERSATIONS: &str = "/v1/whatsapp/stores/{id}/conversations";
 const CONVERSATION_MESSAGES: &str =
     "/v1/whatsapp/stores/{id}/conversations/{conversation_id}/messages";
@@ -944,6 +945,24 @@ async fn every_operation_answers_as_documented() {
     call!(api, POST RESUME [&cantina, &ana], op, Body::None => 200);
     call!(api, POST RESUME [&cantina, &ana], owner, Body::None => 200);
     call!(api, POST RESUME [&cantina, "cv_01jdq4a1b2c3d4e5f6g7h8j9k0"], owner, Body::None => 404);
+
+    // ------------------------------------------------------------ notices
+    call!(api, GET NOTICES [], owner, Body::None => 404);
+    let notices = json!({
+        "store_id": cantina, "slot": 1, "to": "+55 11 91234-5678",
+        "templates": {"quota.threshold_crossed": {"name": "alerta_cota", "language": "pt_BR"}}
+    });
+    call!(api, PUT NOTICES [], owner, json(notices.clone()) => 200);
+    call!(api, GET NOTICES [], owner, Body::None => 200);
+    call!(api, GET NOTICES [], op, Body::None => 200);
+    let mut empty_slot = notices.clone();
+    empty_slot["slot"] = json!(2);
+    call!(api, PUT NOTICES [], owner, json(empty_slot) => 409);
+    let mut unknown = notices.clone();
+    unknown["templates"] = json!({"key.created": {"name": "x", "language": "pt_BR"}});
+    call!(api, PUT NOTICES [], owner, json(unknown) => 422);
+    call!(api, DELETE NOTICES [], owner, Body::None => 204);
+    call!(api, DELETE NOTICES [], owner, Body::None => 404);
 
     call!(api, DELETE NUMBER [&cantina, "1"], owner, Body::None => 204);
     call!(api, DELETE NUMBER [&cantina, "1"], owner, Body::None => 404);

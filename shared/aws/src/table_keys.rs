@@ -216,6 +216,8 @@ pub fn whatsapp_message_pk(wamid: &str) -> String {
     format!("WAMSG#{wamid}")
 }
 pub const WHATSAPP_MESSAGE_SK: &str = "WAMSG";
+/// An account's WhatsApp notice settings, in its partition.
+pub const WHATSAPP_NOTICES_SK: &str = "WANOTICES";
 /// A message a store sends, in its account's partition.
 pub fn whatsapp_outbound_sk(outbound_id: &str) -> String {
     format!("WAOUT#{outbound_id}")

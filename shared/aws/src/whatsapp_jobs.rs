@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::queue::QueueError;
+use crate::store::OutboundRecord;
 use crate::task_queue::TaskQueue;
 
 /// Send outbound message `outbound_id` of `account_id`, attempt `attempt`
@@ -33,3 +35,24 @@ pub struct BotJob {
 
 /// The `whatsapp-bot` queue.
 pub type BotQueue = TaskQueue<BotJob>;
+
+/// Queues the first attempt of a message that still waits for it: after a
+/// crash between recording a message and queueing it, the next delivery of
+/// whatever recorded it calls this. A second job for it is harmless (the
+/// sender claims the message once).
+pub async fn queue_if_waiting(
+    queue: &OutboundQueue,
+    message: &OutboundRecord,
+) -> Result<(), QueueError> {
+    use nuvem_domain::whatsapp::outbound::OutboundState;
+    if message.state != OutboundState::Queued || message.attempt != 1 {
+        return Ok(());
+    }
+    queue
+        .send(&OutboundJob {
+            account_id: message.account_id.clone(),
+            outbound_id: message.id.clone(),
+            attempt: 1,
+        })
+        .await
+}

@@ -36,7 +36,8 @@ pub use webhooks::{
     ROTATION_OVERLAP,
 };
 pub use whatsapp::{
-    CreateStoreError, NumberRecord, NumberRoute, PutNumberError, StoreRecord, StoreWithNumbers,
+    CreateStoreError, NoticeRecord, NumberRecord, NumberRoute, PutNumberError, StoreRecord,
+    StoreWithNumbers,
 };
 
 use std::collections::HashMap;

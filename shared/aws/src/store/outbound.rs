@@ -55,6 +55,40 @@ pub struct OutboundRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl OutboundRecord {
+    /// A message to send to `to` in `conversation` from number
+    /// `phone_number_id`, `queued` for its first attempt.
+    pub fn queued(
+        id: String,
+        conversation: &super::ConversationRecord,
+        phone_number_id: &str,
+        to: Recipient,
+        message: OutboundContent,
+        origin: Origin,
+        now: DateTime<Utc>,
+    ) -> OutboundRecord {
+        OutboundRecord {
+            id,
+            account_id: conversation.account_id.clone(),
+            store_id: conversation.store_id.clone(),
+            conversation_id: conversation.id.clone(),
+            phone_number_id: phone_number_id.to_owned(),
+            to,
+            message,
+            origin,
+            reply_to: None,
+            state: OutboundState::Queued,
+            attempt: 1,
+            claimed_at: None,
+            not_before: None,
+            wamid: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 impl Store {
     /// Records a message to send, `queued` for attempt 1. `false` when a
     /// message with this id exists (a bot reply already recorded).

@@ -510,3 +510,54 @@ fn group_stores(items: Vec<serde_json::Value>) -> Result<Vec<StoreWithNumbers>, 
     }
     Ok(stores)
 }
+
+/// An account's notice settings as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoticeRecord {
+    #[serde(flatten)]
+    pub settings: nuvem_domain::whatsapp::notices::NoticeSettings,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Store {
+    pub async fn put_whatsapp_notices(
+        &self,
+        account_id: &str,
+        notices: &NoticeRecord,
+    ) -> Result<(), StoreError> {
+        let mut item: Item = serde_dynamo::to_item(notices)?;
+        item.insert(k::PK.into(), s(k::account_pk(account_id)));
+        item.insert(k::SK.into(), s(k::WHATSAPP_NOTICES_SK));
+        self.db
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    pub async fn get_whatsapp_notices(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<NoticeRecord>, StoreError> {
+        self.get(k::account_pk(account_id), k::WHATSAPP_NOTICES_SK)
+            .await
+    }
+
+    /// `false` when the account had chosen none.
+    pub async fn delete_whatsapp_notices(&self, account_id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .db
+            .delete_item()
+            .table_name(&self.table)
+            .key(k::PK, s(k::account_pk(account_id)))
+            .key(k::SK, s(k::WHATSAPP_NOTICES_SK))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(out.attributes.is_some())
+    }
+}

@@ -12,6 +12,7 @@ pub mod graph_error;
 pub mod handshake;
 pub mod identity;
 pub mod message;
+pub mod notices;
 pub mod outbound;
 pub mod prompt;
 pub mod signature;

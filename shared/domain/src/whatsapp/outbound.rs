@@ -179,13 +179,7 @@ pub fn checked_text(text: &str) -> Result<String, FieldError> {
 impl TemplateRequest {
     fn validate(self, errors: &mut Vec<FieldError>) -> Option<OutboundContent> {
         let before = errors.len();
-        let name_ok = !self.name.is_empty()
-            && self.name.chars().count() <= MAX_TEMPLATE_NAME_CHARS
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !name_ok {
+        if !is_template_name(&self.name) {
             errors.push(FieldError::new(
                 "template.name",
                 "must be the approved template's name: lowercase letters, digits and _",
@@ -223,8 +217,18 @@ impl TemplateRequest {
     }
 }
 
+/// An approved template's name as Meta allows it: lowercase letters,
+/// digits and `_`.
+pub(crate) fn is_template_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= MAX_TEMPLATE_NAME_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// `pt_BR`, `en_US`, `en`, `es_LA`…
-fn is_language_code(code: &str) -> bool {
+pub(crate) fn is_language_code(code: &str) -> bool {
     let (lang, region) = match code.split_once('_') {
         Some((l, r)) => (l, Some(r)),
         None => (code, None),
