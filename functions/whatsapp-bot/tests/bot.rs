@@ -10,13 +10,12 @@ use chrono::{DateTime, Utc};
 use nuvem_aws::Core;
 use nuvem_aws::deployment_secret::DeploymentSecret;
 use nuvem_aws::graph::{GraphClient, GraphConfig};
-use nuvem_aws::secrets::SealContext;
 use nuvem_aws::store::{ConversationRecord, Direction, NewMessage, OutboundRecord, StoreRecord};
 use nuvem_aws::whatsapp_jobs::{BotJob, OutboundQueue};
 use nuvem_domain::whatsapp::bot::{BotDecision, HandoffReason, SkipReason};
 use nuvem_domain::whatsapp::identity::{CustomerIds, Recipient};
 use nuvem_domain::whatsapp::outbound::{self, Origin, OutboundContent};
-use nuvem_domain::whatsapp::store::{DEFAULT_FALLBACK_PT_BR, NumberStatus, StorePatch};
+use nuvem_domain::whatsapp::store::{DEFAULT_FALLBACK_PT_BR, StorePatch};
 use nuvem_testkit::fake_chat::{ChatReply, FakeChat};
 use nuvem_testkit::fake_graph::FakeGraph;
 use nuvem_testkit::inspect::drain;
@@ -60,23 +59,14 @@ async fn world() -> World {
     let core = Core::from_lookup(&t.sdk, &lookup).unwrap();
     let sealer = t.sealer();
     let account = tenants::active_account(&core.store, 1_000, 0).await.id;
-    let store = tenants::whatsapp_store_record(&account, "Cantina da Nonna");
-    core.store
-        .create_whatsapp_store(&store)
-        .await
-        .unwrap()
-        .unwrap();
-    let mut number = tenants::whatsapp_number_record(&store, 1, NUMBER);
-    number.sealed_token = sealer
-        .seal(TOKEN, &SealContext::whatsapp_access_token(&account, NUMBER))
-        .await
-        .unwrap();
-    number.status = NumberStatus::Connected;
-    core.store
-        .put_whatsapp_number(&number, None)
-        .await
-        .unwrap()
-        .unwrap();
+    let store = tenants::whatsapp_store_with_connected_number(
+        &core.store,
+        &sealer,
+        &account,
+        NUMBER,
+        TOKEN,
+    )
+    .await;
     let deps = Deps {
         chat: Chat::from_lookup(
             &lookup,

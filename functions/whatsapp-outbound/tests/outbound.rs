@@ -11,7 +11,6 @@ use chrono::Utc;
 use futures::future::join_all;
 use nuvem_aws::Core;
 use nuvem_aws::graph::{GraphClient, GraphConfig};
-use nuvem_aws::secrets::SealContext;
 use nuvem_aws::store::{ConversationEntry, OutboundRecord, StoreRecord};
 use nuvem_aws::whatsapp_jobs::{OutboundJob, OutboundQueue};
 use nuvem_domain::whatsapp::graph_error::MAX_SEND_ATTEMPTS;
@@ -41,23 +40,14 @@ async fn world() -> World {
     let core = Core::from_lookup(&t.sdk, &env).unwrap();
     let sealer = t.sealer();
     let account = tenants::active_account(&core.store, 1_000, 0).await.id;
-    let store = tenants::whatsapp_store_record(&account, "Cantina da Nonna");
-    core.store
-        .create_whatsapp_store(&store)
-        .await
-        .unwrap()
-        .unwrap();
-    let mut number = tenants::whatsapp_number_record(&store, 1, NUMBER);
-    number.sealed_token = sealer
-        .seal(TOKEN, &SealContext::whatsapp_access_token(&account, NUMBER))
-        .await
-        .unwrap();
-    number.status = NumberStatus::Connected;
-    core.store
-        .put_whatsapp_number(&number, None)
-        .await
-        .unwrap()
-        .unwrap();
+    let store = tenants::whatsapp_store_with_connected_number(
+        &core.store,
+        &sealer,
+        &account,
+        NUMBER,
+        TOKEN,
+    )
+    .await;
     let graph = FakeGraph::start().await;
     graph.add_number(NUMBER, TOKEN, "+55 11 98765-4321", "Cantina da Nonna");
     let deps = Deps {
@@ -93,25 +83,15 @@ impl World {
             .await
             .unwrap()
             .unwrap();
-        let record = OutboundRecord {
-            id: outbound::new_outbound_id(),
-            account_id: self.account.clone(),
-            store_id: self.store.id.clone(),
-            conversation_id: conversation.id,
-            phone_number_id: NUMBER.into(),
-            to: Recipient::Phone("5511912345678".into()),
-            message: OutboundContent::Text { body: text.into() },
-            origin: Origin::Api,
-            reply_to: None,
-            state: OutboundState::Queued,
-            attempt: 1,
-            claimed_at: None,
-            not_before: None,
-            wamid: None,
-            error: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let record = OutboundRecord::queued(
+            outbound::new_outbound_id(),
+            &conversation,
+            NUMBER,
+            Recipient::Phone("5511912345678".into()),
+            OutboundContent::Text { body: text.into() },
+            Origin::Api,
+            now,
+        );
         assert!(store.create_outbound(&record).await.unwrap());
         let job = OutboundJob {
             account_id: self.account.clone(),

@@ -201,3 +201,38 @@ pub async fn whatsapp_store_with_number(
         .expect("number claimed");
     record
 }
+
+/// A WhatsApp store of `account_id` whose slot 1 holds `phone_number_id`,
+/// `connected`, with `token` sealed as the `whatsapp` routes seal it: the
+/// sender and the bot can open it and call the (fake) Graph API.
+pub async fn whatsapp_store_with_connected_number(
+    store: &Store,
+    sealer: &Sealer,
+    account_id: &str,
+    phone_number_id: &str,
+    token: &str,
+) -> StoreRecord {
+    use nuvem_aws::secrets::SealContext;
+    use nuvem_domain::whatsapp::store::NumberStatus;
+    let record = whatsapp_store_record(account_id, "Cantina da Nonna");
+    store
+        .create_whatsapp_store(&record)
+        .await
+        .expect("store written")
+        .expect("store created");
+    let mut number = whatsapp_number_record(&record, 1, phone_number_id);
+    number.sealed_token = sealer
+        .seal(
+            token,
+            &SealContext::whatsapp_access_token(account_id, phone_number_id),
+        )
+        .await
+        .expect("token sealed");
+    number.status = NumberStatus::Connected;
+    store
+        .put_whatsapp_number(&number, None)
+        .await
+        .expect("number written")
+        .expect("number claimed");
+    record
+}

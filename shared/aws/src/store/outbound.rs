@@ -277,21 +277,7 @@ impl Store {
         event: Option<&Envelope>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let update = self
-            .outbound_step(
-                r,
-                from,
-                "SET #state = :to, #error = :error, updated_at = :now",
-            )?
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_values(
-                ":to",
-                serde_dynamo::to_attribute_value(OutboundState::Failed)?,
-            )
-            .expression_attribute_values(":error", serde_dynamo::to_attribute_value(error)?)
-            .expression_attribute_values(":now", serde_dynamo::to_attribute_value(now)?)
-            .build()
-            .map_err(StoreError::sdk)?;
+        let update = self.failed_update(r, from, error, now)?;
         let mut items = vec![TransactWriteItem::builder().update(update).build()];
         if let Some(event) = event {
             items.push(self.event_record(event)?);
@@ -311,21 +297,7 @@ impl Store {
         events: &[Envelope],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let failed = self
-            .outbound_step(
-                r,
-                OutboundState::Sending,
-                "SET #state = :to, #error = :error, updated_at = :now",
-            )?
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_values(
-                ":to",
-                serde_dynamo::to_attribute_value(OutboundState::Failed)?,
-            )
-            .expression_attribute_values(":error", serde_dynamo::to_attribute_value(error)?)
-            .expression_attribute_values(":now", serde_dynamo::to_attribute_value(now)?)
-            .build()
-            .map_err(StoreError::sdk)?;
+        let failed = self.failed_update(r, OutboundState::Sending, error, now)?;
         let mut items = vec![
             TransactWriteItem::builder().update(failed).build(),
             TransactWriteItem::builder()
@@ -336,5 +308,29 @@ impl Store {
             items.push(self.event_record(event)?);
         }
         self.step(items).await
+    }
+
+    /// The step to `failed` with `error`, from state `from`.
+    fn failed_update(
+        &self,
+        r: &OutboundRecord,
+        from: OutboundState,
+        error: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<Update, StoreError> {
+        self.outbound_step(
+            r,
+            from,
+            "SET #state = :to, #error = :error, updated_at = :now",
+        )?
+        .expression_attribute_names("#error", "error")
+        .expression_attribute_values(
+            ":to",
+            serde_dynamo::to_attribute_value(OutboundState::Failed)?,
+        )
+        .expression_attribute_values(":error", serde_dynamo::to_attribute_value(error)?)
+        .expression_attribute_values(":now", serde_dynamo::to_attribute_value(now)?)
+        .build()
+        .map_err(StoreError::sdk)
     }
 }
