@@ -12,7 +12,7 @@ echo "## $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m)"
 python3 scripts/init_time.py --runs "${RUNS:-20}" --floor "$CARGO_TARGET_DIR/release/hello" \
   $(printf -- "$CARGO_TARGET_DIR/release/%s " $functions)
 cargo run --quiet --release -p authorizer --example cpu
-cargo run --quiet --release -p whatsapp-webhook --example cpu
+cargo run --quiet --release -p whatsapp-webhook --example webhook_cpu
 # Against the emulator (debug build is fine: it counts requests, not time).
 CARGO_TARGET_DIR=target cargo run --quiet -p quota-alerts --example requests_per_record
 CARGO_TARGET_DIR=target cargo run --quiet -p fanout --example fanout_requests

@@ -3,7 +3,7 @@
 //! message's stored content and identity, on Meta's "every message type"
 //! payload (one POST with a message of every type).
 //!
-//! `cargo run --release -p whatsapp-webhook --example cpu` (run by `make measure`).
+//! `cargo run --release -p whatsapp-webhook --example webhook_cpu` (run by `make measure`).
 
 use std::hint::black_box;
 use std::time::Instant;
