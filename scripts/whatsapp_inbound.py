@@ -5,6 +5,7 @@ secret), with Meta's escaping of non-ASCII text.
 
   scripts/whatsapp_inbound.py text "Vocês entregam hoje?" [--from 5511912345678]
   scripts/whatsapp_inbound.py status wamid.XYZ read [--at 1795521600]
+  (options --url, --secret, --number, --from, --name, --at after the subcommand)
 
 Defaults match `make dev` (nuvem-local --fake-graph): the API on
 127.0.0.1:3000, app secret `dev-app-secret`, number 106540352242922.
@@ -62,17 +63,19 @@ def status_update(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default="http://127.0.0.1:3000/v1/whatsapp/webhook")
-    p.add_argument("--secret", default="dev-app-secret", help="the Meta app secret")
-    p.add_argument("--number", default="106540352242922", help="phone_number_id it is sent to")
-    p.add_argument("--from", dest="sender", default="5511912345678", help="the customer's wa_id")
-    p.add_argument("--name", default="Ana")
-    p.add_argument("--at", type=int, help="Unix seconds (default: now)")
+    # Options go before or after the subcommand.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default="http://127.0.0.1:3000/v1/whatsapp/webhook")
+    common.add_argument("--secret", default="dev-app-secret", help="the Meta app secret")
+    common.add_argument("--number", default="106540352242922", help="phone_number_id it is sent to")
+    common.add_argument("--from", dest="sender", default="5511912345678", help="the customer's wa_id")
+    common.add_argument("--name", default="Ana")
+    common.add_argument("--at", type=int, help="Unix seconds (default: now)")
     sub = p.add_subparsers(dest="kind", required=True)
-    t = sub.add_parser("text", help="a customer's text message")
+    t = sub.add_parser("text", parents=[common], help="a customer's text message")
     t.add_argument("body")
     t.add_argument("--wamid", help="default: a new one")
-    s = sub.add_parser("status", help="a status of a message we sent")
+    s = sub.add_parser("status", parents=[common], help="a status of a message we sent")
     s.add_argument("wamid_of_status")
     s.add_argument("status", choices=["sent", "delivered", "read", "played", "failed"])
     args = p.parse_args()
