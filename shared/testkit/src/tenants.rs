@@ -181,24 +181,31 @@ pub fn whatsapp_number_record(
     }
 }
 
-/// A WhatsApp store of `account_id` with `phone_number_id` in slot 1, as
-/// the `whatsapp` routes leave them: webhooks for the number route to it.
+/// Writes `record` and puts `number` in its slot, as the `whatsapp`
+/// routes leave them: webhooks for the number route to the store.
+async fn write_store_with(store: &Store, record: &StoreRecord, number: &NumberRecord) {
+    store
+        .create_whatsapp_store(record)
+        .await
+        .expect("store written")
+        .expect("store created");
+    store
+        .put_whatsapp_number(number, None)
+        .await
+        .expect("number written")
+        .expect("number claimed");
+}
+
+/// A WhatsApp store of `account_id` with `phone_number_id` in slot 1
+/// (unchecked, its token a placeholder).
 pub async fn whatsapp_store_with_number(
     store: &Store,
     account_id: &str,
     phone_number_id: &str,
 ) -> StoreRecord {
     let record = whatsapp_store_record(account_id, "Cantina da Nonna");
-    store
-        .create_whatsapp_store(&record)
-        .await
-        .expect("store written")
-        .expect("store created");
-    store
-        .put_whatsapp_number(&whatsapp_number_record(&record, 1, phone_number_id), None)
-        .await
-        .expect("number written")
-        .expect("number claimed");
+    let number = whatsapp_number_record(&record, 1, phone_number_id);
+    write_store_with(store, &record, &number).await;
     record
 }
 
@@ -215,11 +222,6 @@ pub async fn whatsapp_store_with_connected_number(
     use nuvem_aws::secrets::SealContext;
     use nuvem_domain::whatsapp::store::NumberStatus;
     let record = whatsapp_store_record(account_id, "Cantina da Nonna");
-    store
-        .create_whatsapp_store(&record)
-        .await
-        .expect("store written")
-        .expect("store created");
     let mut number = whatsapp_number_record(&record, 1, phone_number_id);
     number.sealed_token = sealer
         .seal(
@@ -229,10 +231,6 @@ pub async fn whatsapp_store_with_connected_number(
         .await
         .expect("token sealed");
     number.status = NumberStatus::Connected;
-    store
-        .put_whatsapp_number(&number, None)
-        .await
-        .expect("number written")
-        .expect("number claimed");
+    write_store_with(store, &record, &number).await;
     record
 }

@@ -190,6 +190,54 @@ impl Store {
         }
     }
 
+    /// Writes one item alone (a plain write: half the cost of a
+    /// transaction) or several all or nothing; `Err(())` when a condition
+    /// refused it.
+    pub(crate) async fn write_all(
+        &self,
+        mut items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), ()>, StoreError> {
+        if items.len() > 1 {
+            return Ok(self.transact_checked(items).await?.map_err(|_| ()));
+        }
+        let Some(item) = items.pop() else {
+            return Ok(Ok(()));
+        };
+        let result = if let Some(u) = item.update {
+            self.db
+                .update_item()
+                .table_name(u.table_name)
+                .set_key(Some(u.key))
+                .update_expression(u.update_expression)
+                .set_condition_expression(u.condition_expression)
+                .set_expression_attribute_names(u.expression_attribute_names)
+                .set_expression_attribute_values(u.expression_attribute_values)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| (condition_failed(&e), StoreError::sdk(e)))
+        } else if let Some(p) = item.put {
+            self.db
+                .put_item()
+                .table_name(p.table_name)
+                .set_item(Some(p.item))
+                .set_condition_expression(p.condition_expression)
+                .set_expression_attribute_names(p.expression_attribute_names)
+                .set_expression_attribute_values(p.expression_attribute_values)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| (condition_failed(&e), StoreError::sdk(e)))
+        } else {
+            return Ok(self.transact_checked(vec![item]).await?.map_err(|_| ()));
+        };
+        match result {
+            Ok(()) => Ok(Ok(())),
+            Err((true, _)) => Ok(Err(())),
+            Err((false, e)) => Err(e),
+        }
+    }
+
     /// The outbox copy of a domain event, written in the same transaction as
     /// the change that caused it and kept for the retention period (it
     /// backs `GET /v1/events` and replays).
