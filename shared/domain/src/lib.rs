@@ -14,6 +14,7 @@ pub mod ids;
 pub mod keys;
 pub mod mail;
 pub mod phone;
+pub mod rpa;
 pub mod s3_event;
 pub mod secret;
 pub mod signup;
