@@ -57,6 +57,7 @@ pub fn admit(key: &KeyRecord, secret: &str, now: DateTime<Utc>) -> Result<Value,
         "authenticated": true,
         "account_id": key.account_id,
         "key_id": key.id,
+        "key_name": key.name,
         "role": key.role.as_str(),
     }))
 }

@@ -63,6 +63,7 @@ async fn a_valid_key_yields_its_account_key_and_role() {
     assert_eq!(ctx["authenticated"], true);
     assert_eq!(ctx["account_id"], record.account_id);
     assert_eq!(ctx["key_id"], record.id);
+    assert_eq!(ctx["key_name"], record.name);
     assert_eq!(ctx["role"], "operator");
 }
 

@@ -549,20 +549,8 @@ impl<'a> ConversationView<'a> {
 }
 
 /// `?needs_human=true|false`.
-fn needs_human_filter(req: &Request) -> Result<Option<bool>, Problem> {
-    match http::query(req, "needs_human") {
-        None => Ok(None),
-        Some("true") => Ok(Some(true)),
-        Some("false") => Ok(Some(false)),
-        Some(_) => Err(Problem::validation(vec![FieldError::new(
-            "needs_human",
-            "must be true or false",
-        )])),
-    }
-}
-
 async fn conversations(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
-    let needs_human = needs_human_filter(req)?;
+    let needs_human = http::bool_query(req, "needs_human")?;
     let limit = http::page_limit(req)?;
     let found = store(deps, req, who).await?;
     let page = http::listing(

@@ -189,11 +189,15 @@ fn operations_are_complete_and_schemas_and_examples_valid() {
                 body["required"].is_boolean(),
                 "{what}: requestBody.required"
             );
-            let media = &body["content"]["application/json"];
+            // A JSON body, or a file of its own type (a CSV import).
+            let (media_type, media) = body["content"]
+                .as_object()
+                .and_then(|c| c.iter().next())
+                .unwrap_or_else(|| panic!("{what}: requestBody.content"));
             let schema = resolve(&media["schema"]);
             // Except bodies of outside senders read leniently (Meta's
             // webhooks), which say so.
-            if op["x-nuvem-lenient-body"] != true {
+            if media_type == "application/json" && op["x-nuvem-lenient-body"] != true {
                 assert_eq!(
                     schema["additionalProperties"], false,
                     "{what}: unknown fields are refused, so additionalProperties: false"
@@ -472,6 +476,11 @@ const CONVERSATIONS: &str = "/v1/whatsapp/stores/{id}/conversations";
 const CONVERSATION_MESSAGES: &str =
     "/v1/whatsapp/stores/{id}/conversations/{conversation_id}/messages";
 const RESUME: &str = "/v1/whatsapp/stores/{id}/conversations/{conversation_id}/resume";
+const CARRIERS: &str = "/v1/rpa/carriers";
+const CARRIER: &str = "/v1/rpa/carriers/{code}";
+const CLIENTS: &str = "/v1/rpa/clients";
+const CLIENT: &str = "/v1/rpa/clients/{id}";
+const CLIENT_IMPORT: &str = "/v1/rpa/clients/import";
 
 /// Shorthands, so that the flow below reads as a list of calls.
 macro_rules! call {
@@ -1342,6 +1351,92 @@ async fn every_operation_answers_as_documented() {
     call!(api, POST BUCKETS [], owner, json(json!({"name": "temporario"})) => 201);
     call!(api, DELETE BUCKET ["temporario"], owner, Body::None => 204);
     call!(api, DELETE BUCKET ["temporario"], owner, Body::None => 404);
+
+    // ------------------------------------------------------------ RPA
+    let vivo = json!({
+        "code": "vivo", "name": "Vivo Empresas", "portal_url": "https://mve.vivo.com.br",
+        "rpa_settings": {"perfil": "empresas"}
+    });
+    let carrier = call!(api, POST CARRIERS [], owner, json(vivo.clone()) => 201);
+    assert_eq!(carrier["code"], "VIVO");
+    call!(api, POST CARRIERS [], owner, json(vivo) => 409);
+    call!(api, POST CARRIERS [], owner, json(json!({"code": "SAT", "name": "SAT"})) => 422);
+    call!(api, POST CARRIERS [], Some(approver.as_str()), json(json!({"code": "OI", "name": "Oi"})) => 403);
+    call!(api, POST CARRIERS [], owner, malformed() => 400);
+    call!(api, POST CARRIERS [], owner, not_json() => 415);
+    call!(api, POST CARRIERS [], owner, oversized("name") => 413);
+    call!(api, POST CARRIERS [], owner, json(json!({"code": "OI", "name": "Oi"})) => 201);
+    for credential in [owner, reader, Some(approver.as_str())] {
+        let page = call!(api, GET CARRIERS [], credential, Body::None => 200);
+        assert_eq!(page["items"].as_array().unwrap().len(), 2);
+        call!(api, GET CARRIER ["vivo"], credential, Body::None => 200);
+    }
+    call!(api, GET CARRIERS [] ? [("limit", "0")], owner, Body::None => 422);
+    call!(api, GET CARRIER ["CLARO"], owner, Body::None => 404);
+    let paused = call!(api, PATCH CARRIER ["OI"], owner, json(json!({"active": false})) => 200);
+    assert_eq!(paused["active"], false);
+    call!(api, PATCH CARRIER ["OI"], owner, json(json!({"max_attempts": 0})) => 422);
+    call!(api, PATCH CARRIER ["OI"], owner, malformed() => 400);
+    call!(api, PATCH CARRIER ["OI"], owner, not_json() => 415);
+    call!(api, PATCH CARRIER ["OI"], owner, oversized("name") => 413);
+    call!(api, PATCH CARRIER ["CLARO"], owner, json(json!({"active": false})) => 404);
+
+    let padaria = json!({
+        "legal_name": "Padaria Pão Quente Ltda", "cnpj": "11.222.333/0001-81",
+        "carrier": "VIVO", "unit": "Matriz", "service": "Móvel",
+        "portal_login": "financeiro@paoquente.com.br", "portal_password": "s3nh@-do-portal"
+    });
+    let client = call!(api, POST CLIENTS [], owner, json(padaria.clone()) => 201);
+    assert_eq!(client["has_portal_password"], true);
+    assert!(!client.to_string().contains("s3nh@"), "{client}");
+    let client_id = str_of(&client["id"]).to_owned();
+    call!(api, POST CLIENTS [], owner, json(padaria) => 409);
+    call!(api, POST CLIENTS [], owner, json(json!({"legal_name": "X", "cnpj": "1", "carrier": "VIVO"})) => 422);
+    call!(api, POST CLIENTS [], owner, malformed() => 400);
+    call!(api, POST CLIENTS [], owner, not_json() => 415);
+    call!(api, POST CLIENTS [], owner, oversized("legal_name") => 413);
+    call!(api, POST CLIENTS [], reader, json(json!({})) => 403);
+    for credential in [owner, reader, Some(approver.as_str())] {
+        call!(api, GET CLIENTS [] ? [("carrier", "VIVO"), ("active", "true"), ("cnpj", "11222333000181")],
+            credential, Body::None => 200);
+        call!(api, GET CLIENT [&client_id], credential, Body::None => 200);
+    }
+    call!(api, GET CLIENTS [] ? [("active", "sim")], owner, Body::None => 422);
+    call!(api, GET CLIENT ["cli_01jdq5m3n4p5q6r7s8t9v0w1x2"], owner, Body::None => 404);
+    call!(api, GET CLIENT ["padaria"], owner, Body::None => 404);
+    let moved =
+        call!(api, PATCH CLIENT [&client_id], owner, json(json!({"unit": "Filial Centro"})) => 200);
+    assert_eq!(moved["unit"], "Filial Centro");
+    call!(api, PATCH CLIENT [&client_id], owner, json(json!({"cpf": "123"})) => 422);
+    call!(api, PATCH CLIENT [&client_id], owner, malformed() => 400);
+    call!(api, PATCH CLIENT [&client_id], owner, not_json() => 415);
+    call!(api, PATCH CLIENT [&client_id], owner, oversized("unit") => 413);
+    call!(api, PATCH CLIENT ["cli_01jdq5m3n4p5q6r7s8t9v0w1x2"], owner, json(json!({})) => 404);
+
+    let csv = "razao_social;cnpj;operadora;unidade;servico\n\
+               Padaria Pão Quente Ltda;11.222.333/0001-81;VIVO;Filial Centro;Móvel\n\
+               Padaria Pão Quente Ltda;11.222.333/0001-81;VIVO;Matriz;Móvel\n\
+               Açougue Boi Bom;11.444.777/0001-61;CLARO;;\n";
+    let report = call!(api, POST CLIENT_IMPORT [], owner,
+        Body::Raw("text/csv", csv.as_bytes().to_vec()) => 200);
+    let results: Vec<&str> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| str_of(&r["result"]))
+        .collect();
+    assert_eq!(results, ["unchanged", "created", "refused"], "{report}");
+    call!(api, POST CLIENT_IMPORT [], owner, Body::Raw("text/csv", b"nome;cnpj\n".to_vec()) => 422);
+    call!(api, POST CLIENT_IMPORT [], owner, Body::Raw("application/json", b"{}".to_vec()) => 415);
+    call!(api, POST CLIENT_IMPORT [], owner,
+        Body::Raw("text/csv", vec![b'x'; 1024 * 1024 + 1]) => 413);
+    call!(api, POST CLIENT_IMPORT [], Some(approver.as_str()), Body::Raw("text/csv", csv.as_bytes().to_vec()) => 403);
+
+    call!(api, DELETE CARRIER ["VIVO"], owner, Body::None => 409);
+    call!(api, DELETE CLIENT [&client_id], owner, Body::None => 204);
+    call!(api, DELETE CLIENT [&client_id], owner, Body::None => 404);
+    call!(api, DELETE CARRIER ["OI"], owner, Body::None => 204);
+    call!(api, DELETE CARRIER ["OI"], owner, Body::None => 404);
 
     // ------------------------------------------------------------ coverage
     // Every operation succeeded, for each role it lists (with any key of it).

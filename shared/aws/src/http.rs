@@ -8,7 +8,7 @@ use lambda_http::Body;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use lambda_http::request::RequestContext;
 use nuvem_domain::idempotency::IdempotencyKey;
-use nuvem_domain::keys::Role;
+use nuvem_domain::keys::{Actor, Role};
 use nuvem_domain::validation::FieldError;
 use serde::Serialize;
 
@@ -88,12 +88,13 @@ impl Problem {
             Some(format!("the body must not exceed {limit} bytes")),
         )
     }
-    pub fn unsupported_media_type() -> Self {
+    /// The body's type is not `expected` (e.g. `application/json`).
+    pub fn unsupported_media_type(expected: &str) -> Self {
         Self::new(
             415,
             "unsupported-media-type",
             "Unsupported media type",
-            Some("send the body as application/json".into()),
+            Some(format!("send the body as {expected}")),
         )
     }
     pub fn too_many_requests(detail: impl Into<String>) -> Self {
@@ -204,6 +205,19 @@ pub fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.query_string_parameters_ref()?.first(name)
 }
 
+/// A `true`/`false` query parameter; absent is `None`.
+pub fn bool_query(req: &Request, name: &str) -> Result<Option<bool>, Problem> {
+    match query(req, name) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(Problem::validation(vec![FieldError::new(
+            name,
+            "must be true or false",
+        )])),
+    }
+}
+
 /// `?limit=` of a listing: 1–100, 25 by default.
 pub fn page_limit(req: &Request) -> Result<i32, Problem> {
     match query(req, "limit") {
@@ -249,7 +263,7 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
         if essence != "application/json" && !essence.ends_with("+json") {
-            return Err(Problem::unsupported_media_type());
+            return Err(Problem::unsupported_media_type("application/json"));
         }
     }
     if raw.iter().all(u8::is_ascii_whitespace) {
@@ -292,6 +306,23 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
             )])
         }
     })
+}
+
+/// A body that is not JSON (a CSV file, say): its size limit and, when the
+/// request names a type, one of `types`.
+pub fn raw_body<'a>(req: &'a Request, limit: usize, types: &[&str]) -> Result<&'a [u8], Problem> {
+    let raw = req.body().as_ref();
+    if raw.len() > limit {
+        return Err(Problem::payload_too_large(limit));
+    }
+    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !types.contains(&essence) {
+            return Err(Problem::unsupported_media_type(&types.join(" or ")));
+        }
+    }
+    Ok(raw)
 }
 
 /// The request's `Idempotency-Key` header, if it sent one.
@@ -341,7 +372,19 @@ fn strip_position(msg: &str) -> String {
 pub struct Principal {
     pub account_id: String,
     pub key_id: String,
+    /// The key's name (fixed when the key was made), recorded beside its id
+    /// wherever an action names who did it.
+    pub key_name: String,
     pub role: Role,
+}
+
+impl Principal {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            key_id: self.key_id.clone(),
+            key_name: self.key_name.clone(),
+        }
+    }
 }
 
 /// The caller, if the authorizer accepted its credential and its role is one
@@ -369,6 +412,8 @@ pub fn require(req: &Request, allowed: &[Role]) -> Result<Principal, Problem> {
             role.parse().ok().map(|role| Principal {
                 account_id,
                 key_id,
+                // Absent only in contexts cached before names were passed.
+                key_name: field("key_name").unwrap_or_default(),
                 role,
             })
         }

@@ -37,6 +37,9 @@ pub enum SealError {
 /// names it).
 pub const WHATSAPP_ACCESS_TOKEN: &str = "whatsapp-access-token";
 
+/// The purpose of sealed carrier-portal passwords of RPA clients.
+pub const RPA_PORTAL_PASSWORD: &str = "rpa-portal-password";
+
 /// What a sealed value belongs to: KMS's encryption context.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SealContext {
@@ -62,6 +65,16 @@ impl SealContext {
             purpose: WHATSAPP_ACCESS_TOKEN,
             account_id: account_id.to_owned(),
             subject: phone_number_id.to_owned(),
+        }
+    }
+
+    /// The carrier-portal password of RPA client `client_id` of
+    /// `account_id`.
+    pub fn rpa_portal_password(account_id: &str, client_id: &str) -> Self {
+        SealContext {
+            purpose: RPA_PORTAL_PASSWORD,
+            account_id: account_id.to_owned(),
+            subject: client_id.to_owned(),
         }
     }
 

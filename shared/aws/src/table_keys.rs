@@ -231,3 +231,26 @@ pub const WHATSAPP_UNROUTED_SK: &str = "WAUNROUTED";
 pub fn messages_of_conversation(conversation_id: &str) -> String {
     format!("WAMSGS#{conversation_id}")
 }
+
+// ---------------------------------------------------------------------------
+// RPA
+
+/// An RPA carrier, in its account's partition, by code.
+pub const RPA_CARRIER_PREFIX: &str = "RPACARRIER#";
+pub fn rpa_carrier_sk(code: &str) -> String {
+    format!("{RPA_CARRIER_PREFIX}{code}")
+}
+/// An RPA client, in its account's partition.
+pub const RPA_CLIENT_PREFIX: &str = "RPACLIENT#";
+pub fn rpa_client_sk(client_id: &str) -> String {
+    format!("{RPA_CLIENT_PREFIX}{client_id}")
+}
+/// The claim of a client's identity (a digest of CNPJ, carrier, unit and
+/// service), in its account's partition; its prefix is not a client's.
+pub fn rpa_client_key_sk(unique_key: &str) -> String {
+    format!("RPAKEY#{unique_key}")
+}
+/// gsi1 partition listing a carrier's clients.
+pub fn clients_of_carrier(account_id: &str, code: &str) -> String {
+    format!("RPACLIENTS#{account_id}#{code}")
+}

@@ -152,8 +152,9 @@ fn only_digits(chars: &[u8]) -> Result<(), DocumentError> {
 
 /// CPF weights grow 2, 3, … 11 from the right without wrapping.
 const CPF_WEIGHT_CAP: u32 = 11;
-/// CNPJ weights cycle 2..=9 from the right.
-const CNPJ_WEIGHT_CAP: u32 = 9;
+/// CNPJ weights cycle 2..=9 from the right (as do those of the access keys
+/// of electronic invoices, see [`crate::rpa::nfcom`]).
+pub(crate) const CNPJ_WEIGHT_CAP: u32 = 9;
 
 /// Both check digits for `base`. Each character counts as its ASCII code
 /// minus 48, so '0'..'9' are 0..9 and 'A'..'Z' are 17..42 (the Receita
@@ -166,7 +167,11 @@ fn check_digits(base: &[u8], weight_cap: u32) -> [u8; 2] {
     [first, second]
 }
 
-fn check_digit(chars: &[u8], weight_cap: u32) -> u8 {
+/// One modulo-11 check digit over `chars` (ASCII `0-9A-Z`, each worth its
+/// ASCII code − 48): weights 2, 3, … from the rightmost character, starting
+/// again at 2 after `weight_cap`; remainder 0 or 1 gives 0, else
+/// 11 − remainder.
+pub(crate) fn check_digit(chars: &[u8], weight_cap: u32) -> u8 {
     let sum: u32 = chars
         .iter()
         .rev()

@@ -20,6 +20,14 @@ use crate::validation::{FieldError, UnknownVariant, text_field};
 /// a tenant, so it has no account record and nothing to notify.
 pub const PLATFORM_ACCOUNT: &str = "platform";
 
+/// Who did something: the key and the name it had. Records keep both, so
+/// that the trail stays readable after the key is revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub key_id: String,
+    pub key_name: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

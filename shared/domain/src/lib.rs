@@ -11,6 +11,7 @@ pub mod email;
 pub mod events;
 pub mod idempotency;
 pub mod ids;
+pub mod json_text;
 pub mod keys;
 pub mod mail;
 pub mod phone;

@@ -75,6 +75,76 @@ pub(crate) fn text_field(
     Ok(trimmed.to_owned())
 }
 
+/// The value if `result` is Ok, else records the error.
+pub(crate) fn check<T>(errors: &mut Vec<FieldError>, result: Result<T, FieldError>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}
+
+pub(crate) fn within(field: &str, value: u32, min: u32, max: u32) -> Result<u32, FieldError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("must be between {min} and {max}"),
+        ))
+    }
+}
+
+/// An optional text: absent, `null` or blank is `None`.
+pub(crate) fn optional_text(
+    field: &str,
+    value: Option<&str>,
+    max_chars: usize,
+    multiline: bool,
+) -> Result<Option<String>, FieldError> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if multiline {
+        multiline_field(field, value, max_chars).map(Some)
+    } else {
+        text_field(field, value, 1, max_chars).map(Some)
+    }
+}
+
+/// Like [`text_field`] with no minimum, but line breaks and tabs are kept:
+/// prompts and messages are paragraphs. Other control characters are
+/// refused.
+pub(crate) fn multiline_field(
+    field: &str,
+    value: &str,
+    max_chars: usize,
+) -> Result<String, FieldError> {
+    let trimmed = value.trim();
+    if trimmed.chars().count() > max_chars {
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters other than line breaks and tabs",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`,
+/// through `#[serde(default)]`), for patches that can clear a field.
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

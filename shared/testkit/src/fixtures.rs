@@ -45,6 +45,17 @@ pub fn with_body(req: Request, body: impl Into<String>) -> Request {
     Request::from_parts(parts, Body::Text(body.into()))
 }
 
+/// The request with a body of any bytes (as `lambda_http` hands over a
+/// base64-encoded one) and its content type.
+pub fn with_bytes(req: Request, content_type: &str, body: Vec<u8>) -> Request {
+    let (mut parts, _) = req.into_parts();
+    parts.headers.insert(
+        "content-type",
+        content_type.parse().expect("a content type"),
+    );
+    Request::from_parts(parts, Body::Binary(body))
+}
+
 pub fn without_body(req: Request) -> Request {
     let (parts, _) = req.into_parts();
     Request::from_parts(parts, Body::Empty)
@@ -94,10 +105,16 @@ pub fn with_query(req: Request, pairs: &[(&str, &str)]) -> Request {
     req.with_query_string_parameters(params)
 }
 
-/// The request as the authorizer would have labelled it for this principal.
+/// The request as the authorizer would have labelled it for this principal
+/// (its key named after its id).
 pub fn as_principal(req: Request, account_id: &str, key_id: &str, role: &str) -> Request {
-    let ctx =
-        json!({"authenticated": true, "account_id": account_id, "key_id": key_id, "role": role});
+    let ctx = json!({
+        "authenticated": true,
+        "account_id": account_id,
+        "key_id": key_id,
+        "key_name": format!("{key_id} ({role})"),
+        "role": role,
+    });
     with_authorizer(req, ctx)
 }
 

@@ -14,6 +14,7 @@ mod rate;
 mod reconcile;
 mod requests;
 mod rollups;
+mod rpa;
 mod usage;
 mod webhooks;
 mod whatsapp;
@@ -30,6 +31,7 @@ pub use lanes::LaneEntry;
 pub use outbound::OutboundRecord;
 pub use reconcile::{ReconcileCursor, ReconcileRun, RecordedObject};
 pub use requests::Once;
+pub use rpa::{CarrierRecord, ClientFilter, ClientRecord, ClientWriteError, DeleteCarrierOutcome};
 pub use usage::{AccountUsage, StoredObject};
 pub use webhooks::{
     CreateEndpointError, EndpointRecord, EndpointRoute, HealthChange, MAX_ENDPOINTS_PER_ACCOUNT,
@@ -44,7 +46,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nuvem_domain::events::Envelope;
@@ -236,6 +238,23 @@ impl Store {
             Err((true, _)) => Ok(Err(())),
             Err((false, e)) => Err(e),
         }
+    }
+
+    /// A conditional delete, for a transaction.
+    pub(crate) fn delete_item(
+        &self,
+        pk: String,
+        sk: String,
+        condition: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key(k::PK, s(pk))
+            .key(k::SK, s(sk))
+            .condition_expression(condition)
+            .build()
+            .map_err(StoreError::sdk)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
     /// The outbox copy of a domain event, written in the same transaction as

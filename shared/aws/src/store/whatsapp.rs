@@ -271,22 +271,6 @@ impl Store {
         )))
     }
 
-    fn delete_item(
-        &self,
-        pk: String,
-        sk: String,
-        condition: &str,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .key(k::PK, s(pk))
-            .key(k::SK, s(sk))
-            .condition_expression(condition)
-            .build()
-            .map_err(StoreError::sdk)?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
-    }
-
     /// Deleting a slot's item and its number's claim, both conditional on
     /// still holding that number.
     fn release_number(&self, number: &NumberRecord) -> Result<Vec<TransactWriteItem>, StoreError> {

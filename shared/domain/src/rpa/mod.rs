@@ -1,3 +1,10 @@
 //! The RPA invoice pipeline: carriers, their clients, monthly invoice
 //! processes, the steps run by the outside RPA API, and the schedules that
 //! start them.
+
+pub mod carrier;
+pub mod client;
+pub mod client_import;
+pub mod month;
+pub mod nfcom;
+pub mod schedule;

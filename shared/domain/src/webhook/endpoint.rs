@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
 use super::signature::WebhookSecret;
 use super::ssrf;
 use crate::events::{EventName, EventType};
-use crate::validation::{FieldError, text_field};
+use crate::validation::{FieldError, check, present, text_field, within};
 
 pub const DEFAULT_TIMEOUT_SECS: u32 = 15;
 pub const MAX_TIMEOUT_SECS: u32 = 300;
@@ -142,16 +142,6 @@ pub struct EndpointPatch {
     /// `None`: unchanged; `Some(None)`: no limit; `Some(Some(n))`: `n`/s.
     #[serde(default, deserialize_with = "present")]
     pub rate_limit_per_second: Option<Option<u32>>,
-}
-
-/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`,
-/// through `#[serde(default)]`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Validated settings of an endpoint, as stored and shown.
@@ -317,22 +307,6 @@ impl EndpointPatch {
             secret: None,
         };
         merged.validate(policy).map(|(settings, _)| settings)
-    }
-}
-
-/// The value if `result` is Ok, else records the error.
-fn check<T>(errors: &mut Vec<FieldError>, result: Result<T, FieldError>) -> Option<T> {
-    result.map_err(|e| errors.push(e)).ok()
-}
-
-fn within(field: &str, value: u32, min: u32, max: u32) -> Result<u32, FieldError> {
-    if (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(FieldError::new(
-            field,
-            format!("must be between {min} and {max}"),
-        ))
     }
 }
 

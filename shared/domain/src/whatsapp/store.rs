@@ -6,11 +6,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::ids;
 use crate::phone::Phone;
-use crate::validation::{FieldError, UnknownVariant, text_field};
+use crate::validation::{
+    FieldError, UnknownVariant, check, multiline_field, optional_text, present, text_field, within,
+};
 
 /// An account has at most this many stores.
 pub const MAX_STORES_PER_ACCOUNT: usize = 20;
@@ -158,16 +160,6 @@ pub struct StorePatch {
     pub fallback_text: Option<Option<String>>,
     #[serde(default)]
     pub language: Option<String>,
-}
-
-/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`,
-/// through `#[serde(default)]`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Validated settings of a store and its bot, as stored and shown.
@@ -336,62 +328,6 @@ impl StorePatch {
         };
         merged.validate()
     }
-}
-
-/// The value if `result` is Ok, else records the error.
-fn check<T>(errors: &mut Vec<FieldError>, result: Result<T, FieldError>) -> Option<T> {
-    result.map_err(|e| errors.push(e)).ok()
-}
-
-fn within(field: &str, value: u32, min: u32, max: u32) -> Result<u32, FieldError> {
-    if (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(FieldError::new(
-            field,
-            format!("must be between {min} and {max}"),
-        ))
-    }
-}
-
-/// An optional text: absent, `null` or blank is `None`.
-fn optional_text(
-    field: &str,
-    value: Option<&str>,
-    max_chars: usize,
-    multiline: bool,
-) -> Result<Option<String>, FieldError> {
-    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
-        return Ok(None);
-    };
-    if multiline {
-        multiline_field(field, value, max_chars).map(Some)
-    } else {
-        text_field(field, value, 1, max_chars).map(Some)
-    }
-}
-
-/// Like [`text_field`] with no minimum, but line breaks and tabs are kept:
-/// prompts and messages are paragraphs. Other control characters are
-/// refused.
-fn multiline_field(field: &str, value: &str, max_chars: usize) -> Result<String, FieldError> {
-    let trimmed = value.trim();
-    if trimmed.chars().count() > max_chars {
-        return Err(FieldError::new(
-            field,
-            format!("must be at most {max_chars} characters"),
-        ));
-    }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(FieldError::new(
-            field,
-            "must not contain control characters other than line breaks and tabs",
-        ));
-    }
-    Ok(trimmed.to_owned())
 }
 
 /// Trimmed topics without duplicates (ignoring case), in the order given;

@@ -1,0 +1,59 @@
+//! The RPA invoice pipeline's API: `/v1/rpa/…`. Owners keep carriers and
+//! clients (one by one or by CSV); approvers and operators read them.
+//!
+//! The account is always the caller's (from the authorizer): another
+//! account's carrier or client is "not found". Every change records the
+//! key (id and name) that made it. A client's portal password is sealed
+//! with KMS for its account and client, and never returned or logged.
+
+mod carriers;
+mod clients;
+mod import;
+
+use nuvem_aws::Core;
+use nuvem_aws::http::{self, HttpResult, Problem, Request, Response};
+use nuvem_aws::secrets::Sealer;
+use nuvem_domain::keys::Role;
+
+pub struct Deps {
+    pub core: Core,
+    pub sealer: Sealer,
+}
+
+/// Who keeps the account's carriers and clients.
+const OWNER: &[Role] = &[Role::Owner];
+/// Everyone of the account's RPA team.
+const TEAM: &[Role] = &[Role::Owner, Role::Approver, Role::Operator];
+
+pub async fn handle(deps: &Deps, req: Request) -> Response {
+    http::reply(route(deps, &req).await)
+}
+
+async fn route(deps: &Deps, req: &Request) -> HttpResult {
+    match http::route(req) {
+        "POST /v1/rpa/carriers" => carriers::create(deps, req, &http::require(req, OWNER)?).await,
+        "GET /v1/rpa/carriers" => carriers::list(deps, req, &http::require(req, TEAM)?).await,
+        "GET /v1/rpa/carriers/{code}" => {
+            carriers::read(deps, req, &http::require(req, TEAM)?).await
+        }
+        "PATCH /v1/rpa/carriers/{code}" => {
+            carriers::update(deps, req, &http::require(req, OWNER)?).await
+        }
+        "DELETE /v1/rpa/carriers/{code}" => {
+            carriers::delete(deps, req, &http::require(req, OWNER)?).await
+        }
+        "POST /v1/rpa/clients" => clients::create(deps, req, &http::require(req, OWNER)?).await,
+        "GET /v1/rpa/clients" => clients::list(deps, req, &http::require(req, TEAM)?).await,
+        "POST /v1/rpa/clients/import" => {
+            import::import(deps, req, &http::require(req, OWNER)?).await
+        }
+        "GET /v1/rpa/clients/{id}" => clients::read(deps, req, &http::require(req, TEAM)?).await,
+        "PATCH /v1/rpa/clients/{id}" => {
+            clients::update(deps, req, &http::require(req, OWNER)?).await
+        }
+        "DELETE /v1/rpa/clients/{id}" => {
+            clients::delete(deps, req, &http::require(req, OWNER)?).await
+        }
+        _ => Err(Problem::not_found("no such route")),
+    }
+}
