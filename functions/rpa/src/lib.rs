@@ -1,5 +1,7 @@
 //! The RPA invoice pipeline's API: `/v1/rpa/…`. Owners keep carriers and
 //! clients (one by one or by CSV); approvers and operators read them.
+//! Operators (and owners) create a month's processes and run their steps;
+//! approvers (and owners) approve invoices.
 //!
 //! The account is always the caller's (from the authorizer): another
 //! account's carrier or client is "not found". Every change records the
@@ -9,6 +11,7 @@
 mod carriers;
 mod clients;
 mod import;
+mod processes;
 
 use nuvem_aws::Core;
 use nuvem_aws::http::{self, HttpResult, Problem, Request, Response};
@@ -24,6 +27,10 @@ pub struct Deps {
 const OWNER: &[Role] = &[Role::Owner];
 /// Everyone of the account's RPA team.
 const TEAM: &[Role] = &[Role::Owner, Role::Approver, Role::Operator];
+/// Who runs the pipeline's steps.
+const RUNNERS: &[Role] = &[Role::Owner, Role::Operator];
+/// Who approves invoices.
+const APPROVERS: &[Role] = &[Role::Owner, Role::Approver];
 
 pub async fn handle(deps: &Deps, req: Request) -> Response {
     http::reply(route(deps, &req).await)
@@ -53,6 +60,19 @@ async fn route(deps: &Deps, req: &Request) -> HttpResult {
         }
         "DELETE /v1/rpa/clients/{id}" => {
             clients::delete(deps, req, &http::require(req, OWNER)?).await
+        }
+        "POST /v1/rpa/processes" => {
+            processes::create(deps, req, &http::require(req, RUNNERS)?).await
+        }
+        "GET /v1/rpa/processes" => processes::list(deps, req, &http::require(req, TEAM)?).await,
+        "GET /v1/rpa/processes/{id}" => {
+            processes::read(deps, req, &http::require(req, TEAM)?).await
+        }
+        "POST /v1/rpa/processes/{id}/approve" => {
+            processes::approve(deps, req, &http::require(req, APPROVERS)?).await
+        }
+        "GET /v1/rpa/reports/monthly" => {
+            processes::monthly_report(deps, req, &http::require(req, TEAM)?).await
         }
         _ => Err(Problem::not_found("no such route")),
     }

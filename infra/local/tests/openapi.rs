@@ -481,6 +481,43 @@ const CARRIER: &str = "/v1/rpa/carriers/{code}";
 const CLIENTS: &str = "/v1/rpa/clients";
 const CLIENT: &str = "/v1/rpa/clients/{id}";
 const CLIENT_IMPORT: &str = "/v1/rpa/clients/import";
+const PROCESSES: &str = "/v1/rpa/processes";
+const PROCESS: &str = "/v1/rpa/processes/{id}";
+const APPROVE_PROCESS: &str = "/v1/rpa/processes/{id}/approve";
+const MONTHLY_REPORT: &str = "/v1/rpa/reports/monthly";
+
+/// What the RPA worker does when a download completes: the process gets its
+/// invoice and awaits approval.
+async fn receive_invoice(runner: &nuvem_local::Runner, account_id: &str, process_id: &str) {
+    use nuvem_domain::rpa::process::{Invoice, ProcessStatus, parse_process_id};
+    let sdk = emulator().await.sdk_config().await;
+    let store = nuvem_aws::store::Store::new(&sdk, runner.stack().table("Table"));
+    let (client_id, month) = parse_process_id(process_id).expect("a process id");
+    let current = store
+        .get_process(account_id, &client_id, month)
+        .await
+        .unwrap()
+        .expect("the process");
+    let next = nuvem_aws::store::ProcessRecord {
+        status: ProcessStatus::AwaitingApproval,
+        invoice: Some(Invoice {
+            s3_key: format!("{account_id}/{client_id}/{month}.pdf"),
+            file_name: format!("{month}.pdf"),
+            due_date: chrono::NaiveDate::from_ymd_opt(2026, 12, 10),
+            amount_cents: Some(18990),
+            access_key: None,
+            received_at: Utc::now(),
+        }),
+        version: current.version + 1,
+        ..current.clone()
+    };
+    assert!(
+        store
+            .update_process(&current, &next, None, None)
+            .await
+            .unwrap()
+    );
+}
 
 /// Shorthands, so that the flow below reads as a list of calls.
 macro_rules! call {
@@ -1431,6 +1468,51 @@ async fn every_operation_answers_as_documented() {
     call!(api, POST CLIENT_IMPORT [], owner,
         Body::Raw("text/csv", vec![b'x'; 1024 * 1024 + 1]) => 413);
     call!(api, POST CLIENT_IMPORT [], Some(approver.as_str()), Body::Raw("text/csv", csv.as_bytes().to_vec()) => 403);
+
+    let other_unit = json!({
+        "legal_name": "Padaria Pão Quente Ltda", "cnpj": "11.222.333/0001-81",
+        "carrier": "VIVO", "unit": "Filial Norte"
+    });
+    let north = call!(api, POST CLIENTS [], owner, json(other_unit) => 201);
+    let north = str_of(&north["id"]).to_owned();
+    let month = json!({"client_id": north, "month": "2026-11"});
+    let process = call!(api, POST PROCESSES [], reader, json(month.clone()) => 201);
+    assert_eq!(process["status"], "awaiting_download");
+    let process_id = str_of(&process["id"]).to_owned();
+    call!(api, POST PROCESSES [], owner, json(month) => 409);
+    call!(api, POST PROCESSES [], owner, json(json!({"client_id": north, "month": "2026-13"})) => 422);
+    call!(api, POST PROCESSES [], Some(approver.as_str()), json(json!({"client_id": north, "month": "2026-10"})) => 403);
+    call!(api, POST PROCESSES [], owner, malformed() => 400);
+    call!(api, POST PROCESSES [], owner, not_json() => 415);
+    call!(api, POST PROCESSES [], owner, oversized("month") => 413);
+    let december = call!(api, POST PROCESSES [], owner,
+        json(json!({"client_id": north, "month": "2026-12"})) => 201);
+    let december = str_of(&december["id"]).to_owned();
+    for credential in [owner, reader, Some(approver.as_str())] {
+        call!(api, GET PROCESSES [] ? [("month", "2026-11"), ("status", "awaiting_download"),
+            ("carrier", "VIVO"), ("client_id", &north)], credential, Body::None => 200);
+        call!(api, GET PROCESS [&process_id], credential, Body::None => 200);
+        call!(api, GET MONTHLY_REPORT [] ? [("month", "2026-11")], credential, Body::None => 200);
+    }
+    call!(api, GET PROCESSES [] ? [("status", "pronto")], owner, Body::None => 422);
+    call!(api, GET PROCESS ["prc_01jdq5m3n4p5q6r7s8t9v0w1x2_202611"], owner, Body::None => 404);
+    call!(api, GET MONTHLY_REPORT [], owner, Body::None => 422);
+    let refused = call!(api, POST APPROVE_PROCESS [&process_id], owner, Body::None => 409);
+    assert_eq!(
+        refused["detail"],
+        "the process is awaiting_download; it cannot be approved"
+    );
+    receive_invoice(&runner, &a, &process_id).await;
+    receive_invoice(&runner, &a, &december).await;
+    call!(api, POST APPROVE_PROCESS [&process_id], reader, Body::None => 403);
+    let approved =
+        call!(api, POST APPROVE_PROCESS [&process_id], Some(approver.as_str()), Body::None => 200);
+    assert_eq!(approved["status"], "awaiting_tax_filing");
+    call!(api, POST APPROVE_PROCESS [&december], owner, Body::None => 200);
+    call!(api, POST APPROVE_PROCESS ["prc_01jdq5m3n4p5q6r7s8t9v0w1x2_202611"], owner, Body::None => 404);
+    let report =
+        call!(api, GET MONTHLY_REPORT [] ? [("month", "2026-11")], owner, Body::None => 200);
+    assert_eq!(report["total"]["by_status"]["awaiting_tax_filing"], 1);
 
     call!(api, DELETE CARRIER ["VIVO"], owner, Body::None => 409);
     call!(api, DELETE CLIENT [&client_id], owner, Body::None => 204);

@@ -167,6 +167,31 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> HttpResult {
     Ok(r)
 }
 
+/// A text reply (CSV, say) of the given content type.
+pub fn text(status: u16, content_type: &'static str, body: String) -> HttpResult {
+    let mut r = raw_response(status, body);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(r)
+}
+
+/// Whether the request's `Accept` names `media_type` (no wildcards: a
+/// client that wants CSV says so; `*/*` gets the JSON default).
+pub fn accepts(req: &Request, media_type: &str) -> bool {
+    req.headers()
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            item.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(media_type)
+        })
+}
+
 pub fn no_content() -> HttpResult {
     let mut r = Response::new(Body::Empty);
     *r.status_mut() = StatusCode::NO_CONTENT;

@@ -254,3 +254,16 @@ pub fn rpa_client_key_sk(unique_key: &str) -> String {
 pub fn clients_of_carrier(account_id: &str, code: &str) -> String {
     format!("RPACLIENTS#{account_id}#{code}")
 }
+/// An RPA invoice process, in its account's partition, by client and month.
+pub const RPA_PROCESS_PREFIX: &str = "RPAPROC#";
+pub fn rpa_process_sk(client_id: &str, month: &str) -> String {
+    format!("{RPA_PROCESS_PREFIX}{client_id}#{month}")
+}
+/// gsi1 partition listing a month's processes by status.
+pub fn processes_of_month(account_id: &str, month: &str) -> String {
+    format!("RPAPROCS#{account_id}#{month}")
+}
+/// gsi2 partition listing the processes in a status by month.
+pub fn processes_in_status(account_id: &str, status: &str) -> String {
+    format!("RPAPROCSTATUS#{account_id}#{status}")
+}

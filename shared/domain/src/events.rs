@@ -58,10 +58,14 @@ pub enum EventType {
     /// switched off, model failing); the customer got the fallback text.
     #[serde(rename = "whatsapp.conversation.handoff")]
     WhatsAppConversationHandoff,
+    /// An RPA invoice process moved on: its invoice arrived, was approved,
+    /// or was filed with the tax system.
+    #[serde(rename = "rpa.process.status_changed")]
+    RpaProcessStatusChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 15] = [
         EventType::AccountSignedUp,
         EventType::AccountApproved,
         EventType::AccountActivationReissued,
@@ -76,6 +80,7 @@ impl EventType {
         EventType::WhatsAppMessageFailed,
         EventType::WhatsAppNumberStatusChanged,
         EventType::WhatsAppConversationHandoff,
+        EventType::RpaProcessStatusChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +99,7 @@ impl EventType {
             EventType::WhatsAppMessageFailed => "whatsapp.message.failed",
             EventType::WhatsAppNumberStatusChanged => "whatsapp.number.status_changed",
             EventType::WhatsAppConversationHandoff => "whatsapp.conversation.handoff",
+            EventType::RpaProcessStatusChanged => "rpa.process.status_changed",
         }
     }
 
@@ -140,6 +146,9 @@ impl EventType {
             }
             EventType::WhatsAppConversationHandoff => {
                 "The bot handed a WhatsApp conversation to a person: its reply limit was reached, it is switched off, or the model kept failing."
+            }
+            EventType::RpaProcessStatusChanged => {
+                "A client's monthly invoice process moved on: its invoice arrived, was approved, or was filed with the tax system."
             }
         }
     }
@@ -235,6 +244,16 @@ impl EventType {
                 "reason": "limit_reached",
                 "wamid": "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABIYFjNFQjA=",
                 "customer": { "wa_id": "5511987654321", "user_id": null, "name": "Ana" }
+            }),
+            EventType::RpaProcessStatusChanged => json!({
+                "process_id": "prc_01jdq5m3n4p5q6r7s8t9v0w1x2_202611",
+                "client_id": "cli_01jdq5m3n4p5q6r7s8t9v0w1x2",
+                "legal_name": "Padaria Pão Quente Ltda",
+                "carrier": "VIVO",
+                "month": "2026-11",
+                "from": "awaiting_approval",
+                "to": "awaiting_tax_filing",
+                "by": { "key_id": "key_01j9z3k8m2n4p6q8r0s2t4v6w8", "key_name": "aprovação financeiro" }
             }),
         }
     }

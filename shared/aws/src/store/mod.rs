@@ -15,6 +15,7 @@ mod reconcile;
 mod requests;
 mod rollups;
 mod rpa;
+mod rpa_processes;
 mod usage;
 mod webhooks;
 mod whatsapp;
@@ -32,6 +33,7 @@ pub use outbound::OutboundRecord;
 pub use reconcile::{ReconcileCursor, ReconcileRun, RecordedObject};
 pub use requests::Once;
 pub use rpa::{CarrierRecord, ClientFilter, ClientRecord, ClientWriteError, DeleteCarrierOutcome};
+pub use rpa_processes::{ProcessFilter, ProcessRecord};
 pub use usage::{AccountUsage, StoredObject};
 pub use webhooks::{
     CreateEndpointError, EndpointRecord, EndpointRoute, HealthChange, MAX_ENDPOINTS_PER_ACCOUNT,

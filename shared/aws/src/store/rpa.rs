@@ -370,15 +370,19 @@ impl Store {
         };
         let mut conditions = Vec::new();
         if let Some(active) = filter.active {
-            conditions.push("active = :active");
-            query = query.expression_attribute_values(
-                ":active",
-                aws_sdk_dynamodb::types::AttributeValue::Bool(active),
-            );
+            conditions.push("#active = :active");
+            query = query
+                .expression_attribute_names("#active", "active")
+                .expression_attribute_values(
+                    ":active",
+                    aws_sdk_dynamodb::types::AttributeValue::Bool(active),
+                );
         }
         if let Some(cnpj) = &filter.cnpj {
-            conditions.push("cnpj = :cnpj");
-            query = query.expression_attribute_values(":cnpj", s(cnpj));
+            conditions.push("#cnpj = :cnpj");
+            query = query
+                .expression_attribute_names("#cnpj", "cnpj")
+                .expression_attribute_values(":cnpj", s(cnpj));
         }
         if !conditions.is_empty() {
             query = query.filter_expression(conditions.join(" AND "));

@@ -5,6 +5,9 @@
 pub mod carrier;
 pub mod client;
 pub mod client_import;
+pub mod events;
 pub mod month;
 pub mod nfcom;
+pub mod process;
+pub mod report;
 pub mod schedule;

@@ -290,6 +290,9 @@ mod tests {
                 | EventType::WhatsAppConversationHandoff => {
                     "conversation:cv_01j9z3k8m2n4p6q8r0s2t4v6w8"
                 }
+                EventType::RpaProcessStatusChanged => {
+                    "process:prc_01jdq5m3n4p5q6r7s8t9v0w1x2_202611"
+                }
                 _ => "account:acc_1",
             };
             assert_eq!(subject, expected, "{t}");
