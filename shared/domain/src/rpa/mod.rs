@@ -6,6 +6,7 @@ pub mod carrier;
 pub mod client;
 pub mod client_import;
 pub mod events;
+pub mod execution;
 pub mod month;
 pub mod nfcom;
 pub mod process;
