@@ -6,7 +6,6 @@ use nuvem_aws::store::{CarrierRecord, DeleteCarrierOutcome};
 use nuvem_domain::keys::Actor;
 use nuvem_domain::rpa::carrier::{CarrierCode, CarrierPatch, CarrierRequest};
 use serde::Serialize;
-use serde_json::json;
 
 use crate::Deps;
 
@@ -94,11 +93,7 @@ pub(crate) async fn list(deps: &Deps, req: &Request, who: &Principal) -> HttpRes
             .list_carriers(&who.account_id, limit, http::query(req, "cursor"))
             .await,
     )?;
-    let items: Vec<CarrierView> = page.items.iter().map(CarrierView::from).collect();
-    http::json(
-        200,
-        &json!({"items": items, "next_cursor": page.next_cursor}),
-    )
+    http::page_json(&page, CarrierView::from)
 }
 
 pub(crate) async fn read(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {

@@ -12,7 +12,6 @@ use nuvem_domain::rpa::client::{
 };
 use nuvem_domain::validation::FieldError;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::Deps;
 
@@ -197,11 +196,7 @@ pub(crate) async fn list(deps: &Deps, req: &Request, who: &Principal) -> HttpRes
             .list_clients(&who.account_id, &filter, limit, http::query(req, "cursor"))
             .await,
     )?;
-    let items: Vec<ClientView> = page.items.iter().map(ClientView::from).collect();
-    http::json(
-        200,
-        &json!({"items": items, "next_cursor": page.next_cursor}),
-    )
+    http::page_json(&page, ClientView::from)
 }
 
 pub(crate) async fn read(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {

@@ -212,11 +212,7 @@ pub(crate) async fn list(deps: &Deps, req: &Request, who: &Principal) -> HttpRes
             .list_processes(&who.account_id, &filter, limit, http::query(req, "cursor"))
             .await,
     )?;
-    let items: Vec<ProcessView> = page.items.iter().map(ProcessView::from).collect();
-    http::json(
-        200,
-        &json!({"items": items, "next_cursor": page.next_cursor}),
-    )
+    http::page_json(&page, ProcessView::from)
 }
 
 pub(crate) async fn read(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {

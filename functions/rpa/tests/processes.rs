@@ -91,32 +91,8 @@ impl World {
     }
 
     async fn list(&self, query: &[(&str, &str)]) -> Vec<String> {
-        let mut got = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut q = query.to_vec();
-            q.push(("limit", "2"));
-            if let Some(c) = &cursor {
-                q.push(("cursor", c));
-            }
-            let (status, page) = self
-                .call_as(
-                    &self.account,
-                    "approver",
-                    "GET /v1/rpa/processes",
-                    Call {
-                        query: &q,
-                        ..Call::default()
-                    },
-                )
-                .await;
-            assert_eq!(status, 200, "{page}");
-            got.extend(page["items"].as_array().unwrap().iter().map(id_of));
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => return got,
-            }
-        }
+        self.all_pages("approver", "GET /v1/rpa/processes", query)
+            .await
     }
 }
 

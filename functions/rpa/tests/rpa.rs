@@ -358,35 +358,7 @@ async fn listings_filter_and_page() {
         ids.push(id_of(&c));
     }
     let list = |query: &'static [(&'static str, &'static str)]| {
-        let w = &w;
-        async move {
-            let mut got = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let mut q: Vec<(&str, &str)> = query.to_vec();
-                q.push(("limit", "2"));
-                if let Some(c) = &cursor {
-                    q.push(("cursor", c));
-                }
-                let (status, page) = w
-                    .call_as(
-                        &w.account,
-                        "operator",
-                        "GET /v1/rpa/clients",
-                        Call {
-                            query: &q,
-                            ..Call::default()
-                        },
-                    )
-                    .await;
-                assert_eq!(status, 200, "{page}");
-                got.extend(page["items"].as_array().unwrap().iter().map(id_of));
-                match page["next_cursor"].as_str() {
-                    Some(c) => cursor = Some(c.to_owned()),
-                    None => return got,
-                }
-            }
-        }
+        w.all_pages("operator", "GET /v1/rpa/clients", query)
     };
     assert_eq!(list(&[]).await, ids);
     assert_eq!(

@@ -260,6 +260,16 @@ pub fn page_limit(req: &Request) -> Result<i32, Problem> {
     }
 }
 
+/// A page as the API answers it: `{"items": [...], "next_cursor": ...}`,
+/// each item shown by `view`.
+pub fn page_json<'a, T, V: Serialize>(page: &'a Page<T>, view: impl Fn(&'a T) -> V) -> HttpResult {
+    let items: Vec<V> = page.items.iter().map(view).collect();
+    json(
+        200,
+        &serde_json::json!({"items": items, "next_cursor": page.next_cursor}),
+    )
+}
+
 /// A listing's page, with a forged cursor reported as the client's mistake.
 pub fn listing<T>(result: Result<Page<T>, ListError>) -> Result<Page<T>, Problem> {
     result.map_err(|e| match e {
@@ -280,17 +290,10 @@ pub fn source_ip(req: &Request) -> &str {
 /// Parses a JSON body strictly: size limit, content type, unknown fields and
 /// wrong types are all client errors that name the offending field.
 pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, Problem> {
-    let raw = req.body().as_ref();
-    if raw.len() > limit {
-        return Err(Problem::payload_too_large(limit));
-    }
-    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let essence = ct.split(';').next().unwrap_or("").trim();
-        if essence != "application/json" && !essence.ends_with("+json") {
-            return Err(Problem::unsupported_media_type("application/json"));
-        }
-    }
+    let raw = sized_body(req, limit, |essence| {
+        essence == "application/json" || essence.ends_with("+json")
+    })
+    .map_err(|e| e.unwrap_or_else(|| Problem::unsupported_media_type("application/json")))?;
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Err(Problem::bad_request(
             "the request body is empty; send a JSON object",
@@ -336,15 +339,26 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
 /// A body that is not JSON (a CSV file, say): its size limit and, when the
 /// request names a type, one of `types`.
 pub fn raw_body<'a>(req: &'a Request, limit: usize, types: &[&str]) -> Result<&'a [u8], Problem> {
+    sized_body(req, limit, |essence| types.contains(&essence))
+        .map_err(|e| e.unwrap_or_else(|| Problem::unsupported_media_type(&types.join(" or "))))
+}
+
+/// The body if it is within `limit` and its `Content-Type` (when sent; its
+/// lowercase essence, without parameters) is one `accepted` takes:
+/// `Err(Some(413))`, or `Err(None)` for a type it refuses.
+fn sized_body(
+    req: &Request,
+    limit: usize,
+    accepted: impl Fn(&str) -> bool,
+) -> Result<&[u8], Option<Problem>> {
     let raw = req.body().as_ref();
     if raw.len() > limit {
-        return Err(Problem::payload_too_large(limit));
+        return Err(Some(Problem::payload_too_large(limit)));
     }
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let essence = ct.split(';').next().unwrap_or("").trim();
-        if !types.contains(&essence) {
-            return Err(Problem::unsupported_media_type(&types.join(" or ")));
+        if !accepted(ct.split(';').next().unwrap_or("").trim()) {
+            return Err(None);
         }
     }
     Ok(raw)

@@ -82,6 +82,31 @@ impl World {
         (status, body)
     }
 
+    /// Every id a listing shows as `role`, read two at a time through its
+    /// cursors.
+    pub async fn all_pages(&self, role: &str, route: &str, query: &[(&str, &str)]) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = query.to_vec();
+            q.push(("limit", "2"));
+            if let Some(c) = &cursor {
+                q.push(("cursor", c));
+            }
+            let call = Call {
+                query: &q,
+                ..Call::default()
+            };
+            let (status, page) = self.call_as(&self.account, role, route, call).await;
+            assert_eq!(status, 200, "{page}");
+            got.extend(page["items"].as_array().unwrap().iter().map(id_of));
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return got,
+            }
+        }
+    }
+
     pub async fn owner(&self, route: &str, call: Call<'_>) -> (u16, Value) {
         self.call_as(&self.account, "owner", route, call).await
     }

@@ -242,6 +242,22 @@ impl Store {
         }
     }
 
+    /// A check, for a transaction, that the item `pk`/`sk` exists.
+    pub(crate) fn exists_check(
+        &self,
+        pk: String,
+        sk: String,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(k::PK, s(pk))
+            .key(k::SK, s(sk))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(StoreError::sdk)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
     /// A conditional delete, for a transaction.
     pub(crate) fn delete_item(
         &self,

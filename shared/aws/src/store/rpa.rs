@@ -5,7 +5,7 @@
 //! imports) can never make the same client twice. gsi1 lists a carrier's
 //! clients (`RPACLIENTS#<account>#<carrier>`).
 
-use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use chrono::{DateTime, Utc};
 use nuvem_domain::keys::Actor;
 use nuvem_domain::rpa::carrier::{CarrierCode, CarrierSettings};
@@ -201,14 +201,10 @@ impl Store {
     }
 
     fn carrier_exists(&self, client: &ClientRecord) -> Result<TransactWriteItem, StoreError> {
-        let check = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key(k::PK, s(k::account_pk(&client.account_id)))
-            .key(k::SK, s(carrier_sk(&client.settings.carrier)))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(StoreError::sdk)?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
+        self.exists_check(
+            k::account_pk(&client.account_id),
+            carrier_sk(&client.settings.carrier),
+        )
     }
 
     /// Writes a new client with the claim of its identity, all or nothing.

@@ -5,7 +5,7 @@
 //! one store across all accounts by `WANUMBER#<phone_number_id>`, the item
 //! inbound webhooks are routed by.
 
-use aws_sdk_dynamodb::types::{ConditionCheck, Delete, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use nuvem_domain::whatsapp::store::{
     MAX_STORES_PER_ACCOUNT, NumberSettings, NumberStatus, Slot, StoreSettings,
@@ -112,14 +112,7 @@ impl Store {
         account_id: &str,
         store_id: &str,
     ) -> Result<TransactWriteItem, StoreError> {
-        let check = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key(k::PK, s(k::account_pk(account_id)))
-            .key(k::SK, s(store_sk(store_id)))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(StoreError::sdk)?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
+        self.exists_check(k::account_pk(account_id), store_sk(store_id))
     }
 
     /// Stores a new store and counts it on its account, in one transaction
