@@ -12,3 +12,4 @@ pub mod nfcom;
 pub mod process;
 pub mod report;
 pub mod schedule;
+pub mod schedule_settings;
