@@ -7,6 +7,7 @@ EMULATOR_PORT ?= 4566
 API_PORT ?= 3000
 GRAPH_PORT ?= 3002
 CHAT_PORT ?= 3003
+RPA_PORT ?= 3004
 STACK ?= nuvem
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -34,6 +35,7 @@ dev: venv build
 	@echo "make dev: WebhookAllowLoopback=true, so webhook endpoints on 127.0.0.1 (http://) are allowed here;"
 	@echo "          a deployment refuses loopback unless its operator sets that parameter."
 	@echo "make dev: WhatsApp goes to a fake Graph API on 127.0.0.1:$(GRAPH_PORT), the bot to a fake chat API on 127.0.0.1:$(CHAT_PORT)."
+	@echo "make dev: RPA jobs go to a fake RPA API on 127.0.0.1:$(RPA_PORT) (see nuvem-local --help for its markers)."
 	@$(VENV)/bin/nuvem-emulator -H 127.0.0.1 -p $(EMULATOR_PORT) > .local/emulator.log 2>&1 & \
 	  moto=$$!; trap 'kill $$moto 2>/dev/null' EXIT INT TERM; \
 	  target/debug/nuvem-local --template template.yaml --port $(API_PORT) \
@@ -43,7 +45,8 @@ dev: venv build
 	    --param S3ClientEndpoint=http://127.0.0.1:$(EMULATOR_PORT) \
 	    --param WebhookAllowLoopback=true \
 	    --fake-graph 127.0.0.1:$(GRAPH_PORT) \
-	    --fake-chat 127.0.0.1:$(CHAT_PORT)
+	    --fake-chat 127.0.0.1:$(CHAT_PORT) \
+	    --fake-rpa 127.0.0.1:$(RPA_PORT)
 
 ## A new platform admin credential for the running `make dev` stack.
 admin-key:

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use nuvem_local::{Options, Runner};
+use nuvem_testkit::Template;
 
 const HELP: &str = "\
 nuvem-local: run template.yaml locally against the AWS emulator
@@ -29,6 +30,11 @@ OPTIONS:
                            WhatsAppSecret gets the dev app secret and verify token
   --fake-chat <addr>       serve a fake chat-completions API on <addr> and point
                            ChatApiUrl at it; ChatApiSecret gets its key
+  --fake-rpa <addr>        serve a fake RPA API on <addr> (jobs succeed after two
+                           polls; [falha-negocio], [falha-tecnica] or [trava] in a
+                           client's filter or service fail or hang them) and point
+                           RpaApiUrl at it; RpaApiSecret gets its token (each only
+                           if the template declares it)
   -h, --help               this help
 ";
 
@@ -38,6 +44,7 @@ struct Cli {
     options: Options,
     fake_graph: Option<String>,
     fake_chat: Option<String>,
+    fake_rpa: Option<String>,
 }
 
 /// The number and token the fake Graph API of `--fake-graph` knows.
@@ -48,10 +55,43 @@ const DEV_WHATSAPP_SECRET: &str =
     r#"{"app_secret":"dev-app-secret","verify_token":"dev-verify-token"}"#;
 /// The key the fake chat API of `--fake-chat` accepts.
 const DEV_CHAT_KEY: &str = "dev-chat-key";
+/// The bearer token the fake RPA API of `--fake-rpa` accepts.
+const DEV_RPA_TOKEN: &str = "dev-rpa-token";
+/// The template parameter that holds the RPA API's base URL, and the
+/// secret that holds its token as `{"token": …}`.
+const RPA_URL_PARAM: &str = "RpaApiUrl";
+const RPA_SECRET: &str = "RpaApiSecret";
+
+/// Points the template at the fake RPA API on `addr`: `RpaApiUrl` and the
+/// `RpaApiSecret` token, each only when the template declares it (and the
+/// command line did not set it), so that the flag also works with a
+/// template that has no RPA functions yet. What was not wired is returned,
+/// to be said.
+fn wire_fake_rpa(options: &mut Options, addr: &str, template: &Template) -> Vec<String> {
+    let mut not_wired = Vec::new();
+    if template.parameters.contains_key(RPA_URL_PARAM) {
+        options
+            .params
+            .entry(RPA_URL_PARAM.to_owned())
+            .or_insert_with(|| format!("http://{addr}{}", nuvem_testkit::fake_rpa::BASE_PATH));
+    } else {
+        not_wired.push(format!("parameter {RPA_URL_PARAM}"));
+    }
+    if template.secrets.contains_key(RPA_SECRET) {
+        options
+            .secrets
+            .entry(RPA_SECRET.to_owned())
+            .or_insert_with(|| format!(r#"{{"token":"{DEV_RPA_TOKEN}"}}"#));
+    } else {
+        not_wired.push(format!("secret {RPA_SECRET}"));
+    }
+    not_wired
+}
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
     let mut fake_graph = None;
     let mut fake_chat = None;
+    let mut fake_rpa = None;
     let mut o = Options {
         template: PathBuf::from("template.yaml"),
         port: 3000,
@@ -97,6 +137,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
             "--quiet-functions" => o.log_functions = false,
             "--fake-graph" => fake_graph = Some(value("--fake-graph")?),
             "--fake-chat" => fake_chat = Some(value("--fake-chat")?),
+            "--fake-rpa" => fake_rpa = Some(value("--fake-rpa")?),
             other => bail!("unknown argument {other} (see --help)"),
         }
     }
@@ -122,18 +163,29 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
         options: o,
         fake_graph,
         fake_chat,
+        fake_rpa,
     }))
 }
 
 fn main() -> Result<()> {
     let Some(Cli {
-        options,
+        mut options,
         fake_graph,
         fake_chat,
+        fake_rpa,
     }) = parse(std::env::args().skip(1))?
     else {
         print!("{HELP}");
         return Ok(());
+    };
+    // Which of the RPA names the template declares: read without the
+    // overrides (an unreadable template is reported by the runner).
+    let rpa_not_wired = match &fake_rpa {
+        Some(addr) => match Template::load(&options.template, &BTreeMap::new()) {
+            Ok(template) => wire_fake_rpa(&mut options, addr, &template),
+            Err(_) => Vec::new(),
+        },
+        None => Vec::new(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -170,6 +222,16 @@ fn main() -> Result<()> {
             ),
             None => None,
         };
+        let rpa = match &fake_rpa {
+            Some(addr) => {
+                let rpa = nuvem_testkit::fake_rpa::FakeRpa::start_on(addr, DEV_RPA_TOKEN)
+                    .await
+                    .with_context(|| format!("--fake-rpa {addr}"))?;
+                rpa.dev_script();
+                Some(rpa)
+            }
+            None => None,
+        };
         let runner = Runner::start(options).await?;
         let mut out = std::io::stdout().lock();
         write!(out, "{}", runner.describe())?;
@@ -192,6 +254,21 @@ fn main() -> Result<()> {
                 "fake chat API on {}: answers \"Resposta: <the customer's message>\"",
                 chat.url()
             )?;
+        }
+        if let Some(rpa) = &rpa {
+            writeln!(
+                out,
+                "fake RPA API on {}: token {DEV_RPA_TOKEN}; jobs succeed after 2 polls, \
+                 [falha-negocio] / [falha-tecnica] / [trava] in a client's filter or service fail or hang them",
+                rpa.url()
+            )?;
+            if !rpa_not_wired.is_empty() {
+                writeln!(
+                    out,
+                    "fake RPA API: the template has no {}; not wired",
+                    rpa_not_wired.join(" and no ")
+                )?;
+            }
         }
         writeln!(out, "nuvem-local ready on {}", runner.base_url())?;
         out.flush()?;
@@ -250,5 +327,46 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(cli.options.params["GraphApiUrl"], "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn the_fake_rpa_is_wired_where_the_template_declares_it() {
+        let cli = parse(args("--fake-rpa 127.0.0.1:3004")).unwrap().unwrap();
+        assert_eq!(cli.fake_rpa.as_deref(), Some("127.0.0.1:3004"));
+        // Nothing is set before the template is known.
+        assert!(!cli.options.params.contains_key(RPA_URL_PARAM));
+
+        let declared = Template::parse(
+            "Parameters:\n  RpaApiUrl:\n    Type: String\n    Default: https://rpa.example.com\n\
+             Resources:\n  RpaApiSecret:\n    Type: AWS::SecretsManager::Secret\n    \
+             Properties:\n      SecretString: '{\"token\": \"\"}'\n",
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let mut options = cli.options.clone();
+        assert!(wire_fake_rpa(&mut options, "127.0.0.1:3004", &declared).is_empty());
+        assert_eq!(options.params[RPA_URL_PARAM], "http://127.0.0.1:3004/rpa");
+        let secret: serde_json::Value = serde_json::from_str(&options.secrets[RPA_SECRET]).unwrap();
+        assert_eq!(secret["token"], DEV_RPA_TOKEN);
+
+        // A value given on the command line wins.
+        let mut options = parse(args(
+            "--fake-rpa 127.0.0.1:3004 --param RpaApiUrl=http://127.0.0.1:9",
+        ))
+        .unwrap()
+        .unwrap()
+        .options;
+        wire_fake_rpa(&mut options, "127.0.0.1:3004", &declared);
+        assert_eq!(options.params[RPA_URL_PARAM], "http://127.0.0.1:9");
+
+        // A template without them is left alone (an undeclared parameter
+        // would fail the stack).
+        let bare = Template::parse("Resources: {}\n", &BTreeMap::new()).unwrap();
+        let mut options = cli.options;
+        assert_eq!(
+            wire_fake_rpa(&mut options, "127.0.0.1:3004", &bare),
+            ["parameter RpaApiUrl", "secret RpaApiSecret"]
+        );
+        assert!(options.params.is_empty() && options.secrets.is_empty());
     }
 }

@@ -15,6 +15,7 @@ pub mod lazy;
 pub mod mail;
 pub mod queue;
 pub mod quota;
+pub mod rpa_api;
 pub mod runtime;
 pub mod secrets;
 pub mod store;

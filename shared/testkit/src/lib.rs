@@ -17,6 +17,7 @@ pub mod counting;
 mod emulator;
 pub mod fake_chat;
 pub mod fake_graph;
+pub mod fake_rpa;
 pub mod fixtures;
 mod harness;
 pub mod inspect;
