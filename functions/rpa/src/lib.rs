@@ -12,6 +12,7 @@ mod carriers;
 mod clients;
 mod import;
 mod processes;
+mod schedules;
 
 use nuvem_aws::Core;
 use nuvem_aws::http::{self, HttpResult, Problem, Request, Response};
@@ -73,6 +74,17 @@ async fn route(deps: &Deps, req: &Request) -> HttpResult {
         }
         "GET /v1/rpa/reports/monthly" => {
             processes::monthly_report(deps, req, &http::require(req, TEAM)?).await
+        }
+        "POST /v1/rpa/schedules" => schedules::create(deps, req, &http::require(req, OWNER)?).await,
+        "GET /v1/rpa/schedules" => schedules::list(deps, req, &http::require(req, TEAM)?).await,
+        "GET /v1/rpa/schedules/{id}" => {
+            schedules::read(deps, req, &http::require(req, TEAM)?).await
+        }
+        "PATCH /v1/rpa/schedules/{id}" => {
+            schedules::update(deps, req, &http::require(req, OWNER)?).await
+        }
+        "DELETE /v1/rpa/schedules/{id}" => {
+            schedules::delete(deps, req, &http::require(req, OWNER)?).await
         }
         _ => Err(Problem::not_found("no such route")),
     }

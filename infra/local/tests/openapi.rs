@@ -485,6 +485,8 @@ const PROCESSES: &str = "/v1/rpa/processes";
 const PROCESS: &str = "/v1/rpa/processes/{id}";
 const APPROVE_PROCESS: &str = "/v1/rpa/processes/{id}/approve";
 const MONTHLY_REPORT: &str = "/v1/rpa/reports/monthly";
+const SCHEDULES: &str = "/v1/rpa/schedules";
+const SCHEDULE: &str = "/v1/rpa/schedules/{id}";
 
 /// What the RPA worker does when a download completes: the process gets its
 /// invoice and awaits approval.
@@ -1513,6 +1515,36 @@ async fn every_operation_answers_as_documented() {
     let report =
         call!(api, GET MONTHLY_REPORT [] ? [("month", "2026-11")], owner, Body::None => 200);
     assert_eq!(report["total"]["by_status"]["awaiting_tax_filing"], 1);
+
+    let monthly = json!({
+        "name": "Processos do mês", "cron": "0 6 L * *", "type": "create_monthly_processes",
+        "parameters": {"carriers": ["VIVO"], "month_offset": -1}
+    });
+    let schedule = call!(api, POST SCHEDULES [], owner, json(monthly.clone()) => 201);
+    assert!(schedule["next_run"].is_string());
+    let schedule_id = str_of(&schedule["id"]).to_owned();
+    call!(api, POST SCHEDULES [], owner, json(monthly) => 409);
+    call!(api, POST SCHEDULES [], owner, json(json!({"name": "x", "cron": "0 6 * *", "type": "run_downloads"})) => 422);
+    call!(api, POST SCHEDULES [], reader, json(json!({})) => 403);
+    call!(api, POST SCHEDULES [], owner, malformed() => 400);
+    call!(api, POST SCHEDULES [], owner, not_json() => 415);
+    call!(api, POST SCHEDULES [], owner, oversized("name") => 413);
+    for credential in [owner, reader, Some(approver.as_str())] {
+        call!(api, GET SCHEDULES [], credential, Body::None => 200);
+        call!(api, GET SCHEDULE [&schedule_id], credential, Body::None => 200);
+    }
+    call!(api, GET SCHEDULES [] ? [("limit", "0")], owner, Body::None => 422);
+    call!(api, GET SCHEDULE ["sch_01jdq5m3n4p5q6r7s8t9v0w1x2"], owner, Body::None => 404);
+    let paused =
+        call!(api, PATCH SCHEDULE [&schedule_id], owner, json(json!({"active": false})) => 200);
+    assert_eq!(paused["next_run"], Value::Null);
+    call!(api, PATCH SCHEDULE [&schedule_id], owner, json(json!({"time_zone": "Brasil"})) => 422);
+    call!(api, PATCH SCHEDULE [&schedule_id], owner, malformed() => 400);
+    call!(api, PATCH SCHEDULE [&schedule_id], owner, not_json() => 415);
+    call!(api, PATCH SCHEDULE [&schedule_id], owner, oversized("name") => 413);
+    call!(api, PATCH SCHEDULE ["sch_01jdq5m3n4p5q6r7s8t9v0w1x2"], owner, json(json!({})) => 404);
+    call!(api, DELETE SCHEDULE [&schedule_id], owner, Body::None => 204);
+    call!(api, DELETE SCHEDULE [&schedule_id], owner, Body::None => 404);
 
     call!(api, DELETE CARRIER ["VIVO"], owner, Body::None => 409);
     call!(api, DELETE CLIENT [&client_id], owner, Body::None => 204);

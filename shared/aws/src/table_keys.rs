@@ -267,3 +267,15 @@ pub fn processes_of_month(account_id: &str, month: &str) -> String {
 pub fn processes_in_status(account_id: &str, status: &str) -> String {
     format!("RPAPROCSTATUS#{account_id}#{status}")
 }
+/// An RPA schedule, in its account's partition.
+pub const RPA_SCHEDULE_PREFIX: &str = "RPASCHED#";
+pub fn rpa_schedule_sk(schedule_id: &str) -> String {
+    format!("{RPA_SCHEDULE_PREFIX}{schedule_id}")
+}
+/// The claim of a schedule's name (case and spacing folded) in its
+/// account's partition; its prefix is not a schedule's.
+pub fn rpa_schedule_name_sk(name_key: &str) -> String {
+    format!("RPANAME#{name_key}")
+}
+/// gsi1 partition of every active schedule by its next run.
+pub const RPA_DUE: &str = "RPADUE";

@@ -16,6 +16,7 @@ mod requests;
 mod rollups;
 mod rpa;
 mod rpa_processes;
+mod rpa_schedules;
 mod usage;
 mod webhooks;
 mod whatsapp;
@@ -34,6 +35,7 @@ pub use reconcile::{ReconcileCursor, ReconcileRun, RecordedObject};
 pub use requests::Once;
 pub use rpa::{CarrierRecord, ClientFilter, ClientRecord, ClientWriteError, DeleteCarrierOutcome};
 pub use rpa_processes::{ProcessFilter, ProcessRecord};
+pub use rpa_schedules::{ScheduleRecord, ScheduleWriteError};
 pub use usage::{AccountUsage, StoredObject};
 pub use webhooks::{
     CreateEndpointError, EndpointRecord, EndpointRoute, HealthChange, MAX_ENDPOINTS_PER_ACCOUNT,
@@ -240,6 +242,45 @@ impl Store {
             Err((true, _)) => Ok(Err(())),
             Err((false, e)) => Err(e),
         }
+    }
+
+    /// A claim, for a transaction: the item `pk`/`sk` made to point at its
+    /// holder (`attr` = `holder`), refused when it exists (someone holds it).
+    pub(crate) fn claim_item(
+        &self,
+        pk: String,
+        sk: String,
+        attr: &str,
+        holder: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let item: Item = [
+            (k::PK.to_owned(), s(pk)),
+            (k::SK.to_owned(), s(sk)),
+            (attr.to_owned(), s(holder)),
+        ]
+        .into();
+        self.put(item, Some("attribute_not_exists(pk)"))
+    }
+
+    /// Releasing a [`Store::claim_item`], for a transaction: only while `holder`
+    /// still holds it.
+    pub(crate) fn release_claim(
+        &self,
+        pk: String,
+        sk: String,
+        attr: &str,
+        holder: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key(k::PK, s(pk))
+            .key(k::SK, s(sk))
+            .condition_expression("#holder = :holder")
+            .expression_attribute_names("#holder", attr)
+            .expression_attribute_values(":holder", s(holder))
+            .build()
+            .map_err(StoreError::sdk)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
     /// A check, for a transaction, that the item `pk`/`sk` exists.

@@ -188,16 +188,12 @@ impl Store {
 
     /// The claim of a client's identity, pointing at the client.
     fn client_key_claim(&self, client: &ClientRecord) -> Result<TransactWriteItem, StoreError> {
-        let item: Item = [
-            (k::PK.to_owned(), s(k::account_pk(&client.account_id))),
-            (
-                k::SK.to_owned(),
-                s(k::rpa_client_key_sk(&client.unique_key)),
-            ),
-            ("client_id".to_owned(), s(&client.id)),
-        ]
-        .into();
-        self.put(item, Some("attribute_not_exists(pk)"))
+        self.claim_item(
+            k::account_pk(&client.account_id),
+            k::rpa_client_key_sk(&client.unique_key),
+            "client_id",
+            &client.id,
+        )
     }
 
     fn carrier_exists(&self, client: &ClientRecord) -> Result<TransactWriteItem, StoreError> {
@@ -304,15 +300,12 @@ impl Store {
     }
 
     fn release_client_key(&self, client: &ClientRecord) -> Result<TransactWriteItem, StoreError> {
-        let mut delete = self.delete_item(
+        self.release_claim(
             k::account_pk(&client.account_id),
             k::rpa_client_key_sk(&client.unique_key),
-            "client_id = :id",
-        )?;
-        if let Some(d) = delete.delete.as_mut() {
-            d.expression_attribute_values = Some([(":id".to_owned(), s(&client.id))].into());
-        }
-        Ok(delete)
+            "client_id",
+            &client.id,
+        )
     }
 
     /// Deletes a client and releases its identity. `false`: no such client.
