@@ -201,6 +201,7 @@ async fn email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Result<(),
             | EventType::AccountRejected
             | EventType::QuotaThresholdCrossed
             | EventType::WebhookEndpointDisabled
+            | EventType::RpaProcessStatusChanged
     ) {
         return Ok(());
     }
@@ -267,12 +268,36 @@ async fn send_email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Resul
             event.data["url"].as_str().unwrap_or_default(),
             event.data["reason"] == "gone",
         ),
+        EventType::RpaProcessStatusChanged => rpa_process_email(&account, &event.data)?,
         _ => return Ok(()),
     };
     deps.mailer
         .send(&account.email, &message)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The notice of an `rpa.process.status_changed` event, from its data.
+fn rpa_process_email(
+    account: &nuvem_aws::store::AccountRecord,
+    data: &serde_json::Value,
+) -> Result<mail::Message, String> {
+    let text = |name: &str| {
+        data[name]
+            .as_str()
+            .ok_or_else(|| format!("process event without {name}"))
+    };
+    let status = text("to")?
+        .parse()
+        .map_err(|e: nuvem_domain::validation::UnknownVariant| e.to_string())?;
+    Ok(mail::rpa_process_email(
+        account.locale,
+        &account.organization_name,
+        text("legal_name")?,
+        text("carrier")?,
+        text("month")?,
+        status,
+    ))
 }
 
 /// The alert of a `quota.threshold_crossed` event, from its data.

@@ -239,6 +239,32 @@ async fn a_disabled_webhook_endpoint_is_emailed_to_the_owner_in_their_language()
     );
 }
 
+#[tokio::test]
+async fn an_rpa_process_that_moved_on_is_emailed_once_in_the_accounts_language() {
+    let (deps, emu) = deps().await;
+    let account = account(&deps, Locale::PtBr, AccountStatus::Active).await;
+    let event = Envelope::new(
+        EventType::RpaProcessStatusChanged,
+        &account.id,
+        EventType::RpaProcessStatusChanged.example_data(),
+        Utc::now(),
+    );
+    let answer = fanout::handle(
+        &deps,
+        sqs_batch(vec![record("r1", &event, None), record("r2", &event, None)]),
+    )
+    .await;
+    assert!(answer.batch_item_failures.is_empty());
+    let mails = mails_to(emu, &account.email).await;
+    assert_eq!(mails.len(), 1, "one email per event");
+    assert_eq!(
+        mails[0].subject,
+        "Padaria Pão Quente Ltda (2026-11): fatura aprovada"
+    );
+    let body = mails[0].html.as_deref().unwrap();
+    assert!(body.contains("aguarda o envio ao SAT"), "{body}");
+}
+
 // ---------------------------------------------------------------- webhooks
 
 mod webhooks {

@@ -366,6 +366,68 @@ pub fn webhook_disabled_email(
     }
 }
 
+/// An RPA process moved on (`rpa.process.status_changed`): whose invoice,
+/// of which month, and what it waits for now.
+pub fn rpa_process_email(
+    locale: Locale,
+    organization_name: &str,
+    legal_name: &str,
+    carrier: &str,
+    month: &str,
+    status: crate::rpa::process::ProcessStatus,
+) -> Message {
+    use crate::rpa::process::ProcessStatus::*;
+    let invoice_pt = format!("A fatura {carrier} de {month} de {legal_name}");
+    let invoice_en = format!("The {carrier} invoice of {month} for {legal_name}");
+    match locale {
+        Locale::PtBr => {
+            let (subject, line) = match status {
+                AwaitingDownload => ("aguarda download", "aguarda um novo download."),
+                AwaitingApproval => (
+                    "aguarda aprovação",
+                    "chegou e aguarda aprovação. Confira o PDF e aprove-a pela API (POST /v1/rpa/processes/{id}/approve).",
+                ),
+                AwaitingTaxFiling => ("aprovada", "foi aprovada e aguarda o envio ao SAT."),
+                Filed => ("enviada ao SAT", "foi enviada ao SAT."),
+            };
+            render(
+                locale,
+                format!("{legal_name} ({month}): fatura {subject}"),
+                &[
+                    &[Text("Olá!")],
+                    &[Text(&invoice_pt), Text(" "), Text(line)],
+                    &[Text("Conta: "), Text(organization_name)],
+                    &[Text("Atenciosamente,\nEquipe nuvem")],
+                ],
+            )
+        }
+        Locale::En => {
+            let (subject, line) = match status {
+                AwaitingDownload => ("awaits a download", "awaits a new download."),
+                AwaitingApproval => (
+                    "awaits approval",
+                    "has arrived and awaits approval. Check the PDF and approve it through the API (POST /v1/rpa/processes/{id}/approve).",
+                ),
+                AwaitingTaxFiling => (
+                    "approved",
+                    "was approved and awaits filing with the tax system (SAT).",
+                ),
+                Filed => ("filed", "was filed with the tax system (SAT)."),
+            };
+            render(
+                locale,
+                format!("{legal_name} ({month}): invoice {subject}"),
+                &[
+                    &[Text("Hello!")],
+                    &[Text(&invoice_en), Text(" "), Text(line)],
+                    &[Text("Account: "), Text(organization_name)],
+                    &[Text("Best regards,\nThe nuvem team")],
+                ],
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,5 +653,53 @@ mod tests {
             assert!(!m.html.contains("<script"), "{}", m.html);
             assert_eq!(m.html.matches(escaped).count(), 2, "{}", m.html);
         }
+    }
+
+    #[test]
+    fn rpa_process_email_says_what_the_invoice_waits_for() {
+        use crate::rpa::process::ProcessStatus;
+        let pt = rpa_process_email(
+            Locale::PtBr,
+            "Contábil Silva",
+            "Padaria Pão Quente Ltda",
+            "VIVO",
+            "2026-11",
+            ProcessStatus::AwaitingApproval,
+        );
+        assert_eq!(
+            pt.subject,
+            "Padaria Pão Quente Ltda (2026-11): fatura aguarda aprovação"
+        );
+        assert!(
+            pt.text.contains(
+                "A fatura VIVO de 2026-11 de Padaria Pão Quente Ltda chegou e aguarda aprovação."
+            ),
+            "{}",
+            pt.text
+        );
+        assert!(
+            pt.html.contains("Padaria P&atilde;o") || pt.html.contains("Padaria Pão"),
+            "{}",
+            pt.html
+        );
+        let en = rpa_process_email(
+            Locale::En,
+            "Silva",
+            "ACME",
+            "OI",
+            "2026-12",
+            ProcessStatus::Filed,
+        );
+        assert_eq!(en.subject, "ACME (2026-12): invoice filed");
+        assert!(en.text.contains("was filed with the tax system"));
+        let escaped = rpa_process_email(
+            Locale::En,
+            "<b>",
+            "<script>",
+            "OI",
+            "2026-12",
+            ProcessStatus::Filed,
+        );
+        assert!(!escaped.html.contains("<script>"));
     }
 }
