@@ -279,3 +279,7 @@ pub fn rpa_schedule_name_sk(name_key: &str) -> String {
 }
 /// gsi1 partition of every active schedule by its next run.
 pub const RPA_DUE: &str = "RPADUE";
+/// One run of a schedule, by its due time (its claim and its outcome).
+pub fn rpa_schedule_run_sk(schedule_id: &str, due: &str) -> String {
+    format!("RPARUN#{schedule_id}#{due}")
+}

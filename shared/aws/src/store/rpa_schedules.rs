@@ -174,4 +174,73 @@ impl Store {
         };
         self.page(listing, limit, cursor).await
     }
+
+    /// Active schedules whose next run is at or before `now`, soonest
+    /// first, at most `limit` (from every account: the scheduler's one
+    /// query).
+    pub async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        // Fixed-width times sort as strings; everything due by `now` sorts
+        // before the next microsecond.
+        let upper = outbox_time(now + chrono::Duration::microseconds(1));
+        let query = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .index_name(k::GSI1)
+            .key_condition_expression("gsi1pk = :p AND gsi1sk < :upper")
+            .expression_attribute_values(":p", s(k::RPA_DUE))
+            .expression_attribute_values(":upper", s(upper));
+        self.query_all(query, limit).await
+    }
+
+    /// Claims the run of `schedule` due at its `next_run`, moving its next
+    /// run to `next` and writing the run's record, both only if the
+    /// schedule is still as it was read: of two scheduler invocations that
+    /// read the same due run, one claims it and the other gets `None`.
+    pub async fn claim_schedule_run(
+        &self,
+        schedule: &ScheduleRecord,
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ScheduleRecord>, StoreError> {
+        let Some(due) = schedule.next_run else {
+            return Ok(None);
+        };
+        let claimed = ScheduleRecord {
+            next_run: next,
+            last_run: Some(due),
+            version: schedule.version + 1,
+            ..schedule.clone()
+        };
+        let mut put = self.put(self.schedule_item(&claimed)?, Some("version = :read"))?;
+        if let Some(p) = put.put.as_mut() {
+            p.expression_attribute_values =
+                Some([(":read".to_owned(), n(schedule.version))].into());
+        }
+        let run: Item = [
+            (k::PK.to_owned(), s(k::account_pk(&schedule.account_id))),
+            (
+                k::SK.to_owned(),
+                s(k::rpa_schedule_run_sk(&schedule.id, &outbox_time(due))),
+            ),
+            ("schedule_id".to_owned(), s(&schedule.id)),
+            ("due".to_owned(), s(outbox_time(due))),
+            ("claimed_at".to_owned(), s(outbox_time(now))),
+            ("outcome".to_owned(), s("running")),
+            (
+                k::EXPIRES_AT.to_owned(),
+                n((now + self.retention).timestamp()),
+            ),
+        ]
+        .into();
+        let items = vec![put, self.put(run, Some("attribute_not_exists(pk)"))?];
+        Ok(match self.transact_checked(items).await? {
+            Ok(()) => Some(claimed),
+            Err(_) => None,
+        })
+    }
 }

@@ -114,6 +114,12 @@ impl CronSchedule {
         &self.expr
     }
 
+    /// The date the schedule's zone shows at `at` (a run's month is the
+    /// month of its local date).
+    pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
+        at.with_timezone(&self.zone).date_naive()
+    }
+
     /// The IANA name of the zone (`America/Sao_Paulo`).
     pub fn time_zone(&self) -> &str {
         self.zone.name()

@@ -126,6 +126,16 @@ impl ScheduleSettings {
     }
 }
 
+/// The month a run due at `due` works on: the month of its local date,
+/// moved by the schedule's `month_offset`.
+pub fn run_month(
+    cron: &CronSchedule,
+    parameters: &ScheduleParameters,
+    due: chrono::DateTime<chrono::Utc>,
+) -> super::month::Month {
+    super::month::Month::of(cron.local_date(due)).offset(parameters.month_offset)
+}
+
 impl ScheduleRequest {
     pub fn validate(self) -> Result<(ScheduleSettings, CronSchedule), Vec<FieldError>> {
         validate(
@@ -282,6 +292,25 @@ mod tests {
             (ScheduleKind::RunDownloads, false, "UTC")
         );
         assert_eq!(next.parameters, current.parameters);
+    }
+
+    #[test]
+    fn a_run_works_on_its_local_month_moved_by_the_offset() {
+        let (s, cron) = request(json!({
+            "name": "x", "cron": "0 0 1 * *", "type": "create_monthly_processes",
+            "parameters": {"month_offset": -1}
+        }))
+        .unwrap();
+        // 2026-12-01 00:00 in São Paulo is 03:00 UTC: December there, so
+        // the previous month is November.
+        let due = "2026-12-01T03:00:00Z".parse().unwrap();
+        assert_eq!(run_month(&cron, &s.parameters, due).to_string(), "2026-11");
+        // 02:59 UTC is still 30 November in São Paulo.
+        let before = "2026-12-01T02:59:00Z".parse().unwrap();
+        assert_eq!(
+            run_month(&cron, &s.parameters, before).to_string(),
+            "2026-10"
+        );
     }
 
     #[test]
