@@ -72,7 +72,7 @@ async fn a_schedule_runs_next_at_its_cron_in_its_zone() {
     assert_eq!((next.day(), next.hour(), next.minute()), (1, 9, 0));
     assert!(next > Utc::now() && next - Utc::now() <= chrono::Duration::days(31));
     let (_, utc) = w
-        .schedule(json!({"name": "Fim do mês", "cron": "30 23 L * *", "time_zone": "UTC", "type": "send_report"}))
+        .schedule(json!({"name": "Fim do mês", "cron": "30 23 L * *", "time_zone": "UTC", "type": "create_monthly_processes"}))
         .await;
     let next = time(&utc["next_run"]);
     assert_eq!(
@@ -91,8 +91,7 @@ async fn a_schedule_runs_next_at_its_cron_in_its_zone() {
 #[tokio::test]
 async fn names_are_unique_per_account_and_freed_by_renames_and_deletes() {
     let w = world().await;
-    let body =
-        |name: &str| json!({"name": name, "cron": "0 8 * * MON-FRI", "type": "run_downloads"});
+    let body = |name: &str| json!({"name": name, "cron": "0 8 * * MON-FRI", "type": "create_monthly_processes"});
     let (_, first) = w.schedule(body("Downloads diários")).await;
     assert_eq!(w.schedule(body("  downloads   DIÁRIOS ")).await.0, 409);
     let (status, _) = w
@@ -159,7 +158,7 @@ async fn names_are_unique_per_account_and_freed_by_renames_and_deletes() {
 async fn an_inactive_schedule_leaves_the_index_until_it_is_resumed() {
     let w = world().await;
     let (_, created) = w
-        .schedule(json!({"name": "Limpeza", "cron": "0 3 * * SUN", "type": "purge_old_logs", "parameters": {"retention_days": 30}}))
+        .schedule(json!({"name": "Limpeza", "cron": "0 3 * * SUN", "type": "create_monthly_processes", "parameters": {"retention_days": 30}}))
         .await;
     let id = id_of(&created);
     let (status, paused) = w.patch_schedule(&id, json!({"active": false})).await;
@@ -189,7 +188,9 @@ async fn an_inactive_schedule_leaves_the_index_until_it_is_resumed() {
 async fn roles_and_accounts_are_kept_apart() {
     let w = world().await;
     let (_, created) = w
-        .schedule(json!({"name": "Relatório", "cron": "0 9 2 * *", "type": "send_report"}))
+        .schedule(
+            json!({"name": "Relatório", "cron": "0 9 2 * *", "type": "create_monthly_processes"}),
+        )
         .await;
     let id = id_of(&created);
     let params = [("id", id.as_str())];

@@ -62,10 +62,13 @@ pub enum EventType {
     /// or was filed with the tax system.
     #[serde(rename = "rpa.process.status_changed")]
     RpaProcessStatusChanged,
+    /// An RPA schedule failed too many runs in a row and was paused.
+    #[serde(rename = "rpa.schedule.paused")]
+    RpaSchedulePaused,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 16] = [
         EventType::AccountSignedUp,
         EventType::AccountApproved,
         EventType::AccountActivationReissued,
@@ -81,6 +84,7 @@ impl EventType {
         EventType::WhatsAppNumberStatusChanged,
         EventType::WhatsAppConversationHandoff,
         EventType::RpaProcessStatusChanged,
+        EventType::RpaSchedulePaused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -100,6 +104,7 @@ impl EventType {
             EventType::WhatsAppNumberStatusChanged => "whatsapp.number.status_changed",
             EventType::WhatsAppConversationHandoff => "whatsapp.conversation.handoff",
             EventType::RpaProcessStatusChanged => "rpa.process.status_changed",
+            EventType::RpaSchedulePaused => "rpa.schedule.paused",
         }
     }
 
@@ -149,6 +154,9 @@ impl EventType {
             }
             EventType::RpaProcessStatusChanged => {
                 "A client's monthly invoice process moved on: its invoice arrived, was approved, or was filed with the tax system."
+            }
+            EventType::RpaSchedulePaused => {
+                "An RPA schedule failed 10 runs in a row and was paused; it runs again once made active."
             }
         }
     }
@@ -254,6 +262,13 @@ impl EventType {
                 "from": "awaiting_approval",
                 "to": "awaiting_tax_filing",
                 "by": { "key_id": "key_01j9z3k8m2n4p6q8r0s2t4v6w8", "key_name": "aprovação financeiro" }
+            }),
+            EventType::RpaSchedulePaused => json!({
+                "schedule_id": "sch_01jdq5m3n4p5q6r7s8t9v0w1x2",
+                "name": "Processos do mês",
+                "type": "create_monthly_processes",
+                "consecutive_failures": 10,
+                "last_error": "the table did not answer in time"
             }),
         }
     }

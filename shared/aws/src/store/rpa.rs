@@ -387,3 +387,54 @@ fn serde_dynamo_time(at: DateTime<Utc>) -> Result<String, StoreError> {
         other => Err(StoreError::Malformed(format!("a time stored as {other:?}"))),
     }
 }
+
+impl Store {
+    /// Every active client of an account, of `carriers` when some are
+    /// named (one query per carrier through gsi1, else the account's
+    /// clients), up to `cap`.
+    pub async fn active_clients(
+        &self,
+        account_id: &str,
+        carriers: &[CarrierCode],
+        cap: usize,
+    ) -> Result<Vec<ClientRecord>, StoreError> {
+        let filters: Vec<ClientFilter> = if carriers.is_empty() {
+            vec![ClientFilter {
+                active: Some(true),
+                ..ClientFilter::default()
+            }]
+        } else {
+            carriers
+                .iter()
+                .map(|c| ClientFilter {
+                    carrier: Some(c.clone()),
+                    active: Some(true),
+                    cnpj: None,
+                })
+                .collect()
+        };
+        let mut clients = Vec::new();
+        for filter in filters {
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = self
+                    .list_clients(account_id, &filter, 100, cursor.as_deref())
+                    .await
+                    .map_err(|e| match e {
+                        ListError::Store(e) => e,
+                        ListError::BadCursor => StoreError::Malformed("own cursor".into()),
+                    })?;
+                clients.extend(page.items);
+                if clients.len() >= cap {
+                    clients.truncate(cap);
+                    return Ok(clients);
+                }
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(clients)
+    }
+}

@@ -85,6 +85,20 @@ impl Store {
         )
     }
 
+    /// Writing `next` in place of `current` if its version is still the
+    /// one read, for a transaction.
+    fn schedule_put_if_unchanged(
+        &self,
+        current: &ScheduleRecord,
+        next: &ScheduleRecord,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut put = self.put(self.schedule_item(next)?, Some("version = :read"))?;
+        if let Some(p) = put.put.as_mut() {
+            p.expression_attribute_values = Some([(":read".to_owned(), n(current.version))].into());
+        }
+        Ok(put)
+    }
+
     pub async fn create_schedule(
         &self,
         sch: &ScheduleRecord,
@@ -116,11 +130,7 @@ impl Store {
         current: &ScheduleRecord,
         next: &ScheduleRecord,
     ) -> Result<Result<(), ScheduleWriteError>, StoreError> {
-        let mut put = self.put(self.schedule_item(next)?, Some("version = :read"))?;
-        if let Some(p) = put.put.as_mut() {
-            p.expression_attribute_values = Some([(":read".to_owned(), n(current.version))].into());
-        }
-        let mut items = vec![put];
+        let mut items = vec![self.schedule_put_if_unchanged(current, next)?];
         if current.settings.name_key() != next.settings.name_key() {
             items.push(self.schedule_name_claim(next)?);
             items.push(self.release_schedule_name(current)?);
@@ -216,11 +226,7 @@ impl Store {
             version: schedule.version + 1,
             ..schedule.clone()
         };
-        let mut put = self.put(self.schedule_item(&claimed)?, Some("version = :read"))?;
-        if let Some(p) = put.put.as_mut() {
-            p.expression_attribute_values =
-                Some([(":read".to_owned(), n(schedule.version))].into());
-        }
+        let put = self.schedule_put_if_unchanged(schedule, &claimed)?;
         let run: Item = [
             (k::PK.to_owned(), s(k::account_pk(&schedule.account_id))),
             (
@@ -242,5 +248,47 @@ impl Store {
             Ok(()) => Some(claimed),
             Err(_) => None,
         })
+    }
+
+    /// Writes how a claimed run ended on its run record.
+    pub async fn finish_schedule_run(
+        &self,
+        schedule: &ScheduleRecord,
+        due: DateTime<Utc>,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.db
+            .update_item()
+            .table_name(&self.table)
+            .key(k::PK, s(k::account_pk(&schedule.account_id)))
+            .key(
+                k::SK,
+                s(k::rpa_schedule_run_sk(&schedule.id, &outbox_time(due))),
+            )
+            .update_expression("SET outcome = :o, detail = :d")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":o", s(outcome))
+            .expression_attribute_values(":d", s(detail))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    /// Replaces `current` by `next` if nobody changed it since it was read,
+    /// with an event in the same transaction; `false` when it changed.
+    /// (The name is not changed this way.)
+    pub async fn update_schedule_with_event(
+        &self,
+        current: &ScheduleRecord,
+        next: &ScheduleRecord,
+        event: Option<&nuvem_domain::events::Envelope>,
+    ) -> Result<bool, StoreError> {
+        let mut items = vec![self.schedule_put_if_unchanged(current, next)?];
+        if let Some(event) = event {
+            items.push(self.event_record(event)?);
+        }
+        Ok(self.write_all(items).await?.is_ok())
     }
 }

@@ -44,6 +44,24 @@ pub enum ScheduleKind {
     ExportData,
 }
 
+impl ScheduleKind {
+    /// Whether `rpa-scheduler` runs this type yet; the others are refused
+    /// when a schedule is saved rather than failing at every run.
+    pub fn is_available(self) -> bool {
+        matches!(self, ScheduleKind::CreateMonthlyProcesses)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleKind::CreateMonthlyProcesses => "create_monthly_processes",
+            ScheduleKind::RunDownloads => "run_downloads",
+            ScheduleKind::SendReport => "send_report",
+            ScheduleKind::PurgeOldLogs => "purge_old_logs",
+            ScheduleKind::ExportData => "export_data",
+        }
+    }
+}
+
 /// A schedule's parameters; each type reads the ones that concern it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +197,15 @@ fn validate(
 ) -> Result<(ScheduleSettings, CronSchedule), Vec<FieldError>> {
     let mut errors = Vec::new();
     let name = check(&mut errors, text_field("name", &name, 1, MAX_NAME_CHARS));
+    if !kind.is_available() {
+        errors.push(FieldError::new(
+            "type",
+            format!(
+                "{} is not available yet; create_monthly_processes is",
+                kind.as_str()
+            ),
+        ));
+    }
     let schedule = CronSchedule::parse(cron, time_zone)
         .map_err(|e| errors.extend(e))
         .ok();
@@ -257,6 +284,7 @@ mod tests {
             fields,
             [
                 "name",
+                "type",
                 "cron",
                 "time_zone",
                 "parameters.month_offset",
@@ -278,7 +306,7 @@ mod tests {
     #[test]
     fn a_patch_keeps_the_type_and_what_it_does_not_name() {
         let (current, _) = request(json!({
-            "name": "Downloads", "cron": "0 8 * * mon-fri", "type": "run_downloads",
+            "name": "Downloads", "cron": "0 8 * * mon-fri", "type": "create_monthly_processes",
             "parameters": {"carriers": ["VIVO", "OI", "VIVO"]}
         }))
         .unwrap();
@@ -289,7 +317,7 @@ mod tests {
         let (next, _) = patch.apply(&current).unwrap();
         assert_eq!(
             (next.kind, next.active, next.time_zone.as_str()),
-            (ScheduleKind::RunDownloads, false, "UTC")
+            (ScheduleKind::CreateMonthlyProcesses, false, "UTC")
         );
         assert_eq!(next.parameters, current.parameters);
     }
@@ -316,11 +344,11 @@ mod tests {
     #[test]
     fn names_compare_without_case_or_spacing() {
         let (a, _) = request(
-            json!({"name": " Downloads  Diários", "cron": "* * * * *", "type": "run_downloads"}),
+            json!({"name": " Downloads  Diários", "cron": "* * * * *", "type": "create_monthly_processes"}),
         )
         .unwrap();
         let (b, _) = request(
-            json!({"name": "downloads diários", "cron": "* * * * *", "type": "run_downloads"}),
+            json!({"name": "downloads diários", "cron": "* * * * *", "type": "create_monthly_processes"}),
         )
         .unwrap();
         assert_eq!(a.name_key(), b.name_key());

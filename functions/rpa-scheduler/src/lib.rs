@@ -1,0 +1,247 @@
+//! `rpa-scheduler`: every minute (EventBridge), the RPA schedules of every
+//! account that are due. Each due run is claimed by a conditional write
+//! (`Store::claim_schedule_run`), so overlapping invocations run it once,
+//! and its next run is counted from now, so a window missed while nuvem was
+//! down runs once. A schedule whose runs fail
+//! [`MAX_CONSECUTIVE_FAILURES`] times in a row is paused and its owner told
+//! (`rpa.schedule.paused`).
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use nuvem_aws::Core;
+use nuvem_aws::store::{ProcessRecord, ScheduleRecord};
+use nuvem_domain::events::{Envelope, EventType};
+use nuvem_domain::rpa::month::Month;
+use nuvem_domain::rpa::process::{self, Origin, ProcessStatus};
+use nuvem_domain::rpa::schedule::MAX_CONSECUTIVE_FAILURES;
+use nuvem_domain::rpa::schedule_settings::{self, ScheduleKind};
+use serde::Serialize;
+use serde_json::json;
+
+pub struct Deps {
+    pub core: Core,
+}
+
+/// Most due schedules one invocation takes on; the rest wait a minute.
+const DUE_PER_TICK: usize = 500;
+/// Most clients one `create_monthly_processes` run reads.
+const CLIENTS_PER_RUN: usize = 20_000;
+/// Processes written side by side.
+const WRITES_IN_FLIGHT: usize = 16;
+
+/// What one invocation did (its answer, for logs and tests).
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub due: usize,
+    /// Runs this invocation claimed (another may have claimed the rest).
+    pub claimed: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub paused: usize,
+}
+
+pub async fn handle(deps: &Deps, now: DateTime<Utc>) -> Report {
+    let mut report = Report::default();
+    let due = match deps.core.store.due_schedules(now, DUE_PER_TICK).await {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the due schedules");
+            return report;
+        }
+    };
+    report.due = due.len();
+    for schedule in due {
+        run_due(deps, schedule, now, &mut report).await;
+    }
+    tracing::info!(?report, "scheduler tick");
+    report
+}
+
+async fn run_due(deps: &Deps, schedule: ScheduleRecord, now: DateTime<Utc>, report: &mut Report) {
+    let store = &deps.core.store;
+    let (Some(cron), Some(due)) = (schedule.settings.schedule(), schedule.next_run) else {
+        return;
+    };
+    let next = cron.next_due(due, now);
+    let claimed = match store.claim_schedule_run(&schedule, next, now).await {
+        Ok(Some(claimed)) => claimed,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(schedule_id = %schedule.id, error = %e, "cannot claim a due run");
+            return;
+        }
+    };
+    report.claimed += 1;
+    let month = schedule_settings::run_month(&cron, &claimed.settings.parameters, due);
+    let outcome = match claimed.settings.kind {
+        ScheduleKind::CreateMonthlyProcesses => {
+            create_monthly_processes(deps, &claimed, month, now).await
+        }
+        other => Err(format!("{} is not available yet", other.as_str())),
+    };
+    let (label, detail) = match &outcome {
+        Ok(summary) => ("succeeded", summary.as_str()),
+        Err(error) => ("failed", error.as_str()),
+    };
+    if let Err(e) = store
+        .finish_schedule_run(&claimed, due, label, detail)
+        .await
+    {
+        tracing::warn!(schedule_id = %claimed.id, error = %e, "run outcome not recorded");
+    }
+    match outcome {
+        Ok(_) => {
+            report.succeeded += 1;
+            if claimed.consecutive_failures > 0 {
+                record_failures(deps, &claimed, 0, None, now).await;
+            }
+        }
+        Err(error) => {
+            report.failed += 1;
+            tracing::warn!(schedule_id = %claimed.id, %error, "schedule run failed");
+            let failures = claimed.consecutive_failures + 1;
+            if record_failures(deps, &claimed, failures, Some(&error), now).await {
+                report.paused += 1;
+            }
+        }
+    }
+}
+
+/// Stores the count of failures in a row, pausing the schedule (with its
+/// event) when it reaches the limit; `true` when it paused it. Retried
+/// when the schedule changes meanwhile (the next tick's claim, a person).
+async fn record_failures(
+    deps: &Deps,
+    claimed: &ScheduleRecord,
+    failures: u32,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> bool {
+    let store = &deps.core.store;
+    for _ in 0..3 {
+        let current = match store.get_schedule(&claimed.account_id, &claimed.id).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::error!(schedule_id = %claimed.id, error = %e, "cannot read the schedule");
+                return false;
+            }
+        };
+        let pause = failures >= MAX_CONSECUTIVE_FAILURES && current.settings.active;
+        let mut next = ScheduleRecord {
+            consecutive_failures: failures,
+            version: current.version + 1,
+            updated_at: now,
+            ..current.clone()
+        };
+        let mut event = None;
+        if pause {
+            next.settings.active = false;
+            next.next_run = None;
+            next.paused_reason = Some(format!(
+                "{failures} runs failed in a row; the last: {}",
+                error.unwrap_or_default()
+            ));
+            event = Some(Envelope::new(
+                EventType::RpaSchedulePaused,
+                &current.account_id,
+                json!({
+                    "schedule_id": current.id,
+                    "name": current.settings.name,
+                    "type": current.settings.kind,
+                    "consecutive_failures": failures,
+                    "last_error": error,
+                }),
+                now,
+            ));
+        }
+        match store
+            .update_schedule_with_event(&current, &next, event.as_ref())
+            .await
+        {
+            Ok(true) => {
+                if let Some(event) = &event {
+                    deps.core.emit(event, None).await;
+                }
+                return pause;
+            }
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::error!(schedule_id = %claimed.id, error = %e, "failures not recorded");
+                return false;
+            }
+        }
+    }
+    false
+}
+
+/// The month's process for every active client (of the schedule's
+/// carriers) that has none; a process that exists is left as it is.
+async fn create_monthly_processes(
+    deps: &Deps,
+    schedule: &ScheduleRecord,
+    month: Month,
+    now: DateTime<Utc>,
+) -> Result<String, String> {
+    let store = &deps.core.store;
+    let clients = store
+        .active_clients(
+            &schedule.account_id,
+            &schedule.settings.parameters.carriers,
+            CLIENTS_PER_RUN,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let results: Vec<Result<bool, String>> = futures::stream::iter(&clients)
+        .map(|client| async move {
+            let Some(id) = process::process_id(&client.id, month) else {
+                return Ok(false);
+            };
+            let process = ProcessRecord {
+                id,
+                account_id: client.account_id.clone(),
+                client_id: client.id.clone(),
+                legal_name: client.settings.legal_name.clone(),
+                carrier: client.settings.carrier.clone(),
+                month,
+                status: ProcessStatus::AwaitingDownload,
+                invoice: None,
+                manual_upload: false,
+                approved_by: None,
+                approved_at: None,
+                filed_at: None,
+                filing_protocol: None,
+                download_attempts: 0,
+                filing_attempts: 0,
+                origin: Origin::Schedule {
+                    schedule_id: schedule.id.clone(),
+                },
+                created_at: now,
+                created_by: None,
+                updated_at: now,
+                version: 1,
+            };
+            store
+                .create_process(&process)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .collect()
+        .await;
+    let created = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    let existing = results.iter().filter(|r| matches!(r, Ok(false))).count();
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    match failed.first() {
+        // Created ones stay; the run fails and the next tick of the schedule
+        // (or a person) creates the rest: creation is idempotent.
+        Some(first) => Err(format!(
+            "{} of {} processes of {month} not written: {first}",
+            failed.len(),
+            clients.len()
+        )),
+        None => Ok(format!(
+            "{created} processes of {month} created, {existing} existed"
+        )),
+    }
+}

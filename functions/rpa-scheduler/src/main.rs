@@ -1,0 +1,20 @@
+use chrono::Utc;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use nuvem_aws::{Core, config};
+use serde_json::Value;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    config::init_tracing();
+    let sdk = config::lambda_sdk_config();
+    let deps = rpa_scheduler::Deps {
+        core: Core::from_env(&sdk)?,
+    };
+    // The EventBridge scheduled event carries nothing the scheduler needs:
+    // what is due is in the table.
+    lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| {
+        let deps = &deps;
+        async move { Ok::<_, Error>(rpa_scheduler::handle(deps, Utc::now()).await) }
+    }))
+    .await
+}

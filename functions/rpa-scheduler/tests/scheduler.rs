@@ -1,0 +1,288 @@
+//! `rpa-scheduler` against the emulator: a due `create_monthly_processes`
+//! run makes the month's process for each active client once (however many
+//! invocations overlap, and with processes that exist left alone), a missed
+//! window runs once, and a schedule that keeps failing is paused with its
+//! event.
+
+use chrono::{DateTime, Duration, Utc};
+use nuvem_aws::Core;
+use nuvem_aws::store::{ClientRecord, ScheduleRecord, Store};
+use nuvem_domain::keys::Actor;
+use nuvem_domain::rpa::client::{ClientRequest, new_client_id};
+use nuvem_domain::rpa::month::Month;
+use nuvem_domain::rpa::process::{Origin, ProcessStatus, process_id};
+use nuvem_domain::rpa::schedule::MAX_CONSECUTIVE_FAILURES;
+use nuvem_domain::rpa::schedule_settings::{ScheduleKind, ScheduleRequest, new_schedule_id};
+use nuvem_testkit::inspect::drain;
+use nuvem_testkit::{TestStack, tenants};
+use serde_json::{Value, json};
+
+struct World {
+    t: TestStack,
+    deps: rpa_scheduler::Deps,
+    account: String,
+}
+
+async fn world() -> World {
+    let t = TestStack::new("rpa-scheduler").await;
+    let core = Core::from_lookup(&t.sdk, &t.env("RpaScheduler")).unwrap();
+    let account = tenants::active_account(&core.store, 1_000, 0).await.id;
+    World {
+        t,
+        deps: rpa_scheduler::Deps { core },
+        account,
+    }
+}
+
+fn actor() -> Actor {
+    Actor {
+        key_id: "key_01jd0000000000000000000001".into(),
+        key_name: "tests".into(),
+    }
+}
+
+impl World {
+    fn store(&self) -> &Store {
+        &self.deps.core.store
+    }
+
+    async fn client(&self, carrier: &str, unit: &str, active: bool) -> ClientRecord {
+        let request: ClientRequest = serde_json::from_value(json!({
+            "legal_name": format!("Cliente {unit}"), "cnpj": "11.222.333/0001-81",
+            "carrier": carrier, "unit": unit, "active": active
+        }))
+        .unwrap();
+        let (settings, _) = request.validate().unwrap();
+        let now = Utc::now();
+        let client = ClientRecord {
+            id: new_client_id(),
+            account_id: self.account.clone(),
+            unique_key: settings.unique_key(),
+            settings,
+            sealed_password: None,
+            created_at: now,
+            created_by: actor(),
+            updated_at: now,
+            updated_by: actor(),
+        };
+        self.store()
+            .create_client(&client, false)
+            .await
+            .unwrap()
+            .unwrap();
+        client
+    }
+
+    /// A schedule stored as the API stores it, whatever its type.
+    async fn schedule(
+        &self,
+        cron: &str,
+        kind: &str,
+        parameters: Value,
+        next_run: DateTime<Utc>,
+    ) -> ScheduleRecord {
+        let mut settings = serde_json::from_value::<ScheduleRequest>(json!({
+            "name": format!("{kind} {cron}"), "cron": cron, "time_zone": "America/Sao_Paulo",
+            "type": "create_monthly_processes", "parameters": parameters
+        }))
+        .unwrap()
+        .validate()
+        .unwrap()
+        .0;
+        settings.kind = serde_json::from_value(json!(kind)).unwrap();
+        let now = Utc::now();
+        let schedule = ScheduleRecord {
+            id: new_schedule_id(),
+            account_id: self.account.clone(),
+            settings,
+            next_run: Some(next_run),
+            last_run: None,
+            consecutive_failures: 0,
+            paused_reason: None,
+            created_at: now,
+            created_by: actor(),
+            updated_at: now,
+            updated_by: actor(),
+            version: 1,
+        };
+        self.store()
+            .create_schedule(&schedule)
+            .await
+            .unwrap()
+            .unwrap();
+        schedule
+    }
+
+    async fn processes(&self, month: &str) -> Vec<nuvem_aws::store::ProcessRecord> {
+        self.store()
+            .processes_of_month(&self.account, Month::parse(month).unwrap(), 1000)
+            .await
+            .unwrap()
+    }
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_due_run_creates_the_months_processes_once() {
+    let w = world().await;
+    let vivo = w.client("VIVO", "Matriz", true).await;
+    let vivo2 = w.client("VIVO", "Filial", true).await;
+    let oi = w.client("OI", "Matriz", true).await;
+    w.client("VIVO", "Fechada", false).await;
+    // 1 December, 06:00 in São Paulo (09:00 UTC), for the previous month,
+    // VIVO's clients only.
+    let due = at("2026-12-01T09:00:00Z");
+    let schedule = w
+        .schedule(
+            "0 6 1 * *",
+            "create_monthly_processes",
+            json!({"carriers": ["VIVO"], "month_offset": -1}),
+            due,
+        )
+        .await;
+    // One client made its own process already.
+    let month = Month::parse("2026-11").unwrap();
+    let existing = process_id(&vivo2.id, month).unwrap();
+    let by_hand = nuvem_aws::store::ProcessRecord {
+        id: existing.clone(),
+        account_id: w.account.clone(),
+        client_id: vivo2.id.clone(),
+        legal_name: vivo2.settings.legal_name.clone(),
+        carrier: vivo2.settings.carrier.clone(),
+        month,
+        status: ProcessStatus::AwaitingApproval,
+        invoice: None,
+        manual_upload: true,
+        approved_by: None,
+        approved_at: None,
+        filed_at: None,
+        filing_protocol: None,
+        download_attempts: 0,
+        filing_attempts: 0,
+        origin: Origin::Request,
+        created_at: Utc::now(),
+        created_by: Some(actor()),
+        updated_at: Utc::now(),
+        version: 2,
+    };
+    assert!(w.store().create_process(&by_hand).await.unwrap());
+    let now = due + Duration::seconds(20);
+    let (a, b) = tokio::join!(
+        rpa_scheduler::handle(&w.deps, now),
+        rpa_scheduler::handle(&w.deps, now)
+    );
+    assert_eq!(a.claimed + b.claimed, 1, "{a:?} {b:?}");
+    assert_eq!(a.succeeded + b.succeeded, 1);
+    let processes = w.processes("2026-11").await;
+    let mut ids: Vec<&str> = processes.iter().map(|p| p.id.as_str()).collect();
+    ids.sort();
+    let mut expected = vec![process_id(&vivo.id, month).unwrap(), existing];
+    expected.sort();
+    assert_eq!(ids, expected, "active VIVO clients only, once each");
+    let made = processes.iter().find(|p| p.client_id == vivo.id).unwrap();
+    assert_eq!(made.status, ProcessStatus::AwaitingDownload);
+    assert_eq!(
+        made.origin,
+        Origin::Schedule {
+            schedule_id: schedule.id.clone()
+        }
+    );
+    let kept = processes.iter().find(|p| p.client_id == vivo2.id).unwrap();
+    assert_eq!(kept, &by_hand, "an existing process is left as it was");
+    assert!(!processes.iter().any(|p| p.client_id == oi.id));
+    // Nothing is due again until 1 January.
+    let stored = w
+        .store()
+        .get_schedule(&w.account, &schedule.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.next_run, Some(at("2027-01-01T09:00:00Z")));
+    assert_eq!(stored.last_run, Some(due));
+    assert_eq!(
+        rpa_scheduler::handle(&w.deps, now + Duration::minutes(1))
+            .await
+            .claimed,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_schedule_that_keeps_failing_is_paused_and_its_owner_told() {
+    let w = world().await;
+    let start = at("2026-11-29T12:00:00Z");
+    // A type the scheduler does not run fails every run.
+    let schedule = w
+        .schedule("* * * * *", "export_data", json!({}), start)
+        .await;
+    drain(&w.t.sqs, w.t.events_queue(), 100).await;
+    for minute in 0..i64::from(MAX_CONSECUTIVE_FAILURES) + 3 {
+        rpa_scheduler::handle(
+            &w.deps,
+            start + Duration::minutes(minute) + Duration::seconds(5),
+        )
+        .await;
+    }
+    let stored = w
+        .store()
+        .get_schedule(&w.account, &schedule.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!stored.settings.active);
+    assert_eq!(stored.next_run, None);
+    assert_eq!(stored.consecutive_failures, MAX_CONSECUTIVE_FAILURES);
+    assert!(
+        stored
+            .paused_reason
+            .as_deref()
+            .unwrap()
+            .contains("export_data is not available yet")
+    );
+    assert_eq!(stored.settings.kind, ScheduleKind::ExportData);
+    let paused: Vec<Value> = drain(&w.t.sqs, w.t.events_queue(), 100)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .filter(|e: &Value| e["type"] == "rpa.schedule.paused")
+        .collect();
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert_eq!(paused[0]["data"]["schedule_id"], schedule.id.as_str());
+    assert_eq!(
+        paused[0]["data"]["consecutive_failures"],
+        MAX_CONSECUTIVE_FAILURES
+    );
+}
+
+#[tokio::test]
+async fn a_success_forgets_earlier_failures() {
+    let w = world().await;
+    w.client("VIVO", "Matriz", true).await;
+    let start = at("2026-11-29T12:00:00Z");
+    let mut schedule = w
+        .schedule("*/5 * * * *", "create_monthly_processes", json!({}), start)
+        .await;
+    // As if three runs had failed before.
+    let current = schedule.clone();
+    schedule.consecutive_failures = 3;
+    schedule.version += 1;
+    assert!(
+        w.store()
+            .update_schedule_with_event(&current, &schedule, None)
+            .await
+            .unwrap()
+    );
+    let report = rpa_scheduler::handle(&w.deps, start + Duration::seconds(30)).await;
+    assert_eq!(report.succeeded, 1);
+    let stored = w
+        .store()
+        .get_schedule(&w.account, &schedule.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.consecutive_failures, 0);
+    assert_eq!(w.processes("2026-11").await.len(), 1);
+}
