@@ -202,6 +202,7 @@ async fn email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Result<(),
             | EventType::QuotaThresholdCrossed
             | EventType::WebhookEndpointDisabled
             | EventType::RpaProcessStatusChanged
+            | EventType::RpaSchedulePaused
     ) {
         return Ok(());
     }
@@ -269,6 +270,15 @@ async fn send_email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Resul
             event.data["reason"] == "gone",
         ),
         EventType::RpaProcessStatusChanged => rpa_process_email(&account, &event.data)?,
+        EventType::RpaSchedulePaused => mail::rpa_schedule_paused_email(
+            account.locale,
+            &account.organization_name,
+            event.data["name"].as_str().unwrap_or_default(),
+            event.data["consecutive_failures"]
+                .as_u64()
+                .unwrap_or_default(),
+            event.data["last_error"].as_str().unwrap_or_default(),
+        ),
         _ => return Ok(()),
     };
     deps.mailer

@@ -265,6 +265,28 @@ async fn an_rpa_process_that_moved_on_is_emailed_once_in_the_accounts_language()
     assert!(body.contains("aguarda o envio ao SAT"), "{body}");
 }
 
+#[tokio::test]
+async fn a_paused_schedule_is_emailed_with_its_last_error() {
+    let (deps, emu) = deps().await;
+    let account = account(&deps, Locale::En, AccountStatus::Active).await;
+    let event = Envelope::new(
+        EventType::RpaSchedulePaused,
+        &account.id,
+        EventType::RpaSchedulePaused.example_data(),
+        Utc::now(),
+    );
+    let answer = fanout::handle(&deps, sqs_batch(vec![record("s1", &event, None)])).await;
+    assert!(answer.batch_item_failures.is_empty());
+    let mails = mails_to(emu, &account.email).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].subject, "Schedule paused: Processos do mês");
+    let body = mails[0].html.as_deref().unwrap();
+    assert!(
+        body.contains("failed 10 times in a row") && body.contains("did not answer in time"),
+        "{body}"
+    );
+}
+
 // ---------------------------------------------------------------- webhooks
 
 mod webhooks {

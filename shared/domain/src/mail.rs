@@ -428,6 +428,62 @@ pub fn rpa_process_email(
     }
 }
 
+/// An RPA schedule was paused after failing too many runs in a row
+/// (`rpa.schedule.paused`).
+pub fn rpa_schedule_paused_email(
+    locale: Locale,
+    organization_name: &str,
+    schedule_name: &str,
+    failures: u64,
+    last_error: &str,
+) -> Message {
+    let failures = failures.to_string();
+    match locale {
+        Locale::PtBr => render(
+            locale,
+            format!("Agendamento pausado: {schedule_name}"),
+            &[
+                &[Text("Olá!")],
+                &[
+                    Text("O agendamento \u{201c}"),
+                    Text(schedule_name),
+                    Text("\u{201d} de "),
+                    Text(organization_name),
+                    Text(" falhou "),
+                    Text(&failures),
+                    Text(" vezes seguidas e foi pausado. O último erro:"),
+                ],
+                &[Text(last_error)],
+                &[Text(
+                    "Depois de corrigir a causa, reative-o pela API (PATCH /v1/rpa/schedules/{id} com \"active\": true).",
+                )],
+                &[Text("Atenciosamente,\nEquipe nuvem")],
+            ],
+        ),
+        Locale::En => render(
+            locale,
+            format!("Schedule paused: {schedule_name}"),
+            &[
+                &[Text("Hello!")],
+                &[
+                    Text("The schedule \u{201c}"),
+                    Text(schedule_name),
+                    Text("\u{201d} of "),
+                    Text(organization_name),
+                    Text(" failed "),
+                    Text(&failures),
+                    Text(" times in a row and was paused. The last error:"),
+                ],
+                &[Text(last_error)],
+                &[Text(
+                    "Once the cause is fixed, make it active again through the API (PATCH /v1/rpa/schedules/{id} with \"active\": true).",
+                )],
+                &[Text("Best regards,\nThe nuvem team")],
+            ],
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
