@@ -12,7 +12,7 @@ use nuvem_aws::Core;
 use nuvem_aws::store::{ProcessRecord, ScheduleRecord};
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::rpa::month::Month;
-use nuvem_domain::rpa::process::{self, Origin, ProcessStatus};
+use nuvem_domain::rpa::process::Origin;
 use nuvem_domain::rpa::schedule::MAX_CONSECUTIVE_FAILURES;
 use nuvem_domain::rpa::schedule_settings::{self, ScheduleKind};
 use serde::Serialize;
@@ -194,32 +194,11 @@ async fn create_monthly_processes(
         .map_err(|e| e.to_string())?;
     let results: Vec<Result<bool, String>> = futures::stream::iter(&clients)
         .map(|client| async move {
-            let Some(id) = process::process_id(&client.id, month) else {
-                return Ok(false);
+            let origin = Origin::Schedule {
+                schedule_id: schedule.id.clone(),
             };
-            let process = ProcessRecord {
-                id,
-                account_id: client.account_id.clone(),
-                client_id: client.id.clone(),
-                legal_name: client.settings.legal_name.clone(),
-                carrier: client.settings.carrier.clone(),
-                month,
-                status: ProcessStatus::AwaitingDownload,
-                invoice: None,
-                manual_upload: false,
-                approved_by: None,
-                approved_at: None,
-                filed_at: None,
-                filing_protocol: None,
-                download_attempts: 0,
-                filing_attempts: 0,
-                origin: Origin::Schedule {
-                    schedule_id: schedule.id.clone(),
-                },
-                created_at: now,
-                created_by: None,
-                updated_at: now,
-                version: 1,
+            let Some(process) = ProcessRecord::new_for(client, month, origin, None, now) else {
+                return Ok(false);
             };
             store
                 .create_process(&process)

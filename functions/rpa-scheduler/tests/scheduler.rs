@@ -146,28 +146,16 @@ async fn a_due_run_creates_the_months_processes_once() {
     // One client made its own process already.
     let month = Month::parse("2026-11").unwrap();
     let existing = process_id(&vivo2.id, month).unwrap();
-    let by_hand = nuvem_aws::store::ProcessRecord {
-        id: existing.clone(),
-        account_id: w.account.clone(),
-        client_id: vivo2.id.clone(),
-        legal_name: vivo2.settings.legal_name.clone(),
-        carrier: vivo2.settings.carrier.clone(),
+    let mut by_hand = nuvem_aws::store::ProcessRecord::new_for(
+        &vivo2,
         month,
-        status: ProcessStatus::AwaitingApproval,
-        invoice: None,
-        manual_upload: true,
-        approved_by: None,
-        approved_at: None,
-        filed_at: None,
-        filing_protocol: None,
-        download_attempts: 0,
-        filing_attempts: 0,
-        origin: Origin::Request,
-        created_at: Utc::now(),
-        created_by: Some(actor()),
-        updated_at: Utc::now(),
-        version: 2,
-    };
+        Origin::Request,
+        Some(actor()),
+        Utc::now(),
+    )
+    .unwrap();
+    by_hand.status = ProcessStatus::AwaitingApproval;
+    by_hand.manual_upload = true;
     assert!(w.store().create_process(&by_hand).await.unwrap());
     let now = due + Duration::seconds(20);
     let (a, b) = tokio::join!(

@@ -116,7 +116,9 @@ pub(crate) async fn create(deps: &Deps, req: &Request, who: &Principal) -> HttpR
             "the account has no such client",
         )])
     };
-    let id = rules::process_id(&body.client_id, month).ok_or_else(unknown_client)?;
+    if !nuvem_domain::rpa::client::is_client_id(&body.client_id) {
+        return Err(unknown_client());
+    }
     let client = deps
         .core
         .store
@@ -129,29 +131,14 @@ pub(crate) async fn create(deps: &Deps, req: &Request, who: &Principal) -> HttpR
             "the client is inactive",
         )]));
     }
-    let now = Utc::now();
-    let process = ProcessRecord {
-        id,
-        account_id: who.account_id.clone(),
-        client_id: client.id,
-        legal_name: client.settings.legal_name,
-        carrier: client.settings.carrier,
+    let process = ProcessRecord::new_for(
+        &client,
         month,
-        status: ProcessStatus::AwaitingDownload,
-        invoice: None,
-        manual_upload: false,
-        approved_by: None,
-        approved_at: None,
-        filed_at: None,
-        filing_protocol: None,
-        download_attempts: 0,
-        filing_attempts: 0,
-        origin: Origin::Request,
-        created_at: now,
-        created_by: Some(who.actor()),
-        updated_at: now,
-        version: 1,
-    };
+        Origin::Request,
+        Some(who.actor()),
+        Utc::now(),
+    )
+    .ok_or_else(unknown_client)?;
     if !deps.core.store.create_process(&process).await? {
         return Err(Problem::conflict(format!(
             "the client has a process for {month} already: {}",

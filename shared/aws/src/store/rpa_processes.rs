@@ -59,6 +59,41 @@ pub struct ProcessRecord {
     pub version: u64,
 }
 
+impl ProcessRecord {
+    /// A new process of `client` for `month`, awaiting its download;
+    /// `None` when the client's id cannot name a process.
+    pub fn new_for(
+        client: &super::ClientRecord,
+        month: Month,
+        origin: Origin,
+        created_by: Option<Actor>,
+        now: DateTime<Utc>,
+    ) -> Option<ProcessRecord> {
+        Some(ProcessRecord {
+            id: nuvem_domain::rpa::process::process_id(&client.id, month)?,
+            account_id: client.account_id.clone(),
+            client_id: client.id.clone(),
+            legal_name: client.settings.legal_name.clone(),
+            carrier: client.settings.carrier.clone(),
+            month,
+            status: ProcessStatus::AwaitingDownload,
+            invoice: None,
+            manual_upload: false,
+            approved_by: None,
+            approved_at: None,
+            filed_at: None,
+            filing_protocol: None,
+            download_attempts: 0,
+            filing_attempts: 0,
+            origin,
+            created_at: now,
+            created_by,
+            updated_at: now,
+            version: 1,
+        })
+    }
+}
+
 /// Which processes a listing shows (all filters combine).
 #[derive(Debug, Clone, Default)]
 pub struct ProcessFilter {
