@@ -64,6 +64,7 @@ impl World {
             created_by: actor(),
             updated_at: now,
             updated_by: actor(),
+            version: 1,
         };
         self.store()
             .create_client(&client, false)

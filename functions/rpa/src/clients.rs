@@ -123,6 +123,7 @@ pub(crate) async fn new_record(
         created_by: who.actor(),
         updated_at: now,
         updated_by: who.actor(),
+        version: 1,
     })
 }
 
@@ -145,6 +146,7 @@ pub(crate) async fn changed_record(
         sealed_password,
         updated_at: Utc::now(),
         updated_by: who.actor(),
+        version: current.version + 1,
         ..current.clone()
     })
 }
@@ -164,17 +166,9 @@ pub(crate) async fn create(deps: &Deps, req: &Request, who: &Principal) -> HttpR
 /// `?carrier=&active=&cnpj=` of a listing.
 fn filter(req: &Request) -> Result<ClientFilter, Problem> {
     let mut errors = Vec::new();
-    let carrier = http::query(req, "carrier").and_then(|c| {
-        CarrierCode::parse(c)
-            .map_err(|m| errors.push(FieldError::new("carrier", m)))
-            .ok()
-    });
-    let cnpj = http::query(req, "cnpj").and_then(|c| match Document::parse(c) {
-        Ok(doc) => Some(doc.as_str().to_owned()),
-        Err(e) => {
-            errors.push(FieldError::new("cnpj", e.to_string()));
-            None
-        }
+    let carrier = http::query_as(req, "carrier", &mut errors, CarrierCode::parse);
+    let cnpj = http::query_as(req, "cnpj", &mut errors, |c| {
+        Document::parse(c).map(|doc| doc.as_str().to_owned())
     });
     let active = http::bool_query(req, "active")?;
     if !errors.is_empty() {

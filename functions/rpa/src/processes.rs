@@ -151,33 +151,17 @@ pub(crate) async fn create(deps: &Deps, req: &Request, who: &Principal) -> HttpR
 /// `?status=&month=&carrier=&client_id=` of a listing.
 fn filter(req: &Request) -> Result<ProcessFilter, Problem> {
     let mut errors = Vec::new();
-    let status = http::query(req, "status").and_then(|s| {
-        s.parse::<ProcessStatus>()
-            .map_err(|_| {
-                errors.push(FieldError::new(
-                    "status",
-                    "must be awaiting_download, awaiting_approval, awaiting_tax_filing or filed",
-                ))
-            })
-            .ok()
+    let status = http::query_as(req, "status", &mut errors, |s| {
+        s.parse::<ProcessStatus>().map_err(
+            |_| "must be awaiting_download, awaiting_approval, awaiting_tax_filing or filed",
+        )
     });
-    let month = http::query(req, "month").and_then(|m| {
-        Month::parse(m)
-            .map_err(|e| errors.push(FieldError::new("month", e.to_string())))
-            .ok()
-    });
-    let carrier = http::query(req, "carrier").and_then(|c| {
-        CarrierCode::parse(c)
-            .map_err(|m| errors.push(FieldError::new("carrier", m)))
-            .ok()
-    });
-    let client_id = http::query(req, "client_id").and_then(|c| {
+    let month = http::query_as(req, "month", &mut errors, Month::parse);
+    let carrier = http::query_as(req, "carrier", &mut errors, CarrierCode::parse);
+    let client_id = http::query_as(req, "client_id", &mut errors, |c| {
         nuvem_domain::rpa::client::is_client_id(c)
             .then(|| c.to_owned())
-            .or_else(|| {
-                errors.push(FieldError::new("client_id", "is not a client id"));
-                None
-            })
+            .ok_or("is not a client id")
     });
     if !errors.is_empty() {
         return Err(Problem::validation(errors));

@@ -230,6 +230,21 @@ pub fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.query_string_parameters_ref()?.first(name)
 }
 
+/// A query parameter as `parse` reads it; absent is `None`, and a value
+/// `parse` refuses is recorded in `errors` under the parameter's name, so
+/// that a listing reports every bad filter at once.
+pub fn query_as<T, E: std::fmt::Display>(
+    req: &Request,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Option<T> {
+    let value = query(req, name)?;
+    parse(value)
+        .map_err(|e| errors.push(FieldError::new(name, e.to_string())))
+        .ok()
+}
+
 /// A `true`/`false` query parameter; absent is `None`.
 pub fn bool_query(req: &Request, name: &str) -> Result<Option<bool>, Problem> {
     match query(req, name) {

@@ -161,25 +161,7 @@ pub struct RpaApiSecret {
 /// The client's password on the carrier's portal, sent to the RPA in
 /// `senha_portal`: serialised as the plain string, printed as
 /// `[redacted]`.
-#[derive(Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct PortalPassword(String);
-
-impl PortalPassword {
-    pub fn new(password: impl Into<String>) -> PortalPassword {
-        PortalPassword(password.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for PortalPassword {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use nuvem_domain::rpa::client::PortalPassword;
 
 /// A presigned URL: whoever holds it can read the object until it
 /// expires, so it prints without its query (where the signature is).

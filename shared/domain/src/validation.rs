@@ -145,6 +145,15 @@ where
     <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
+/// Text as people compare it by eye: case and runs of spaces do not count
+/// (`" Filial  Norte"` and `"filial norte"` are the same unit).
+pub(crate) fn fold_case_and_spacing(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -244,6 +244,21 @@ impl Store {
         }
     }
 
+    /// Writing `item` in place of the stored one only if that one still has
+    /// the `version` it was read with (optimistic concurrency: whoever
+    /// changed it first wins, the other reads again), for a transaction.
+    pub(crate) fn put_if_version(
+        &self,
+        item: Item,
+        version: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut put = self.put(item, Some("version = :read"))?;
+        if let Some(p) = put.put.as_mut() {
+            p.expression_attribute_values = Some([(":read".to_owned(), n(version))].into());
+        }
+        Ok(put)
+    }
+
     /// A claim, for a transaction: the item `pk`/`sk` made to point at its
     /// holder (`attr` = `holder`), refused when it exists (someone holds it).
     pub(crate) fn claim_item(
@@ -271,16 +286,12 @@ impl Store {
         attr: &str,
         holder: &str,
     ) -> Result<TransactWriteItem, StoreError> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .key(k::PK, s(pk))
-            .key(k::SK, s(sk))
-            .condition_expression("#holder = :holder")
-            .expression_attribute_names("#holder", attr)
-            .expression_attribute_values(":holder", s(holder))
-            .build()
-            .map_err(StoreError::sdk)?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
+        let mut delete = self.delete_item(pk, sk, "#holder = :holder")?;
+        if let Some(d) = delete.delete.as_mut() {
+            d.expression_attribute_names = Some([("#holder".to_owned(), attr.to_owned())].into());
+            d.expression_attribute_values = Some([(":holder".to_owned(), s(holder))].into());
+        }
+        Ok(delete)
     }
 
     /// A check, for a transaction, that the item `pk`/`sk` exists.

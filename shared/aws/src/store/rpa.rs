@@ -44,6 +44,9 @@ pub struct ClientRecord {
     pub created_by: Actor,
     pub updated_at: DateTime<Utc>,
     pub updated_by: Actor,
+    /// Counts the client's changes; each is conditional on the one read.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// Why a client could not be written.
@@ -262,18 +265,7 @@ impl Store {
         next: &ClientRecord,
         check_carrier: bool,
     ) -> Result<Result<(), ClientWriteError>, StoreError> {
-        let unchanged = "updated_at = :read";
-        let mut put = self.put(self.client_item(next)?, Some(unchanged))?;
-        if let Some(p) = put.put.as_mut() {
-            p.expression_attribute_values = Some(
-                [(
-                    ":read".to_owned(),
-                    s(serde_dynamo_time(current.updated_at)?),
-                )]
-                .into(),
-            );
-        }
-        let mut items = vec![put];
+        let mut items = vec![self.put_if_version(self.client_item(next)?, current.version)?];
         let rekeyed = current.unique_key != next.unique_key;
         if rekeyed {
             items.push(self.client_key_claim(next)?);
@@ -377,14 +369,6 @@ impl Store {
             query = query.filter_expression(conditions.join(" AND "));
         }
         self.page_of(query, index, limit, cursor).await
-    }
-}
-
-/// A time as serde_dynamo stores it (chrono's RFC 3339), for conditions.
-fn serde_dynamo_time(at: DateTime<Utc>) -> Result<String, StoreError> {
-    match serde_dynamo::to_attribute_value::<_, aws_sdk_dynamodb::types::AttributeValue>(at)? {
-        aws_sdk_dynamodb::types::AttributeValue::S(text) => Ok(text),
-        other => Err(StoreError::Malformed(format!("a time stored as {other:?}"))),
     }
 }
 

@@ -19,7 +19,7 @@ use nuvem_domain::rpa::month::Month;
 use nuvem_domain::rpa::process::{Invoice, Origin, ProcessStatus};
 use serde::{Deserialize, Serialize};
 
-use super::{AuditRecord, Index, Item, ListError, Page, Store, StoreError, n, s};
+use super::{AuditRecord, Index, Item, ListError, Page, Store, StoreError, s};
 use crate::table_keys as k;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,11 +159,8 @@ impl Store {
         event: Option<&Envelope>,
         audit: Option<&AuditRecord>,
     ) -> Result<bool, StoreError> {
-        let mut put = self.put(self.process_item(next)?, Some("version = :read"))?;
-        if let Some(p) = put.put.as_mut() {
-            p.expression_attribute_values = Some([(":read".to_owned(), n(current.version))].into());
-        }
-        let mut items: Vec<TransactWriteItem> = vec![put];
+        let mut items: Vec<TransactWriteItem> =
+            vec![self.put_if_version(self.process_item(next)?, current.version)?];
         if let Some(event) = event {
             items.push(self.event_record(event)?);
         }

@@ -92,11 +92,7 @@ impl Store {
         current: &ScheduleRecord,
         next: &ScheduleRecord,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut put = self.put(self.schedule_item(next)?, Some("version = :read"))?;
-        if let Some(p) = put.put.as_mut() {
-            p.expression_attribute_values = Some([(":read".to_owned(), n(current.version))].into());
-        }
-        Ok(put)
+        self.put_if_version(self.schedule_item(next)?, current.version)
     }
 
     pub async fn create_schedule(

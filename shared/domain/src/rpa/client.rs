@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use super::carrier::CarrierCode;
 use crate::document::{Document, DocumentKind};
 use crate::ids;
-use crate::validation::{FieldError, check, optional_text, present, text_field};
+use crate::validation::{
+    FieldError, check, fold_case_and_spacing, optional_text, present, text_field,
+};
 
 pub const CLIENT_ID_PREFIX: &str = "cli";
 pub const MAX_NAME_CHARS: usize = 200;
@@ -33,11 +35,20 @@ pub fn is_client_id(id: &str) -> bool {
 }
 
 /// The password of a client's carrier portal. Sealed before it is stored,
-/// never returned; `Debug` is redacted and there is no `Display`.
-#[derive(Clone, PartialEq, Eq)]
+/// never returned by the API; `Debug` prints `[redacted]` and there is no
+/// `Display`. It serializes as the plain password: the only thing that
+/// serializes it is the RPA request that logs into the portal with it.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
 pub struct PortalPassword(String);
 
 impl PortalPassword {
+    /// A password as opened from its sealed form (validation happened when
+    /// it was given).
+    pub fn new(password: impl Into<String>) -> PortalPassword {
+        PortalPassword(password.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -45,7 +56,7 @@ impl PortalPassword {
 
 impl fmt::Debug for PortalPassword {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PortalPassword(***)")
+        f.write_str("[redacted]")
     }
 }
 
@@ -143,8 +154,8 @@ impl ClientSettings {
         for part in [
             self.cnpj.as_str(),
             self.carrier.as_str(),
-            &fold(&self.unit),
-            &fold(&self.service),
+            &fold_case_and_spacing(&self.unit),
+            &fold_case_and_spacing(&self.service),
         ] {
             hash.update(part.as_bytes());
             // A separator no part can hold (control characters are refused).
@@ -152,13 +163,6 @@ impl ClientSettings {
         }
         hex(&hash.finalize())
     }
-}
-
-fn fold(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
 }
 
 fn hex(bytes: &[u8]) -> String {

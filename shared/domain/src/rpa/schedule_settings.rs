@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::carrier::CarrierCode;
 use super::schedule::{CronSchedule, DEFAULT_TIME_ZONE};
 use crate::ids;
-use crate::validation::{FieldError, check, text_field};
+use crate::validation::{FieldError, check, fold_case_and_spacing, text_field};
 
 pub const SCHEDULE_ID_PREFIX: &str = "sch";
 pub const MAX_NAME_CHARS: usize = 100;
@@ -136,11 +136,7 @@ impl ScheduleSettings {
 
     /// The name as uniqueness compares it: case and spacing do not count.
     pub fn name_key(&self) -> String {
-        self.name
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase()
+        fold_case_and_spacing(&self.name)
     }
 }
 
