@@ -83,6 +83,7 @@ def lambda_env(binary, port):
         "MAIL_FROM": "nuvem@nuvem.example",
         "PUBLIC_BASE_URL": "https://app.nuvem.example",
         "BUCKET_PREFIX": "nuvem-t",
+        "STORAGE_KEY_BOUNDARY_ARN": "arn:aws:iam::123456789012:policy/bench-StorageKeyBoundary",
         "S3_EVENTS_QUEUE_ARN": "arn:aws:sqs:us-east-1:123456789012:bench-S3EventsQueue",
         "DELIVERIES_QUEUE_URL": "http://127.0.0.1:9/123456789012/bench-DeliveriesQueue",
         "SECRETS_KEY_ID": "alias/bench-SecretsKey",

@@ -21,33 +21,22 @@ pub struct Deps {
     /// ARN of the `s3-events` queue the buckets notify.
     pub events_queue_arn: String,
     /// What an S3 client (e.g. Imperius Backup) must be configured with.
-    pub region: String,
-    pub s3_endpoint: String,
+    pub s3_client: config::S3ClientSettings,
 }
 
 impl Deps {
     /// From the function's configuration (`lookup` is the environment in
-    /// Lambda). `S3_CLIENT_ENDPOINT` left empty, as the template's default
-    /// leaves it, is the region's AWS endpoint.
+    /// Lambda).
     pub fn from_lookup(
         sdk: &aws_config::SdkConfig,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Deps, ConfigError> {
-        let region = sdk
-            .region()
-            .map(|r| r.as_ref().to_owned())
-            .ok_or_else(|| ConfigError("no AWS region is configured (AWS_REGION)".into()))?;
         Ok(Deps {
             store: Store::new(sdk, config::required(lookup, "TABLE_NAME")?),
             blobs: Blobs::new(sdk),
             prefix: config::required(lookup, "BUCKET_PREFIX")?,
             events_queue_arn: config::required(lookup, "S3_EVENTS_QUEUE_ARN")?,
-            s3_endpoint: config::optional(
-                lookup,
-                "S3_CLIENT_ENDPOINT",
-                format!("https://s3.{region}.amazonaws.com"),
-            )?,
-            region,
+            s3_client: config::S3ClientSettings::from_lookup(sdk, lookup)?,
         })
     }
 }
@@ -106,8 +95,8 @@ async fn view(deps: &Deps, record: &BucketRecord) -> HttpResult {
         &BucketView {
             name: &record.name,
             bucket: &record.bucket,
-            region: &deps.region,
-            endpoint: &deps.s3_endpoint,
+            region: &deps.s3_client.region,
+            endpoint: &deps.s3_client.endpoint,
             state: record.state,
             imperius_license: record.imperius_license,
             used_bytes: usage.bytes,

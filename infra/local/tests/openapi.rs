@@ -455,6 +455,10 @@ const AUDIT: &str = "/v1/admin/accounts/{id}/audit";
 const BUCKETS: &str = "/v1/buckets";
 const BUCKET: &str = "/v1/buckets/{name}";
 const USAGE: &str = "/v1/usage";
+const STORAGE_KEYS: &str = "/v1/storage-keys";
+const STORAGE_KEY: &str = "/v1/storage-keys/{id}";
+const STORAGE_KEY_ROTATION: &str = "/v1/storage-keys/{id}/rotation";
+const STORAGE_KEY_CONFIRM: &str = "/v1/storage-keys/{id}/rotation/confirm";
 const WEBHOOKS: &str = "/v1/webhooks";
 const WEBHOOK: &str = "/v1/webhooks/{id}";
 const SECRET: &str = "/v1/webhooks/{id}/secret";
@@ -1387,6 +1391,41 @@ async fn every_operation_answers_as_documented() {
         let usage = call!(api, GET USAGE [], credential, Body::None => 200);
         assert_eq!(usage["imperius_licenses"]["in_use"], 1);
     }
+    // ------------------------------------------------------------ storage keys
+    let issued = call!(api, POST STORAGE_KEYS [], owner,
+        json(json!({"name": "Conector Imperius Serviço", "buckets": ["backups-contrato"]})) => 201);
+    let storage_key = str_of(&issued["storage_key"]["id"]).to_owned();
+    assert_eq!(issued["buckets"], json!(["backups-contrato"]));
+    let storage_secret = str_of(&issued["secret_access_key"]).to_owned();
+    call!(api, POST STORAGE_KEYS [], owner, json(json!({"name": "x", "buckets": ["nao-existe"]})) => 422);
+    call!(api, POST STORAGE_KEYS [], owner, json(json!({"name": "x", "access": "tudo"})) => 422);
+    call!(api, POST STORAGE_KEYS [], Some(approver.as_str()), json(json!({"name": "x"})) => 403);
+    call!(api, POST STORAGE_KEYS [], owner, malformed() => 400);
+    call!(api, POST STORAGE_KEYS [], owner, not_json() => 415);
+    call!(api, POST STORAGE_KEYS [], owner, oversized("name") => 413);
+    let page = call!(api, GET STORAGE_KEYS [], owner, Body::None => 200);
+    assert!(
+        !page.to_string().contains(&storage_secret),
+        "a secret is shown once"
+    );
+    call!(api, GET STORAGE_KEYS [] ? [("limit", "0")], owner, Body::None => 422);
+    call!(api, GET STORAGE_KEYS [], Some(approver.as_str()), Body::None => 403);
+    call!(api, GET STORAGE_KEY [&storage_key], owner, Body::None => 200);
+    call!(api, GET STORAGE_KEY ["sk_01jdq3x5v7c9e2g4k6m8p0r2t4"], owner, Body::None => 404);
+    call!(api, POST STORAGE_KEY_ROTATION [&storage_key], owner, Body::None => 200);
+    call!(api, POST STORAGE_KEY_ROTATION [&storage_key], owner, Body::None => 409);
+    call!(api, DELETE STORAGE_KEY_ROTATION [&storage_key], owner, Body::None => 200);
+    call!(api, DELETE STORAGE_KEY_ROTATION [&storage_key], owner, Body::None => 409);
+    call!(api, POST STORAGE_KEY_CONFIRM [&storage_key], owner, Body::None => 409);
+    call!(api, POST STORAGE_KEY_ROTATION [&storage_key], owner, Body::None => 200);
+    let rotated = call!(api, POST STORAGE_KEY_CONFIRM [&storage_key], owner, Body::None => 200);
+    assert!(rotated["rotated_at"].is_string());
+    call!(api, POST STORAGE_KEY_CONFIRM ["sk_01jdq3x5v7c9e2g4k6m8p0r2t4"], owner, Body::None => 404);
+    call!(api, DELETE STORAGE_KEY [&storage_key], owner, Body::None => 204);
+    call!(api, DELETE STORAGE_KEY [&storage_key], owner, Body::None => 204);
+    call!(api, DELETE STORAGE_KEY ["sk_01jdq3x5v7c9e2g4k6m8p0r2t4"], owner, Body::None => 404);
+    call!(api, POST STORAGE_KEY_ROTATION [&storage_key], owner, Body::None => 409);
+
     call!(api, POST BUCKETS [], owner, json(json!({"name": "temporario"})) => 201);
     call!(api, DELETE BUCKET ["temporario"], owner, Body::None => 204);
     call!(api, DELETE BUCKET ["temporario"], owner, Body::None => 404);

@@ -148,6 +148,36 @@ where
     }
 }
 
+/// What a tenant's S3 client (Imperius Backup's "Service Point URL", the AWS
+/// CLI's `--endpoint-url`) is configured with: the deployment's region, and
+/// `S3_CLIENT_ENDPOINT`, which left empty (the template's default) is the
+/// region's AWS endpoint.
+#[derive(Clone, Debug)]
+pub struct S3ClientSettings {
+    pub region: String,
+    pub endpoint: String,
+}
+
+impl S3ClientSettings {
+    pub fn from_lookup(
+        sdk: &aws_config::SdkConfig,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let region = sdk
+            .region()
+            .map(|r| r.as_ref().to_owned())
+            .ok_or_else(|| ConfigError("no AWS region is configured (AWS_REGION)".into()))?;
+        Ok(S3ClientSettings {
+            endpoint: optional(
+                lookup,
+                "S3_CLIENT_ENDPOINT",
+                format!("https://s3.{region}.amazonaws.com"),
+            )?,
+            region,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ pub mod deliveries;
 pub mod deployment_secret;
 pub mod graph;
 pub mod http;
+pub mod iam;
 pub mod idempotency;
 pub mod lazy;
 pub mod mail;

@@ -283,3 +283,12 @@ pub const RPA_DUE: &str = "RPADUE";
 pub fn rpa_schedule_run_sk(schedule_id: &str, due: &str) -> String {
     format!("RPARUN#{schedule_id}#{due}")
 }
+
+/// A storage key (S3 credentials of an IAM user), in its account's partition.
+pub fn storage_key_sk(key_id: &str) -> String {
+    format!("{STORAGE_KEY_PREFIX}{key_id}")
+}
+pub const STORAGE_KEY_PREFIX: &str = "SKEY#";
+/// How many storage keys the account holds (not revoked), kept by the same
+/// transactions that create and revoke them, for the per-account cap.
+pub const STORAGE_KEY_COUNT_SK: &str = "SKEYCOUNT";

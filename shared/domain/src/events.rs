@@ -65,10 +65,16 @@ pub enum EventType {
     /// An RPA schedule failed too many runs in a row and was paused.
     #[serde(rename = "rpa.schedule.paused")]
     RpaSchedulePaused,
+    /// A storage key (S3 credentials for a backup client) was created.
+    #[serde(rename = "storage_key.created")]
+    StorageKeyCreated,
+    /// A storage key was revoked: its IAM user and access keys are deleted.
+    #[serde(rename = "storage_key.revoked")]
+    StorageKeyRevoked,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 18] = [
         EventType::AccountSignedUp,
         EventType::AccountApproved,
         EventType::AccountActivationReissued,
@@ -85,6 +91,8 @@ impl EventType {
         EventType::WhatsAppConversationHandoff,
         EventType::RpaProcessStatusChanged,
         EventType::RpaSchedulePaused,
+        EventType::StorageKeyCreated,
+        EventType::StorageKeyRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +113,8 @@ impl EventType {
             EventType::WhatsAppConversationHandoff => "whatsapp.conversation.handoff",
             EventType::RpaProcessStatusChanged => "rpa.process.status_changed",
             EventType::RpaSchedulePaused => "rpa.schedule.paused",
+            EventType::StorageKeyCreated => "storage_key.created",
+            EventType::StorageKeyRevoked => "storage_key.revoked",
         }
     }
 
@@ -157,6 +167,12 @@ impl EventType {
             }
             EventType::RpaSchedulePaused => {
                 "An RPA schedule failed 10 runs in a row and was paused; it runs again once made active."
+            }
+            EventType::StorageKeyCreated => {
+                "A storage key (S3 credentials for a backup client) was created for some or all of the account's buckets."
+            }
+            EventType::StorageKeyRevoked => {
+                "A storage key was revoked: S3 refuses it once IAM has propagated the deletion."
             }
         }
     }
@@ -269,6 +285,21 @@ impl EventType {
                 "type": "create_monthly_processes",
                 "consecutive_failures": 10,
                 "last_error": "the table did not answer in time"
+            }),
+            EventType::StorageKeyCreated => json!({
+                "storage_key_id": "sk_01jdq5m3n4p5q6r7s8t9v0w1x2",
+                "name": "Conector Imperius Serviço",
+                "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+                "access": "read_write",
+                "all_buckets": false,
+                "buckets": ["backups"],
+                "by": { "key_id": "key_01j9z3k8m2n4p6q8r0s2t4v6w8", "key_name": "first owner key" }
+            }),
+            EventType::StorageKeyRevoked => json!({
+                "storage_key_id": "sk_01jdq5m3n4p5q6r7s8t9v0w1x2",
+                "name": "Conector Imperius Serviço",
+                "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+                "by": { "key_id": "key_01j9z3k8m2n4p6q8r0s2t4v6w8", "key_name": "first owner key" }
             }),
         }
     }

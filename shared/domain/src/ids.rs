@@ -9,6 +9,7 @@ pub const KEY: &str = "key";
 pub const EVENT: &str = "evt";
 pub const AUDIT: &str = "aud";
 pub const WEBHOOK: &str = "wh";
+pub const STORAGE_KEY: &str = "sk";
 /// Fanned-out deliveries get derived ids, not ULIDs (see
 /// [`crate::webhook::delivery::delivery_id`]); one-off ones (tests) use
 /// [`new_id`].

@@ -19,6 +19,7 @@ pub mod rpa;
 pub mod s3_event;
 pub mod secret;
 pub mod signup;
+pub mod storage_key;
 pub mod threshold;
 pub mod token;
 pub mod usage;

@@ -37,6 +37,8 @@ pub struct Stack {
     pub kms_keys: BTreeMap<String, (String, String)>,
     /// Logical id → Secrets Manager secret ARN.
     pub secrets: BTreeMap<String, String>,
+    /// Logical id → IAM managed policy ARN.
+    pub managed_policies: BTreeMap<String, String>,
     resolver: Resolver,
 }
 
@@ -67,6 +69,7 @@ impl Stack {
             buckets: BTreeMap::new(),
             kms_keys: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            managed_policies: BTreeMap::new(),
         };
 
         let tables: Vec<_> = stack.template.tables.values().cloned().collect();
@@ -192,6 +195,25 @@ impl Stack {
             stack.secrets.insert(def.logical_id.clone(), arn);
         }
 
+        let iam = aws_sdk_iam::Client::new(&sdk);
+        let policies: Vec<_> = stack
+            .template
+            .managed_policies
+            .clone()
+            .into_iter()
+            .collect();
+        for (id, doc) in policies {
+            let name = format!("{name}-{id}");
+            let doc = stack
+                .resolver
+                .resolve_document(&doc)
+                .with_context(|| format!("policy {name}"))?;
+            let arn = create_managed_policy(&iam, &name, &doc)
+                .await
+                .with_context(|| format!("policy {name}"))?;
+            stack.managed_policies.insert(id, arn);
+        }
+
         stack.build_resolver();
         stack.verify_senders(&sdk).await?;
         Ok(stack)
@@ -247,7 +269,7 @@ impl Stack {
             r.attrs.insert(format!("{id}.Arn"), arn.clone());
             r.attrs.insert(format!("{id}.KeyId"), key_id.clone());
         }
-        for (id, arn) in &self.secrets {
+        for (id, arn) in self.secrets.iter().chain(&self.managed_policies) {
             r.refs.insert(id.clone(), arn.clone());
         }
         for id in self.template.functions.keys() {
@@ -558,6 +580,32 @@ async fn create_bucket(http: &reqwest::Client, endpoint: &str, bucket: &str) -> 
 /// the stack already exists, else created and given the alias.
 /// Creates a secret with its first value, or finds the one a previous run
 /// of the same stack created (its value kept). Its ARN.
+/// An IAM managed policy (found again if it exists, as on a re-created
+/// stack): its ARN.
+async fn create_managed_policy(
+    iam: &aws_sdk_iam::Client,
+    name: &str,
+    doc: &serde_json::Value,
+) -> Result<String> {
+    use aws_sdk_iam::error::ProvideErrorMetadata;
+    match iam
+        .create_policy()
+        .policy_name(name)
+        .policy_document(doc.to_string())
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .policy
+            .and_then(|p| p.arn)
+            .ok_or_else(|| anyhow!("CreatePolicy answered no ARN")),
+        Err(e) if e.code() == Some("EntityAlreadyExists") => {
+            Ok(format!("arn:aws:iam::{ACCOUNT_ID}:policy/{name}"))
+        }
+        Err(e) => Err(anyhow!("{}", aws_sdk_iam::error::DisplayErrorContext(e))),
+    }
+}
+
 async fn create_secret(
     client: &aws_sdk_secretsmanager::Client,
     name: &str,

@@ -40,6 +40,9 @@ pub struct Template {
     pub buckets: BTreeMap<String, BucketDef>,
     /// `AWS::SecretsManager::Secret`s by logical id.
     pub secrets: BTreeMap<String, SecretDef>,
+    /// `AWS::IAM::ManagedPolicy`s by logical id: their `PolicyDocument`,
+    /// unresolved.
+    pub managed_policies: BTreeMap<String, Value>,
     /// Every resource's type, by logical id.
     pub resource_types: BTreeMap<String, String>,
 }
@@ -320,6 +323,7 @@ impl Template {
             queues: BTreeMap::new(),
             buckets: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            managed_policies: BTreeMap::new(),
             resource_types: BTreeMap::new(),
         };
         for (k, res) in resources {
@@ -350,6 +354,13 @@ impl Template {
                 "AWS::SecretsManager::Secret" => secret(&id, &props).map(|d| {
                     t.secrets.insert(id.clone(), d);
                 }),
+                "AWS::IAM::ManagedPolicy" => props
+                    .get("PolicyDocument")
+                    .cloned()
+                    .ok_or_else(|| anyhow!("no PolicyDocument"))
+                    .map(|doc| {
+                        t.managed_policies.insert(id.clone(), doc);
+                    }),
                 _ => Ok(()),
             };
             parsed.with_context(|| format!("resource {id} ({kind})"))?;
@@ -977,6 +988,34 @@ impl Resolver {
             .get(&format!("{res}.{attr}"))
             .cloned()
             .ok_or_else(|| anyhow!("cannot resolve Fn::GetAtt {res}.{attr}"))
+    }
+
+    /// A document (a policy, say) as JSON, every intrinsic in it resolved
+    /// to a string.
+    pub fn resolve_document(&self, v: &Value) -> Result<serde_json::Value> {
+        use serde_json::Value as Json;
+        Ok(match v {
+            Value::Mapping(m)
+                if m.len() == 1
+                    && m.keys()
+                        .filter_map(scalar)
+                        .any(|k| k == "Ref" || k.starts_with("Fn::")) =>
+            {
+                Json::String(self.resolve(v)?)
+            }
+            Value::Mapping(m) => Json::Object(
+                m.iter()
+                    .map(|(k, v)| Ok((key(k)?, self.resolve_document(v)?)))
+                    .collect::<Result<_>>()?,
+            ),
+            Value::Sequence(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|i| self.resolve_document(i))
+                    .collect::<Result<_>>()?,
+            ),
+            other => Json::String(self.resolve(other)?),
+        })
     }
 
     /// A value as a string, intrinsics resolved.

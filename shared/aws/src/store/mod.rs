@@ -17,6 +17,7 @@ mod rollups;
 mod rpa;
 mod rpa_processes;
 mod rpa_schedules;
+mod storage_keys;
 mod usage;
 mod webhooks;
 mod whatsapp;
@@ -36,6 +37,7 @@ pub use requests::Once;
 pub use rpa::{CarrierRecord, ClientFilter, ClientRecord, ClientWriteError, DeleteCarrierOutcome};
 pub use rpa_processes::{ProcessFilter, ProcessRecord};
 pub use rpa_schedules::{ScheduleRecord, ScheduleWriteError};
+pub use storage_keys::{StorageKeyRecord, StorageKeyStatus};
 pub use usage::{AccountUsage, StoredObject};
 pub use webhooks::{
     CreateEndpointError, EndpointRecord, EndpointRoute, HealthChange, MAX_ENDPOINTS_PER_ACCOUNT,
