@@ -7,6 +7,8 @@ use chrono::Utc;
 use nuvem_aws::blobs::{BlobError, Blobs};
 use nuvem_aws::config::{self, ConfigError};
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
+use nuvem_aws::iam::IamError;
+use nuvem_aws::storage_access::{AccessError, StorageAccess};
 use nuvem_aws::store::{BucketClaim, BucketRecord, BucketState, LicenseChange, Store};
 use nuvem_domain::account::quota_bytes;
 use nuvem_domain::bucket;
@@ -22,6 +24,8 @@ pub struct Deps {
     pub events_queue_arn: String,
     /// What an S3 client (e.g. Imperius Backup) must be configured with.
     pub s3_client: config::S3ClientSettings,
+    /// The storage keys' policies, which a deleted bucket leaves.
+    pub access: StorageAccess,
 }
 
 impl Deps {
@@ -37,6 +41,7 @@ impl Deps {
             prefix: config::required(lookup, "BUCKET_PREFIX")?,
             events_queue_arn: config::required(lookup, "S3_EVENTS_QUEUE_ARN")?,
             s3_client: config::S3ClientSettings::from_lookup(sdk, lookup)?,
+            access: StorageAccess::from_lookup(sdk, lookup)?,
         })
     }
 }
@@ -211,6 +216,21 @@ async fn delete(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
         }
         Err(e) => return Err(Problem::internal(e)),
     }
+    // Before the name is given back: while the claim stands nobody can
+    // make a bucket of that name that an old grant would reach.
+    deps.access
+        .forget_bucket(&deps.store, &owner.account_id, &record.name)
+        .await
+        .map_err(|e| match e {
+            AccessError::Iam(IamError::Unavailable(cause)) => {
+                tracing::warn!(error = %cause, "IAM busy; the bucket's grants stay until a retry");
+                Problem::unavailable(
+                    "storage keys could not be updated now; send the same request again",
+                    5,
+                )
+            }
+            other => Problem::internal(other),
+        })?;
     deps.store
         .forget_bucket(&owner.account_id, &record.bucket)
         .await?;

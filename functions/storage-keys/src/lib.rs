@@ -12,24 +12,23 @@
 
 use chrono::{DateTime, Utc};
 use nuvem_aws::Core;
-use nuvem_aws::config::{self, ConfigError, S3ClientSettings};
+use nuvem_aws::config::{ConfigError, S3ClientSettings};
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
-use nuvem_aws::iam::{IamError, NewAccessKey, StorageUsers};
+use nuvem_aws::iam::{IamError, NewAccessKey};
+use nuvem_aws::storage_access::StorageAccess;
 use nuvem_aws::store::{AuditRecord, StorageKeyRecord, StorageKeyStatus};
 use nuvem_domain::bucket;
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::ids;
 use nuvem_domain::keys::{Actor, Role};
-use nuvem_domain::storage_key::{self, Access, Grant, NewStorageKeyRequest};
+use nuvem_domain::storage_key::{self, Access, NewStorageKeyRequest};
 use nuvem_domain::validation::FieldError;
 use serde::Serialize;
 use serde_json::json;
 
 pub struct Deps {
     pub core: Core,
-    pub users: StorageUsers,
-    /// Deployment prefix of every tenant bucket's physical name.
-    pub prefix: String,
+    pub access: StorageAccess,
     pub s3_client: S3ClientSettings,
 }
 
@@ -40,8 +39,7 @@ impl Deps {
     ) -> Result<Deps, ConfigError> {
         Ok(Deps {
             core: Core::from_lookup(sdk, lookup)?,
-            users: StorageUsers::new(sdk, config::required(lookup, "STORAGE_KEY_BOUNDARY_ARN")?),
-            prefix: config::required(lookup, "BUCKET_PREFIX")?,
+            access: StorageAccess::from_lookup(sdk, lookup)?,
             s3_client: S3ClientSettings::from_lookup(sdk, lookup)?,
         })
     }
@@ -139,7 +137,7 @@ async fn last_used(deps: &Deps, key: &StorageKeyRecord) -> Option<DateTime<Utc>>
         .into_iter()
         .flatten()
     {
-        match deps.users.last_used(id).await {
+        match deps.access.users.last_used(id).await {
             Ok(at) => newest = newest.max(at),
             Err(e) => tracing::warn!(storage_key_id = %key.id, error = %e, "last use unknown"),
         }
@@ -179,7 +177,7 @@ async fn physical_buckets(
     let mut errors = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let field = || format!("buckets[{i}]");
-        let Ok(p) = bucket::physical_bucket_name(&deps.prefix, account_id, name) else {
+        let Ok(p) = bucket::physical_bucket_name(&deps.access.prefix, account_id, name) else {
             errors.push(FieldError::new(field(), format!("no bucket {name}")));
             continue;
         };
@@ -193,29 +191,6 @@ async fn physical_buckets(
     } else {
         Err(Problem::validation(errors))
     }
-}
-
-/// The policy a key should have now.
-async fn policy(deps: &Deps, key: &StorageKeyRecord) -> Result<serde_json::Value, Problem> {
-    let physical: Option<Vec<String>> = key.buckets.as_ref().map(|names| {
-        names
-            .iter()
-            .filter_map(|n| bucket::physical_bucket_name(&deps.prefix, &key.account_id, n).ok())
-            .collect()
-    });
-    let grant = match &physical {
-        None => Grant::AllBuckets,
-        Some(list) => Grant::Buckets(list),
-    };
-    storage_key::policy_document(
-        storage_key::partition(&deps.s3_client.region),
-        &deps.prefix,
-        &key.account_id,
-        &grant,
-        key.access,
-        key.writes_blocked,
-    )
-    .map_err(|e| Problem::internal(e.message))
 }
 
 fn audit(who: &Principal, action: &str, key: &StorageKeyRecord, now: DateTime<Utc>) -> AuditRecord {
@@ -267,7 +242,7 @@ async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
     let now = Utc::now();
     let id = ids::new_id(ids::STORAGE_KEY);
     let mut key = StorageKeyRecord {
-        iam_user: storage_key::user_name(&deps.prefix, &id),
+        iam_user: storage_key::user_name(&deps.access.prefix, &id),
         id,
         account_id: owner.account_id.clone(),
         name: valid.name,
@@ -283,7 +258,7 @@ async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
         revoked_at: None,
         version: 0,
     };
-    let policy = policy(deps, &key).await?;
+    let policy = deps.access.policy(&key).map_err(Problem::internal)?;
     if !deps.core.store.begin_storage_key(&key).await? {
         return Err(Problem::conflict(format!(
             "the account holds {} storage keys, the most it may; revoke one first",
@@ -292,10 +267,11 @@ async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
     }
     let tag = bucket::account_tag(&key.account_id).map_err(|e| Problem::internal(e.message))?;
     let made = async {
-        deps.users
+        deps.access
+            .users
             .create_user(
                 &key.iam_user,
-                &storage_key::user_path(&deps.prefix, &key.account_id),
+                &storage_key::user_path(&deps.access.prefix, &key.account_id),
                 &[
                     (storage_key::ACCOUNT_TAG_KEY, key.account_id.as_str()),
                     (storage_key::BUCKET_TAG_KEY, tag),
@@ -303,7 +279,7 @@ async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
                 &policy,
             )
             .await?;
-        deps.users.create_access_key(&key.iam_user).await
+        deps.access.users.create_access_key(&key.iam_user).await
     }
     .await;
     let secret = match made {
@@ -354,7 +330,7 @@ async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
 /// Undoes a creation that failed half-way. If IAM does not answer even to
 /// that, the record stays `creating` and revoking it finishes the job.
 async fn undo_creation(deps: &Deps, key: &StorageKeyRecord) {
-    match deps.users.delete_user(&key.iam_user).await {
+    match deps.access.users.delete_user(&key.iam_user).await {
         Ok(()) => {
             if let Err(e) = deps.core.store.forget_storage_key(key).await {
                 tracing::warn!(storage_key_id = %key.id, error = %e, "failed creation left in `creating`");
@@ -451,7 +427,8 @@ async fn revoke(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
     if key.status == StorageKeyStatus::Revoked {
         return http::no_content();
     }
-    deps.users
+    deps.access
+        .users
         .delete_user(&key.iam_user)
         .await
         .map_err(iam_problem)?;
@@ -510,11 +487,13 @@ async fn rotate(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
     let current: Vec<&str> = key.access_key_id.iter().map(String::as_str).collect();
     // Keys an interrupted rotation made and never recorded: nobody has
     // their secret, and IAM allows only two per user.
-    deps.users
+    deps.access
+        .users
         .delete_access_keys_except(&key.iam_user, &current)
         .await
         .map_err(iam_problem)?;
     let secret = deps
+        .access
         .users
         .create_access_key(&key.iam_user)
         .await
@@ -541,7 +520,7 @@ async fn rotate(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
     let key = match saved {
         Ok(key) => key,
         Err(problem) => {
-            if let Err(e) = deps.users.delete_access_key(&user, &new_id).await {
+            if let Err(e) = deps.access.users.delete_access_key(&user, &new_id).await {
                 tracing::warn!(error = %e, "an unrecorded access key is left; the next rotation deletes it");
             }
             return Err(problem);
@@ -560,7 +539,8 @@ async fn confirm(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
         return Err(Problem::conflict("no rotation is in progress"));
     };
     if let Some(old) = &key.access_key_id {
-        deps.users
+        deps.access
+            .users
             .delete_access_key(&key.iam_user, old)
             .await
             .map_err(iam_problem)?;
@@ -595,7 +575,8 @@ async fn cancel(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
     let Some(new_id) = key.pending_access_key_id.clone() else {
         return Err(Problem::conflict("no rotation is in progress"));
     };
-    deps.users
+    deps.access
+        .users
         .delete_access_key(&key.iam_user, &new_id)
         .await
         .map_err(iam_problem)?;

@@ -309,6 +309,43 @@ async fn a_storage_key_reaches_its_buckets_and_nothing_else() {
     assert_eq!(list(&s3_named, &a_photos).await, Err("AccessDenied".into()));
     assert_eq!(put(&s3_named, &a_data, "dados.txt").await, Ok(()));
 
+    // A deleted bucket leaves no grant behind: made again with the same
+    // name (the same S3 name), it is out of reach of a key that named it.
+    let both = storage_key(
+        &env,
+        &a,
+        json!({ "name": "duas", "buckets": ["dados", "fotos"] }),
+    )
+    .await;
+    let s3_both = client(&both, None);
+    assert_eq!(put(&s3_both, &a_photos, "outra.jpg").await, Ok(()));
+    for key in ["nova.jpg", "outra.jpg"] {
+        s3_both
+            .delete_object()
+            .bucket(&a_photos)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let req = owner(
+        with_path_param(http_event("buckets/delete-bucket.json"), "name", "fotos"),
+        &a,
+    );
+    let (status, _, body) = reply(&buckets::handle(&env.buckets, req).await);
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(bucket(&env, &a, "fotos").await, a_photos);
+    assert_eq!(
+        put(&s3_both, &a_photos, "de-novo.jpg").await,
+        Err("AccessDenied".into())
+    );
+    assert_eq!(put(&s3_both, &a_data, "ainda.txt").await, Ok(()));
+    assert_eq!(
+        put(&s3_all, &a_photos, "de-novo.jpg").await,
+        Ok(()),
+        "all buckets: covered"
+    );
+
     // Read-only: reads and lists, never writes or deletes.
     assert!(
         list(&s3_reader, &a_data)

@@ -57,7 +57,7 @@ async fn env() -> Env {
         storage_keys::Deps::from_lookup(&t.sdk, &t.env("StorageKeys")).expect("configuration");
     let requests = IamRequests::default();
     let boundary = (t.env("StorageKeys"))("STORAGE_KEY_BOUNDARY_ARN").expect("boundary");
-    deps.users = StorageUsers::from_client(
+    deps.access.users = StorageUsers::from_client(
         aws_sdk_iam::Client::from_conf(
             aws_sdk_iam::config::Builder::from(&t.sdk)
                 .interceptor(requests.clone())
@@ -140,7 +140,7 @@ async fn access_keys(env: &Env, user: &str) -> Vec<String> {
 }
 
 fn user_of(env: &Env, id: &str) -> String {
-    storage_key::user_name(&env.deps.prefix, id)
+    storage_key::user_name(&env.deps.access.prefix, id)
 }
 
 async fn outbox_types(env: &Env, account: &str) -> Vec<String> {
@@ -187,7 +187,10 @@ async fn a_key_is_a_bounded_iam_user_with_a_policy_on_the_accounts_buckets() {
         .unwrap()
         .user
         .unwrap();
-    assert_eq!(user.path(), storage_key::user_path(&env.deps.prefix, &a));
+    assert_eq!(
+        user.path(),
+        storage_key::user_path(&env.deps.access.prefix, &a)
+    );
     let boundary = (env.t.env("StorageKeys"))("STORAGE_KEY_BOUNDARY_ARN").unwrap();
     let created: Vec<String> = env
         .requests
@@ -220,7 +223,7 @@ async fn a_key_is_a_bounded_iam_user_with_a_policy_on_the_accounts_buckets() {
         serde_json::from_str(&urlencoding_decode(policy.policy_document())).unwrap();
     let expected = storage_key::policy_document(
         "aws",
-        &env.deps.prefix,
+        &env.deps.access.prefix,
         &a,
         &Grant::AllBuckets,
         Access::ReadWrite,
@@ -287,7 +290,7 @@ async fn bad_requests_store_nothing_and_make_no_user() {
     let users = env
         .iam
         .list_users()
-        .path_prefix(storage_key::user_path(&env.deps.prefix, &a))
+        .path_prefix(storage_key::user_path(&env.deps.access.prefix, &a))
         .send()
         .await
         .unwrap();
@@ -443,7 +446,7 @@ async fn the_per_account_cap_holds_under_concurrent_creations() {
     let users = env
         .iam
         .list_users()
-        .path_prefix(storage_key::user_path(&env.deps.prefix, &a))
+        .path_prefix(storage_key::user_path(&env.deps.access.prefix, &a))
         .send()
         .await
         .unwrap();
@@ -456,4 +459,99 @@ async fn the_per_account_cap_holds_under_concurrent_creations() {
     on_key(&env, "storage-keys/revoke-storage-key.json", &a, &id).await;
     let (status, _) = create(&env, &a, json!({ "name": "again" })).await;
     assert_eq!(status, 201);
+}
+
+#[tokio::test]
+async fn a_deleted_bucket_leaves_the_keys_that_named_it() {
+    let env = env().await;
+    let a = account();
+    bucket(&env, &a, "dados").await;
+    bucket(&env, &a, "fotos").await;
+    let (_, both) = create(
+        &env,
+        &a,
+        json!({ "name": "duas", "buckets": ["dados", "fotos"] }),
+    )
+    .await;
+    let (_, only) = create(
+        &env,
+        &a,
+        json!({ "name": "só fotos", "buckets": ["fotos"] }),
+    )
+    .await;
+    let (_, all) = create(&env, &a, json!({ "name": "todas" })).await;
+    let req = as_role(
+        with_path_param(http_event("buckets/delete-bucket.json"), "name", "fotos"),
+        &a,
+        "owner",
+    );
+    let (status, _, body) = reply(&buckets::handle(&env.buckets, req).await);
+    assert_eq!(status, 204, "{body}");
+
+    let policy_of = |answer: &Value| user_of(&env, answer["storage_key"]["id"].as_str().unwrap());
+    let document = |user: String| {
+        let iam = env.iam.clone();
+        async move {
+            let out = iam
+                .get_user_policy()
+                .user_name(user)
+                .policy_name(storage_key::POLICY_NAME)
+                .send()
+                .await
+                .unwrap();
+            serde_json::from_str::<Value>(&urlencoding_decode(out.policy_document())).unwrap()
+        }
+    };
+    let dados =
+        nuvem_domain::bucket::physical_bucket_name(&env.deps.access.prefix, &a, "dados").unwrap();
+    let expected = storage_key::policy_document(
+        "aws",
+        &env.deps.access.prefix,
+        &a,
+        &Grant::Buckets(std::slice::from_ref(&dados)),
+        Access::ReadWrite,
+        false,
+    )
+    .unwrap();
+    assert_eq!(document(policy_of(&both)).await, expected);
+    let none = storage_key::policy_document(
+        "aws",
+        &env.deps.access.prefix,
+        &a,
+        &Grant::Buckets(&[]),
+        Access::ReadWrite,
+        false,
+    )
+    .unwrap();
+    assert_eq!(document(policy_of(&only)).await, none);
+    let every = storage_key::policy_document(
+        "aws",
+        &env.deps.access.prefix,
+        &a,
+        &Grant::AllBuckets,
+        Access::ReadWrite,
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        document(policy_of(&all)).await,
+        every,
+        "an all-buckets key is unchanged"
+    );
+
+    // The same name again is a new bucket: no old key names it.
+    bucket(&env, &a, "fotos").await;
+    let (_, listed) = list(&env, &a).await;
+    let buckets_of = |name: &str| {
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == name)
+            .unwrap()["buckets"]
+            .clone()
+    };
+    assert_eq!(buckets_of("duas"), json!(["dados"]));
+    assert_eq!(buckets_of("só fotos"), json!([]));
+    assert_eq!(buckets_of("todas"), json!(["dados", "fotos"]));
 }

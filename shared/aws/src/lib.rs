@@ -19,6 +19,7 @@ pub mod quota;
 pub mod rpa_api;
 pub mod runtime;
 pub mod secrets;
+pub mod storage_access;
 pub mod store;
 pub mod table_keys;
 pub mod task_queue;
