@@ -72,6 +72,9 @@ async fn load(deps: &Deps, req: &Request) -> Result<AccountRecord, Problem> {
 struct ApproveBody {
     quota_gb: f64,
     imperius_licenses: u32,
+    /// A hard quota: writes blocked at 100 % (off by default).
+    #[serde(default)]
+    enforce_quota: bool,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +90,8 @@ struct AdjustBody {
     quota_gb: Option<f64>,
     #[serde(default)]
     imperius_licenses: Option<u32>,
+    #[serde(default)]
+    enforce_quota: Option<bool>,
 }
 
 fn check_terms(quota_gb: Option<f64>, licenses: Option<u32>) -> Result<(), Problem> {
@@ -182,6 +187,7 @@ async fn approve(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
         status,
         quota_gb: Some(body.quota_gb),
         imperius_licenses: body.imperius_licenses,
+        enforce_quota: body.enforce_quota,
         updated_at: now,
         ..before.clone()
     };
@@ -191,6 +197,7 @@ async fn approve(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
         json!({
             "quota_gb": body.quota_gb,
             "imperius_licenses": body.imperius_licenses,
+            "enforce_quota": body.enforce_quota,
             "activation_expires_at": expires_at,
         }),
         now,
@@ -280,10 +287,10 @@ async fn reject(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
 
 async fn adjust(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
     let body: AdjustBody = http::json_body(req, http::DEFAULT_BODY_LIMIT)?;
-    if body.quota_gb.is_none() && body.imperius_licenses.is_none() {
+    if body.quota_gb.is_none() && body.imperius_licenses.is_none() && body.enforce_quota.is_none() {
         return Err(Problem::validation(vec![FieldError::new(
             "body",
-            "give quota_gb, imperius_licenses or both",
+            "give quota_gb, imperius_licenses, enforce_quota or several",
         )]));
     }
     check_terms(body.quota_gb, body.imperius_licenses)?;
@@ -302,6 +309,7 @@ async fn adjust(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
         status,
         quota_gb: body.quota_gb.or(before.quota_gb),
         imperius_licenses: body.imperius_licenses.unwrap_or(before.imperius_licenses),
+        enforce_quota: body.enforce_quota.unwrap_or(before.enforce_quota),
         updated_at: now,
         ..before.clone()
     };
@@ -311,7 +319,12 @@ async fn adjust(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
         json!({
             "quota_gb": after.quota_gb,
             "imperius_licenses": after.imperius_licenses,
-            "previous": { "quota_gb": before.quota_gb, "imperius_licenses": before.imperius_licenses },
+            "enforce_quota": after.enforce_quota,
+            "previous": {
+                "quota_gb": before.quota_gb,
+                "imperius_licenses": before.imperius_licenses,
+                "enforce_quota": before.enforce_quota,
+            },
         }),
         now,
     );

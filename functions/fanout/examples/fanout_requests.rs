@@ -45,6 +45,8 @@ async fn main() {
             &t.stack.queue("WhatsAppOutboundQueue").url,
         ),
         public_base_url: "https://app.nuvem.example".into(),
+        access: nuvem_aws::storage_access::StorageAccess::from_lookup(&t.sdk, &t.env("Fanout"))
+            .expect("configuration"),
     };
     let event = Envelope::new(
         EventType::KeyCreated,

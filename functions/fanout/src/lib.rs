@@ -16,6 +16,7 @@ use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
 use nuvem_aws::idempotency::Claim;
 use nuvem_aws::mail::Mailer;
 use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
+use nuvem_aws::storage_access::StorageAccess;
 use nuvem_aws::store::{OutboundRecord, Store};
 use nuvem_aws::whatsapp_jobs::{OutboundQueue, queue_if_waiting};
 use nuvem_domain::events::{Envelope, EventName, EventType};
@@ -35,6 +36,8 @@ pub struct Deps {
     pub outbound: OutboundQueue,
     /// `<base>/activate?token=…` is the activation link.
     pub public_base_url: String,
+    /// The storage keys' policies, which follow the hard quota.
+    pub access: StorageAccess,
 }
 
 const EMAIL_CHANNEL: &str = "fanout-email";
@@ -65,12 +68,37 @@ async fn process(deps: &Deps, record: &SqsMessage) -> Result<(), String> {
         .and_then(|a| a.string_value.as_deref());
     // Both channels run even if one fails; a retry redoes only what is not
     // done (the email claim, the delivery ids).
-    let (email, webhooks, whatsapp) = tokio::join!(
+    let (email, webhooks, whatsapp, keys) = tokio::join!(
         email(deps, &event, token),
         webhooks(deps, &event),
-        whatsapp_notice(deps, &event)
+        whatsapp_notice(deps, &event),
+        storage_keys(deps, &event)
     );
-    email.and(webhooks).and(whatsapp)
+    email.and(webhooks).and(whatsapp).and(keys)
+}
+
+/// The hard quota's effect on the account's storage keys: their policies
+/// are brought to the state recorded with the account's usage (not the
+/// event's), so that a late or repeated event changes nothing.
+async fn storage_keys(deps: &Deps, event: &Envelope) -> Result<(), String> {
+    if !matches!(
+        event.event_type,
+        EventName::Known(EventType::QuotaWritesBlocked | EventType::QuotaWritesRestored)
+    ) {
+        return Ok(());
+    }
+    let usage = deps
+        .store
+        .account_usage(&event.account_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let changed = deps
+        .access
+        .set_writes_blocked(&deps.store, &event.account_id, usage.writes_blocked)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(account_id = %event.account_id, writes_blocked = usage.writes_blocked, changed, "storage keys follow the hard quota");
+    Ok(())
 }
 
 /// One delivery task per enabled endpoint of the account that subscribes to
@@ -203,6 +231,8 @@ async fn email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Result<(),
             | EventType::WebhookEndpointDisabled
             | EventType::RpaProcessStatusChanged
             | EventType::RpaSchedulePaused
+            | EventType::QuotaWritesBlocked
+            | EventType::QuotaWritesRestored
     ) {
         return Ok(());
     }
@@ -263,6 +293,15 @@ async fn send_email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Resul
             mail::rejection_email(account.locale, &account.organization_name, reason)
         }
         EventType::QuotaThresholdCrossed => quota_email(&account, &event.data)?,
+        EventType::QuotaWritesBlocked | EventType::QuotaWritesRestored => {
+            mail::writes_blocked_email(
+                account.locale,
+                &account.organization_name,
+                event_type == EventType::QuotaWritesBlocked,
+                event.data["used_bytes"].as_u64().unwrap_or_default(),
+                event.data["quota_bytes"].as_u64().unwrap_or_default(),
+            )
+        }
         EventType::WebhookEndpointDisabled => mail::webhook_disabled_email(
             account.locale,
             &account.organization_name,

@@ -14,6 +14,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         deliveries: DeliveryQueue::new(&sdk, config::env("DELIVERIES_QUEUE_URL")?),
         outbound: OutboundQueue::new(&sdk, config::env("OUTBOUND_QUEUE_URL")?),
         public_base_url: config::env("PUBLIC_BASE_URL")?,
+        access: nuvem_aws::storage_access::StorageAccess::from_lookup(&sdk, &|name| {
+            std::env::var(name).ok()
+        })?,
     };
     nuvem_aws::runtime::serve_sqs(|event| fanout::handle(&deps, event)).await
 }

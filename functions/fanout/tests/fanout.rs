@@ -32,6 +32,7 @@ fn deps_of(t: &TestStack) -> fanout::Deps {
             &t.stack.queue("WhatsAppOutboundQueue").url,
         ),
         public_base_url: "https://app.example.com.br/".into(),
+        access: nuvem_aws::storage_access::StorageAccess::from_lookup(&t.sdk, &env).unwrap(),
     }
 }
 

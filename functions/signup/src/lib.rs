@@ -55,6 +55,7 @@ async fn signup(deps: &Deps, req: &Request) -> HttpResult {
         status: AccountStatus::Pending,
         imperius_licenses: valid.imperius_licenses,
         quota_gb: None,
+        enforce_quota: false,
         rejection_reason: None,
         created_at: now,
         updated_at: now,

@@ -258,6 +258,13 @@ async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
         revoked_at: None,
         version: 0,
     };
+    // A hard-quota account at its quota gets keys that cannot write.
+    key.writes_blocked = deps
+        .core
+        .store
+        .account_usage(&owner.account_id)
+        .await?
+        .writes_blocked;
     let policy = deps.access.policy(&key).map_err(Problem::internal)?;
     if !deps.core.store.begin_storage_key(&key).await? {
         return Err(Problem::conflict(format!(

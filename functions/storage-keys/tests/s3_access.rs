@@ -22,6 +22,16 @@ use serde_json::{Value, json};
 struct Env {
     keys: storage_keys::Deps,
     buckets: buckets::Deps,
+    /// The consumers that keep usage (S3 events) and apply the hard quota
+    /// (domain events), run here by hand on what their queues hold.
+    quota_alerts: quota_alerts::Deps,
+    fanout: fanout::Deps,
+    sqs: aws_sdk_sqs::Client,
+    /// The functions' SDK configuration, and the approval function's environment.
+    functions_sdk: aws_config::SdkConfig,
+    approval_env: std::collections::BTreeMap<String, String>,
+    s3_events: String,
+    events: String,
     /// Kept alive: dropping it stops the emulator.
     _emulator: Emulator,
 }
@@ -94,11 +104,37 @@ async fn enforced() -> Env {
             .await
             .is_err()
     );
-    let keys_env = stack.function_env("StorageKeys");
-    let buckets_env = stack.function_env("Buckets");
+    let env_of = |function: &str| {
+        let vars = stack.function_env(function);
+        move |name: &str| vars.get(name).cloned()
+    };
+    let fanout_env = env_of("Fanout");
     Env {
-        keys: storage_keys::Deps::from_lookup(&sdk, &|n| keys_env.get(n).cloned()).unwrap(),
-        buckets: buckets::Deps::from_lookup(&sdk, &|n| buckets_env.get(n).cloned()).unwrap(),
+        keys: storage_keys::Deps::from_lookup(&sdk, &env_of("StorageKeys")).unwrap(),
+        buckets: buckets::Deps::from_lookup(&sdk, &env_of("Buckets")).unwrap(),
+        quota_alerts: quota_alerts::Deps {
+            core: nuvem_aws::Core::from_lookup(&sdk, &env_of("QuotaAlerts")).unwrap(),
+        },
+        fanout: fanout::Deps {
+            store: nuvem_aws::store::Store::new(&sdk, fanout_env("TABLE_NAME").unwrap()),
+            mailer: nuvem_aws::mail::Mailer::new(&sdk, fanout_env("MAIL_FROM").unwrap()),
+            deliveries: nuvem_aws::deliveries::DeliveryQueue::new(
+                &sdk,
+                fanout_env("DELIVERIES_QUEUE_URL").unwrap(),
+            ),
+            outbound: nuvem_aws::whatsapp_jobs::OutboundQueue::new(
+                &sdk,
+                fanout_env("OUTBOUND_QUEUE_URL").unwrap(),
+            ),
+            public_base_url: "https://app.nuvem.example".into(),
+            access: nuvem_aws::storage_access::StorageAccess::from_lookup(&sdk, &fanout_env)
+                .unwrap(),
+        },
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        approval_env: stack.function_env("Approval"),
+        functions_sdk: sdk.clone(),
+        s3_events: stack.queue("S3EventsQueue").url.clone(),
+        events: stack.queue("EventsQueue").url.clone(),
         _emulator: emulator,
     }
 }
@@ -448,4 +484,187 @@ async fn a_rotated_key_works_both_ways_until_confirmed() {
         Err("InvalidAccessKeyId".into())
     );
     assert_eq!(put(&new, &data, "d").await, Ok(()));
+}
+
+/// Runs `handler` on everything `queue` holds now, as its event source would.
+async fn consume<F, Fut>(env: &Env, queue: &str, handler: F) -> Vec<Value>
+where
+    F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
+{
+    let messages = nuvem_testkit::inspect::drain(&env.sqs, queue, 100).await;
+    let bodies: Vec<Value> = messages
+        .iter()
+        .filter_map(|m| serde_json::from_str(m.body()?).ok())
+        .collect();
+    let batch = nuvem_testkit::fixtures::sqs_batch(
+        messages
+            .iter()
+            .map(|m| {
+                nuvem_testkit::fixtures::sqs_message(m.message_id().unwrap(), m.body().unwrap())
+            })
+            .collect(),
+    );
+    let failures = handler(batch).await.batch_item_failures;
+    assert!(failures.is_empty(), "{} failed", failures.len());
+    bodies
+}
+
+/// S3's notifications into usage, then the domain events they caused into
+/// their effects: the types of those events.
+async fn settle(env: &Env) -> Vec<String> {
+    consume(env, &env.s3_events, |e| {
+        quota_alerts::handle(&env.quota_alerts, e)
+    })
+    .await;
+    consume(env, &env.events, |e| fanout::handle(&env.fanout, e))
+        .await
+        .iter()
+        .filter_map(|e| e["type"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hard_quota_blocks_writes_at_100_percent_and_restores_them_below() {
+    let env = enforced().await;
+    // A 10 kB hard quota.
+    let account = nuvem_testkit::tenants::account_with(&env.keys.core.store, |a| {
+        a.quota_gb = Some(10_000.0 / 1e9);
+        a.enforce_quota = true;
+    })
+    .await;
+    let a = account.id.as_str();
+    let data = bucket(&env, a, "dados").await;
+    let key = storage_key(&env, a, json!({ "name": "Imperius" })).await;
+    let s3 = client(&key, None);
+    settle(&env).await;
+
+    let object = |n: usize| ByteStream::from(vec![7u8; n]);
+    s3.put_object()
+        .bucket(&data)
+        .key("dia-1.tar")
+        .body(object(6_000))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !settle(&env)
+            .await
+            .contains(&"quota.writes_blocked".to_owned())
+    );
+    s3.put_object()
+        .bucket(&data)
+        .key("dia-2.tar")
+        .body(object(6_000))
+        .send()
+        .await
+        .unwrap();
+    let events = settle(&env).await;
+    assert!(
+        events.contains(&"quota.writes_blocked".to_owned()),
+        "{events:?}"
+    );
+
+    // Blocked: no writing, multipart included; reading and deleting still work.
+    assert_eq!(
+        put(&s3, &data, "dia-3.tar").await,
+        Err("AccessDenied".into())
+    );
+    assert_eq!(
+        multipart(&s3, &data, "dia-3-grande.tar").await,
+        Err("AccessDenied".into())
+    );
+    assert_eq!(list(&s3, &data).await.unwrap().len(), 2);
+    // A key made now is blocked too.
+    let late = storage_key(&env, a, json!({ "name": "outro servidor" })).await;
+    assert_eq!(late["storage_key"]["writes_blocked"], true);
+    assert_eq!(
+        put(&client(&late, None), &data, "x").await,
+        Err("AccessDenied".into())
+    );
+    // Announced once, however often the evaluation runs again.
+    env.keys
+        .core
+        .evaluate_quota(a, chrono::Utc::now())
+        .await
+        .unwrap();
+    let again = settle(&env).await;
+    assert!(!again.iter().any(|t| t.starts_with("quota.")), "{again:?}");
+
+    s3.delete_object()
+        .bucket(&data)
+        .key("dia-1.tar")
+        .send()
+        .await
+        .unwrap();
+    let events = settle(&env).await;
+    assert!(
+        events.contains(&"quota.writes_restored".to_owned()),
+        "{events:?}"
+    );
+    assert_eq!(put(&s3, &data, "dia-3.tar").await, Ok(()));
+    assert_eq!(put(&client(&late, None), &data, "y").await, Ok(()));
+
+    // Blocked again, then the admin raises the quota: writes come back.
+    s3.put_object()
+        .bucket(&data)
+        .key("dia-4.tar")
+        .body(object(6_000))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        settle(&env)
+            .await
+            .contains(&"quota.writes_blocked".to_owned())
+    );
+    assert_eq!(
+        put(&s3, &data, "dia-5.tar").await,
+        Err("AccessDenied".into())
+    );
+    let approval = approval::Deps {
+        core: nuvem_aws::Core::from_lookup(&env.functions_sdk, &|n| {
+            env.approval_env.get(n).cloned()
+        })
+        .unwrap(),
+    };
+    let raise = as_principal(
+        with_path_param(
+            with_json(
+                http_event("approval/adjust.json"),
+                &json!({ "quota_gb": 1 }),
+            ),
+            "id",
+            a,
+        ),
+        "platform",
+        "key_01jd0000000000000000000009",
+        "admin",
+    );
+    let (status, _, body) = reply(&approval::handle(&approval, raise).await);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        settle(&env)
+            .await
+            .contains(&"quota.writes_restored".to_owned())
+    );
+    assert_eq!(put(&s3, &data, "dia-5.tar").await, Ok(()));
+
+    let emails: Vec<String> = env
+        ._emulator
+        .sent_emails()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.to.contains(&account.email))
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(
+        emails
+            .iter()
+            .filter(|s| s.starts_with("Cota esgotada") || s.starts_with("Backups liberados"))
+            .count(),
+        4,
+        "{emails:?}"
+    );
 }

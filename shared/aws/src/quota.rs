@@ -26,13 +26,14 @@ impl Core {
         let Some(account) = self.store.get_account(account_id).await? else {
             return Ok(());
         };
-        let Some(quota_gb) = account.quota_gb else {
+        let usage = self.store.account_usage(account_id).await?;
+        let used = u64::try_from(usage.bytes).unwrap_or(0);
+        let quota = account.quota_gb.map(quota_bytes);
+        self.hard_quota(&account, &usage, used, quota, now).await?;
+        let Some(quota) = quota else {
             return Ok(());
         };
-        let quota = quota_bytes(quota_gb);
-        let usage = self.store.account_usage(account_id).await?;
         let previous = Level::try_from(usage.level).unwrap_or_default();
-        let used = u64::try_from(usage.bytes).unwrap_or(0);
         let (level, alert) = crossing(previous, used, quota);
         if level == previous {
             return Ok(());
@@ -56,6 +57,46 @@ impl Core {
             .set_usage_level(account_id, previous.into(), level.into(), event.as_ref())
             .await?;
         if moved && let Some(event) = event {
+            self.emit(&event, None).await;
+        }
+        Ok(())
+    }
+
+    /// The hard quota: an account with `enforce_quota` whose usage reached
+    /// its quota has its writes blocked, and gets them back below it (or
+    /// when the hard quota is turned off or the quota removed). The move is
+    /// one conditional write with its event (`quota.writes_blocked`,
+    /// `quota.writes_restored`), so each crossing is announced once; the
+    /// event's consumer (`fanout`) brings the storage keys' policies to the
+    /// recorded state, whatever order events arrive in.
+    async fn hard_quota(
+        &self,
+        account: &crate::store::AccountRecord,
+        usage: &crate::store::AccountUsage,
+        used: u64,
+        quota: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let blocked = account.enforce_quota && quota.is_some_and(|q| used >= q);
+        if blocked == usage.writes_blocked {
+            return Ok(());
+        }
+        let kind = if blocked {
+            EventType::QuotaWritesBlocked
+        } else {
+            EventType::QuotaWritesRestored
+        };
+        let event = Envelope::new(
+            kind,
+            &account.id,
+            json!({ "used_bytes": used, "quota_bytes": quota }),
+            now,
+        );
+        if self
+            .store
+            .set_writes_blocked(&account.id, usage.writes_blocked, blocked, &event)
+            .await?
+        {
             self.emit(&event, None).await;
         }
         Ok(())

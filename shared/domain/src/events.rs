@@ -71,10 +71,18 @@ pub enum EventType {
     /// A storage key was revoked: its IAM user and access keys are deleted.
     #[serde(rename = "storage_key.revoked")]
     StorageKeyRevoked,
+    /// A hard-quota account reached 100 %: its storage keys may read and
+    /// delete but no longer write.
+    #[serde(rename = "quota.writes_blocked")]
+    QuotaWritesBlocked,
+    /// A hard-quota account is back under its quota (objects deleted, the
+    /// quota raised, or the hard quota turned off): its keys write again.
+    #[serde(rename = "quota.writes_restored")]
+    QuotaWritesRestored,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 18] = [
+    pub const ALL: [EventType; 20] = [
         EventType::AccountSignedUp,
         EventType::AccountApproved,
         EventType::AccountActivationReissued,
@@ -93,6 +101,8 @@ impl EventType {
         EventType::RpaSchedulePaused,
         EventType::StorageKeyCreated,
         EventType::StorageKeyRevoked,
+        EventType::QuotaWritesBlocked,
+        EventType::QuotaWritesRestored,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,6 +125,8 @@ impl EventType {
             EventType::RpaSchedulePaused => "rpa.schedule.paused",
             EventType::StorageKeyCreated => "storage_key.created",
             EventType::StorageKeyRevoked => "storage_key.revoked",
+            EventType::QuotaWritesBlocked => "quota.writes_blocked",
+            EventType::QuotaWritesRestored => "quota.writes_restored",
         }
     }
 
@@ -173,6 +185,12 @@ impl EventType {
             }
             EventType::StorageKeyRevoked => {
                 "A storage key was revoked: S3 refuses it once IAM has propagated the deletion."
+            }
+            EventType::QuotaWritesBlocked => {
+                "The account has a hard quota and reached 100 % of it: its storage keys can read and delete, not write."
+            }
+            EventType::QuotaWritesRestored => {
+                "The account is back under its hard quota (or the hard quota was turned off): its storage keys write again."
             }
         }
     }
@@ -300,6 +318,10 @@ impl EventType {
                 "name": "Conector Imperius Serviço",
                 "access_key_id": "AKIAIOSFODNN7EXAMPLE",
                 "by": { "key_id": "key_01j9z3k8m2n4p6q8r0s2t4v6w8", "key_name": "first owner key" }
+            }),
+            EventType::QuotaWritesBlocked | EventType::QuotaWritesRestored => json!({
+                "used_bytes": 10_737_418_240_u64,
+                "quota_bytes": 10_737_418_240_u64
             }),
         }
     }

@@ -484,10 +484,120 @@ pub fn rpa_schedule_paused_email(
     }
 }
 
+/// A hard-quota account's storage keys lost (`blocked`) or got back the
+/// right to write (`quota.writes_blocked`, `quota.writes_restored`).
+pub fn writes_blocked_email(
+    locale: Locale,
+    organization_name: &str,
+    blocked: bool,
+    used_bytes: u64,
+    quota_bytes: u64,
+) -> Message {
+    let used = format_bytes(locale, used_bytes);
+    let quota = format_bytes(locale, quota_bytes);
+    match (locale, blocked) {
+        (Locale::PtBr, true) => render(
+            locale,
+            "Cota esgotada: novos backups estão bloqueados".to_owned(),
+            &[
+                &[Text("Olá!")],
+                &[
+                    Text("O armazenamento de "),
+                    Text(organization_name),
+                    Text(" atingiu 100% da cota ("),
+                    Text(&used),
+                    Text(" de "),
+                    Text(&quota),
+                    Text(
+                        "). Por isso as chaves de armazenamento (como a do Imperius Backup) não gravam mais: novos backups serão recusados.",
+                    ),
+                ],
+                &[Text(
+                    "Elas continuam lendo e apagando. Apague backups antigos para liberar espaço, ou fale conosco para aumentar a sua cota; as gravações voltam assim que o uso ficar abaixo da cota.",
+                )],
+                &[Text("Atenciosamente,\nEquipe nuvem")],
+            ],
+        ),
+        (Locale::PtBr, false) => render(
+            locale,
+            "Backups liberados: o uso voltou a ficar abaixo da cota".to_owned(),
+            &[
+                &[Text("Olá!")],
+                &[
+                    Text("O armazenamento de "),
+                    Text(organization_name),
+                    Text(" está abaixo da cota ("),
+                    Text(&used),
+                    Text(" de "),
+                    Text(&quota),
+                    Text("), e as chaves de armazenamento voltaram a gravar."),
+                ],
+                &[Text("Atenciosamente,\nEquipe nuvem")],
+            ],
+        ),
+        (Locale::En, true) => render(
+            locale,
+            "Quota reached: new backups are blocked".to_owned(),
+            &[
+                &[Text("Hello!")],
+                &[
+                    Text("The storage of "),
+                    Text(organization_name),
+                    Text(" reached 100% of its quota ("),
+                    Text(&used),
+                    Text(" of "),
+                    Text(&quota),
+                    Text(
+                        "). Its storage keys (such as Imperius Backup's) can no longer write: new backups will be refused.",
+                    ),
+                ],
+                &[Text(
+                    "They can still read and delete. Delete old backups to free space, or contact us to raise your quota; writing comes back as soon as usage is below the quota.",
+                )],
+                &[Text("Best regards,\nThe nuvem team")],
+            ],
+        ),
+        (Locale::En, false) => render(
+            locale,
+            "Backups unblocked: usage is below the quota again".to_owned(),
+            &[
+                &[Text("Hello!")],
+                &[
+                    Text("The storage of "),
+                    Text(organization_name),
+                    Text(" is below its quota ("),
+                    Text(&used),
+                    Text(" of "),
+                    Text(&quota),
+                    Text("), and its storage keys write again."),
+                ],
+                &[Text("Best regards,\nThe nuvem team")],
+            ],
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn writes_blocked_and_restored_in_both_languages() {
+        let gb = 1_000_000_000;
+        let m = writes_blocked_email(Locale::PtBr, "Padaria Pão Quente", true, 10 * gb, 10 * gb);
+        assert_eq!(m.subject, "Cota esgotada: novos backups estão bloqueados");
+        assert!(m.text.contains("Padaria Pão Quente"));
+        assert!(m.text.contains("10,0 GB de 10,0 GB"), "{}", m.text);
+        assert!(m.text.contains("continuam lendo e apagando"));
+        let m = writes_blocked_email(Locale::En, "Joe's Garage", false, 9 * gb, 10 * gb);
+        assert_eq!(
+            m.subject,
+            "Backups unblocked: usage is below the quota again"
+        );
+        assert!(m.text.contains("9.0 GB of 10.0 GB"), "{}", m.text);
+        assert!(m.html.contains("<html lang=\"en\">"));
+    }
 
     const URL: &str = "https://app.nuvem.com.br/activate?token=nvm_at_abc&lang=pt";
 

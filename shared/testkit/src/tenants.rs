@@ -48,6 +48,7 @@ pub async fn account_with(store: &Store, edit: impl FnOnce(&mut AccountRecord)) 
         imperius_licenses: 1,
         licenses_in_use: 0,
         quota_gb: Some(1.0),
+        enforce_quota: false,
         rejection_reason: None,
         created_at: now,
         updated_at: now,

@@ -28,6 +28,10 @@ pub struct AccountRecord {
     pub licenses_in_use: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_gb: Option<f64>,
+    /// A hard quota: at 100 % the account's storage keys lose write access
+    /// until usage falls below it (set by the admin).
+    #[serde(default)]
+    pub enforce_quota: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<String>,
     pub created_at: DateTime<Utc>,

@@ -3,7 +3,7 @@
 //! transaction conditioned on the state that was read, so two deliveries
 //! racing on one key cannot both count.
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use nuvem_domain::events::Envelope;
 use nuvem_domain::usage::{ObjectState, Outcome};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,10 @@ pub struct AccountUsage {
     pub bytes: i64,
     #[serde(default)]
     pub level: u8,
+    /// Whether the hard quota has taken writing away from the account's
+    /// storage keys (what their policies converge to).
+    #[serde(default)]
+    pub writes_blocked: bool,
 }
 
 /// Deleted keys are remembered this long, for records arriving late.
@@ -143,6 +147,42 @@ impl Store {
         if let Some(event) = alert {
             items.push(self.event_record(event)?);
         }
+        match self.transact_checked(items).await? {
+            Ok(()) => Ok(true),
+            Err(failed) => match failed.as_slice() {
+                [true, ..] => Ok(false),
+                _ => Err(StoreError::Refused(failed.clone())),
+            },
+        }
+    }
+
+    /// Moves the account's hard-quota state from `from` to `to`, with its
+    /// event, unless another evaluation already moved it (so a crossing is
+    /// announced once).
+    pub async fn set_writes_blocked(
+        &self,
+        account_id: &str,
+        from: bool,
+        to: bool,
+        event: &Envelope,
+    ) -> Result<bool, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(k::PK, s(k::account_pk(account_id)))
+            .key(k::SK, s(k::USAGE_SK))
+            .update_expression("SET writes_blocked = :to")
+            .condition_expression(
+                "(attribute_not_exists(writes_blocked) AND :from = :false) OR writes_blocked = :from",
+            )
+            .expression_attribute_values(":to", AttributeValue::Bool(to))
+            .expression_attribute_values(":from", AttributeValue::Bool(from))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .build()
+            .map_err(StoreError::sdk)?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.event_record(event)?,
+        ];
         match self.transact_checked(items).await? {
             Ok(()) => Ok(true),
             Err(failed) => match failed.as_slice() {
