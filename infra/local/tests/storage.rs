@@ -131,3 +131,90 @@ async fn uploads_reach_80_and_100_percent_alerts_and_a_raised_quota_is_quiet() {
         "exactly two alert emails in all"
     );
 }
+
+/// The onboarding guide's steps 2 to 4 as a tenant takes them: a bucket, a
+/// storage key, and a backup client (boto3, configured only from the key's
+/// answer: `scripts/s3_backup.py`) uploading an archive in parts; usage and
+/// the 80 % alert follow.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_client_with_a_storage_key_uploads_in_parts_and_usage_follows() {
+    let emulator_url = emulator().await.endpoint().to_owned();
+    let runner = common::stack("e2e-backup", &[("S3ClientEndpoint", &emulator_url)]).await;
+    let api = Api {
+        http: Client::new(),
+        runner: &runner,
+    };
+    let admin = admin_key(&runner);
+    let email = "backup@oficina-central.com.br";
+    let (account, owner) = onboard(&api, &admin, "22.333.444/0001-81", email).await;
+    // 0.01 GB = 10 000 000 bytes: an 8.5 MB archive is 85 %.
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/admin/accounts/{account}"),
+            Some(&admin),
+            Some(json!({"quota_gb": 0.01})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, bucket) = api
+        .call(
+            Method::POST,
+            "/v1/buckets",
+            Some(&owner),
+            Some(json!({"name": "servidor"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bucket}");
+    let name = bucket["bucket"].as_str().unwrap().to_owned();
+    let (status, key) = api
+        .call(
+            Method::POST,
+            "/v1/storage-keys",
+            Some(&owner),
+            Some(json!({"name": "Conector Imperius Serviço", "buckets": ["servidor"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    assert_eq!(key["endpoint"], emulator_url.as_str());
+
+    let dir = std::env::temp_dir().join(nuvem_testkit::unique_name("backup"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("2026-11-29-completo.tar");
+    std::fs::write(&archive, vec![42u8; 8_500_000]).unwrap();
+    let key_file = dir.join("storage-key.json");
+    std::fs::write(&key_file, key.to_string()).unwrap();
+    let root = nuvem_testkit::workspace_root();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("scripts/s3_backup.py"))
+        .arg(&key_file)
+        .arg(&name)
+        .arg(&archive)
+        // Only the key's answer configures the client: nothing from here.
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("the backup client runs");
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uploaded: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(uploaded["size"], 8_500_000);
+    assert_eq!(uploaded["parts"], 2, "5 MiB parts: a multipart upload");
+
+    eventually("usage to count the archive", || async {
+        let (_, usage) = api.call(Method::GET, "/v1/usage", Some(&owner), None).await;
+        usage["used_bytes"] == 8_500_000
+    })
+    .await;
+    eventually("the 80 % alert", || async {
+        alerts_to(email).await.iter().any(|s| s.contains("80%"))
+    })
+    .await;
+}
