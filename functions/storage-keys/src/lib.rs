@@ -14,17 +14,21 @@ use chrono::{DateTime, Utc};
 use nuvem_aws::Core;
 use nuvem_aws::config::{ConfigError, S3ClientSettings};
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
-use nuvem_aws::iam::{IamError, NewAccessKey};
+use nuvem_aws::iam::IamError;
 use nuvem_aws::storage_access::StorageAccess;
 use nuvem_aws::store::{AuditRecord, StorageKeyRecord, StorageKeyStatus};
 use nuvem_domain::bucket;
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::ids;
-use nuvem_domain::keys::{Actor, Role};
-use nuvem_domain::storage_key::{self, Access, NewStorageKeyRequest};
+use nuvem_domain::keys::Role;
+use nuvem_domain::storage_key::{self, NewStorageKeyRequest};
 use nuvem_domain::validation::FieldError;
-use serde::Serialize;
 use serde_json::json;
+
+mod rotation;
+mod view;
+
+use view::{account_bucket_names, last_used, view, with_secret};
 
 pub struct Deps {
     pub core: Core,
@@ -60,14 +64,16 @@ async fn route(deps: &Deps, req: &Request) -> HttpResult {
         "GET /v1/storage-keys" => list(deps, req, &owner()?).await,
         "GET /v1/storage-keys/{id}" => show(deps, req, &owner()?).await,
         "DELETE /v1/storage-keys/{id}" => revoke(deps, req, &owner()?).await,
-        "POST /v1/storage-keys/{id}/rotation" => rotate(deps, req, &owner()?).await,
-        "POST /v1/storage-keys/{id}/rotation/confirm" => confirm(deps, req, &owner()?).await,
-        "DELETE /v1/storage-keys/{id}/rotation" => cancel(deps, req, &owner()?).await,
+        "POST /v1/storage-keys/{id}/rotation" => rotation::rotate(deps, req, &owner()?).await,
+        "POST /v1/storage-keys/{id}/rotation/confirm" => {
+            rotation::confirm(deps, req, &owner()?).await
+        }
+        "DELETE /v1/storage-keys/{id}/rotation" => rotation::cancel(deps, req, &owner()?).await,
         _ => Err(Problem::not_found("no such route")),
     }
 }
 
-fn iam_problem(e: IamError) -> Problem {
+pub(crate) fn iam_problem(e: IamError) -> Problem {
     match e {
         IamError::Unavailable(cause) => {
             tracing::warn!(error = %cause, "IAM busy or at capacity");
@@ -78,92 +84,6 @@ fn iam_problem(e: IamError) -> Problem {
         }
         IamError::Other(cause) => Problem::internal(cause),
     }
-}
-
-/// A key as the API shows it: never a secret.
-#[derive(Serialize)]
-struct KeyView<'a> {
-    id: &'a str,
-    name: &'a str,
-    access: Access,
-    all_buckets: bool,
-    /// The bucket names it covers now (for `all_buckets`, the account's).
-    buckets: &'a [String],
-    status: StorageKeyStatus,
-    access_key_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pending_access_key_id: Option<&'a str>,
-    writes_blocked: bool,
-    created_at: DateTime<Utc>,
-    created_by: &'a Actor,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rotated_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    revoked_at: Option<DateTime<Utc>>,
-    last_used_at: Option<DateTime<Utc>>,
-}
-
-fn view<'a>(
-    key: &'a StorageKeyRecord,
-    account_buckets: &'a [String],
-    last_used_at: Option<DateTime<Utc>>,
-) -> KeyView<'a> {
-    KeyView {
-        id: &key.id,
-        name: &key.name,
-        access: key.access,
-        all_buckets: key.buckets.is_none(),
-        buckets: key.buckets.as_deref().unwrap_or(account_buckets),
-        status: key.status,
-        access_key_id: key.access_key_id.as_deref(),
-        pending_access_key_id: key.pending_access_key_id.as_deref(),
-        writes_blocked: key.writes_blocked,
-        created_at: key.created_at,
-        created_by: &key.created_by,
-        rotated_at: key.rotated_at,
-        revoked_at: key.revoked_at,
-        last_used_at,
-    }
-}
-
-/// When the key's credentials were last used, from IAM (the newest of a
-/// rotation's two); unknown rather than an error when IAM does not answer.
-async fn last_used(deps: &Deps, key: &StorageKeyRecord) -> Option<DateTime<Utc>> {
-    if key.status != StorageKeyStatus::Active {
-        return None;
-    }
-    let mut newest = None;
-    for id in [&key.access_key_id, &key.pending_access_key_id]
-        .into_iter()
-        .flatten()
-    {
-        match deps.access.users.last_used(id).await {
-            Ok(at) => newest = newest.max(at),
-            Err(e) => tracing::warn!(storage_key_id = %key.id, error = %e, "last use unknown"),
-        }
-    }
-    newest
-}
-
-/// The tenant names of the account's buckets, in name order.
-async fn account_bucket_names(deps: &Deps, account_id: &str) -> Result<Vec<String>, Problem> {
-    let mut names = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = http::listing(
-            deps.core
-                .store
-                .list_buckets(account_id, 100, cursor.as_deref())
-                .await,
-        )?;
-        names.extend(page.items.into_iter().map(|b| b.name));
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
-    names.sort();
-    Ok(names)
 }
 
 /// The physical names of the named buckets, each checked to be the
@@ -193,7 +113,12 @@ async fn physical_buckets(
     }
 }
 
-fn audit(who: &Principal, action: &str, key: &StorageKeyRecord, now: DateTime<Utc>) -> AuditRecord {
+pub(crate) fn audit(
+    who: &Principal,
+    action: &str,
+    key: &StorageKeyRecord,
+    now: DateTime<Utc>,
+) -> AuditRecord {
     AuditRecord {
         id: ids::new_id(ids::AUDIT),
         account_id: who.account_id.clone(),
@@ -209,28 +134,6 @@ fn audit(who: &Principal, action: &str, key: &StorageKeyRecord, now: DateTime<Ut
         }),
         at: now,
     }
-}
-
-/// The answer that carries a secret: everything an S3 client asks for.
-fn with_secret(
-    deps: &Deps,
-    status: u16,
-    key: &StorageKeyRecord,
-    buckets: &[String],
-    secret: &NewAccessKey,
-) -> HttpResult {
-    http::json(
-        status,
-        &json!({
-            "storage_key": view(key, buckets, None),
-            "access_key_id": secret.access_key_id,
-            "secret_access_key": secret.secret_access_key,
-            "endpoint": deps.s3_client.endpoint,
-            "region": deps.s3_client.region,
-            "buckets": key.buckets.as_deref().unwrap_or(buckets),
-            "note": "store the secret access key now: it is shown only once",
-        }),
-    )
 }
 
 async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
@@ -362,7 +265,7 @@ async fn list(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
     )?;
     let buckets = account_bucket_names(deps, &owner.account_id).await?;
     let used = futures::future::join_all(page.items.iter().map(|k| last_used(deps, k))).await;
-    let items: Vec<KeyView> = page
+    let items: Vec<view::KeyView> = page
         .items
         .iter()
         .zip(used)
@@ -375,7 +278,11 @@ async fn list(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
 }
 
 /// The caller's key named in the path, or 404 (another account's included).
-async fn load(deps: &Deps, req: &Request, owner: &Principal) -> Result<StorageKeyRecord, Problem> {
+pub(crate) async fn load(
+    deps: &Deps,
+    req: &Request,
+    owner: &Principal,
+) -> Result<StorageKeyRecord, Problem> {
     let id = http::path_param(req, "id")?;
     let missing = || Problem::not_found(format!("no storage key {id}"));
     if !ids::has_prefix(id, ids::STORAGE_KEY) {
@@ -397,7 +304,7 @@ async fn show(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
 
 /// Saves a change made by `change` to the freshly read key, re-reading and
 /// re-applying it if a concurrent request changed the key first.
-async fn save_change(
+pub(crate) async fn save_change(
     deps: &Deps,
     req: &Request,
     owner: &Principal,
@@ -465,139 +372,4 @@ async fn revoke(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
     })
     .await?;
     http::no_content()
-}
-
-fn must_be_active(key: &StorageKeyRecord) -> Result<(), Problem> {
-    match key.status {
-        StorageKeyStatus::Active => Ok(()),
-        other => Err(Problem::conflict(format!(
-            "the storage key is {}",
-            serde_json::to_value(other)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        ))),
-    }
-}
-
-/// `POST …/{id}/rotation`: a second access key for the same user. Both work
-/// until the tenant confirms (the old one is deleted) or cancels (the new
-/// one is).
-async fn rotate(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
-    let key = load(deps, req, owner).await?;
-    must_be_active(&key)?;
-    if key.pending_access_key_id.is_some() {
-        return Err(Problem::conflict(
-            "a rotation is in progress: confirm it or cancel it first",
-        ));
-    }
-    let current: Vec<&str> = key.access_key_id.iter().map(String::as_str).collect();
-    // Keys an interrupted rotation made and never recorded: nobody has
-    // their secret, and IAM allows only two per user.
-    deps.access
-        .users
-        .delete_access_keys_except(&key.iam_user, &current)
-        .await
-        .map_err(iam_problem)?;
-    let secret = deps
-        .access
-        .users
-        .create_access_key(&key.iam_user)
-        .await
-        .map_err(iam_problem)?;
-    let now = Utc::now();
-    let new_id = secret.access_key_id.clone();
-    let user = key.iam_user.clone();
-    let saved = save_change(deps, req, owner, key, |key| {
-        must_be_active(key)?;
-        if key.pending_access_key_id.is_some() {
-            return Err(Problem::conflict(
-                "a rotation is in progress: confirm it or cancel it first",
-            ));
-        }
-        let mut after = key.clone();
-        after.pending_access_key_id = Some(new_id.clone());
-        Ok((
-            after.clone(),
-            None,
-            audit(owner, "storage_key.rotation_started", &after, now),
-        ))
-    })
-    .await;
-    let key = match saved {
-        Ok(key) => key,
-        Err(problem) => {
-            if let Err(e) = deps.access.users.delete_access_key(&user, &new_id).await {
-                tracing::warn!(error = %e, "an unrecorded access key is left; the next rotation deletes it");
-            }
-            return Err(problem);
-        }
-    };
-    let buckets = account_bucket_names(deps, &owner.account_id).await?;
-    with_secret(deps, 200, &key, &buckets, &secret)
-}
-
-/// `POST …/{id}/rotation/confirm`: the old access key is deleted; the new
-/// one is the key's from now on.
-async fn confirm(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
-    let key = load(deps, req, owner).await?;
-    must_be_active(&key)?;
-    let Some(new_id) = key.pending_access_key_id.clone() else {
-        return Err(Problem::conflict("no rotation is in progress"));
-    };
-    if let Some(old) = &key.access_key_id {
-        deps.access
-            .users
-            .delete_access_key(&key.iam_user, old)
-            .await
-            .map_err(iam_problem)?;
-    }
-    let now = Utc::now();
-    let key = save_change(deps, req, owner, key, |key| {
-        if key.pending_access_key_id.as_deref() != Some(new_id.as_str()) {
-            return Err(Problem::conflict(
-                "the rotation changed; read the key and try again",
-            ));
-        }
-        let mut after = key.clone();
-        after.access_key_id = Some(new_id.clone());
-        after.pending_access_key_id = None;
-        after.rotated_at = Some(now);
-        Ok((
-            after.clone(),
-            None,
-            audit(owner, "storage_key.rotated", &after, now),
-        ))
-    })
-    .await?;
-    let buckets = account_bucket_names(deps, &owner.account_id).await?;
-    http::json(200, &view(&key, &buckets, None))
-}
-
-/// `DELETE …/{id}/rotation`: the new access key is deleted; the old one
-/// stays the key's.
-async fn cancel(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
-    let key = load(deps, req, owner).await?;
-    must_be_active(&key)?;
-    let Some(new_id) = key.pending_access_key_id.clone() else {
-        return Err(Problem::conflict("no rotation is in progress"));
-    };
-    deps.access
-        .users
-        .delete_access_key(&key.iam_user, &new_id)
-        .await
-        .map_err(iam_problem)?;
-    let now = Utc::now();
-    let key = save_change(deps, req, owner, key, |key| {
-        let mut after = key.clone();
-        after.pending_access_key_id = None;
-        Ok((
-            after.clone(),
-            None,
-            audit(owner, "storage_key.rotation_cancelled", &after, now),
-        ))
-    })
-    .await?;
-    let buckets = account_bucket_names(deps, &owner.account_id).await?;
-    http::json(200, &view(&key, &buckets, None))
 }

@@ -26,6 +26,16 @@ pub enum StorageKeyStatus {
     Revoked,
 }
 
+impl StorageKeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageKeyStatus::Creating => "creating",
+            StorageKeyStatus::Active => "active",
+            StorageKeyStatus::Revoked => "revoked",
+        }
+    }
+}
+
 /// A storage key as stored. Its secret never is: IAM shows it once, in the
 /// answer that creates (or rotates) it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
