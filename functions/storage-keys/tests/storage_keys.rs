@@ -211,26 +211,10 @@ async fn a_key_is_a_bounded_iam_user_with_a_policy_on_the_accounts_buckets() {
             .iter()
             .any(|t| t.key() == storage_key::ACCOUNT_TAG_KEY && t.value() == a)
     );
-    let policy = env
-        .iam
-        .get_user_policy()
-        .user_name(user.user_name())
-        .policy_name(storage_key::POLICY_NAME)
-        .send()
-        .await
-        .unwrap();
-    let document: Value =
-        serde_json::from_str(&urlencoding_decode(policy.policy_document())).unwrap();
-    let expected = storage_key::policy_document(
-        "aws",
-        &env.deps.access.prefix,
-        &a,
-        &Grant::AllBuckets,
-        Access::ReadWrite,
-        false,
-    )
-    .unwrap();
-    assert_eq!(document, expected);
+    assert_eq!(
+        policy_in_iam(&env, user.user_name()).await,
+        read_write_policy(&env, &a, &Grant::AllBuckets)
+    );
     assert_eq!(
         access_keys(&env, user.user_name()).await,
         [made["access_key_id"].as_str().unwrap()]
@@ -247,6 +231,32 @@ async fn a_key_is_a_bounded_iam_user_with_a_policy_on_the_accounts_buckets() {
     assert_eq!(outbox_types(&env, &a).await, ["storage_key.created"]);
     let audit = env.deps.core.store.list_audit(&a, 10, None).await.unwrap();
     assert_eq!(audit.items[0].action, "storage_key.created");
+}
+
+/// The inline policy IAM holds for `user`.
+async fn policy_in_iam(env: &Env, user: &str) -> Value {
+    let out = env
+        .iam
+        .get_user_policy()
+        .user_name(user)
+        .policy_name(storage_key::POLICY_NAME)
+        .send()
+        .await
+        .unwrap();
+    serde_json::from_str(&urlencoding_decode(out.policy_document())).unwrap()
+}
+
+/// The policy a read-write, unblocked key of `account` should have for `grant`.
+fn read_write_policy(env: &Env, account: &str, grant: &Grant<'_>) -> Value {
+    storage_key::policy_document(
+        "aws",
+        &env.deps.access.prefix,
+        account,
+        grant,
+        Access::ReadWrite,
+        false,
+    )
+    .unwrap()
 }
 
 /// IAM answers policy documents URL-encoded (RFC 3986).
@@ -489,53 +499,19 @@ async fn a_deleted_bucket_leaves_the_keys_that_named_it() {
     assert_eq!(status, 204, "{body}");
 
     let policy_of = |answer: &Value| user_of(&env, answer["storage_key"]["id"].as_str().unwrap());
-    let document = |user: String| {
-        let iam = env.iam.clone();
-        async move {
-            let out = iam
-                .get_user_policy()
-                .user_name(user)
-                .policy_name(storage_key::POLICY_NAME)
-                .send()
-                .await
-                .unwrap();
-            serde_json::from_str::<Value>(&urlencoding_decode(out.policy_document())).unwrap()
-        }
-    };
     let dados =
         nuvem_domain::bucket::physical_bucket_name(&env.deps.access.prefix, &a, "dados").unwrap();
-    let expected = storage_key::policy_document(
-        "aws",
-        &env.deps.access.prefix,
-        &a,
-        &Grant::Buckets(std::slice::from_ref(&dados)),
-        Access::ReadWrite,
-        false,
-    )
-    .unwrap();
-    assert_eq!(document(policy_of(&both)).await, expected);
-    let none = storage_key::policy_document(
-        "aws",
-        &env.deps.access.prefix,
-        &a,
-        &Grant::Buckets(&[]),
-        Access::ReadWrite,
-        false,
-    )
-    .unwrap();
-    assert_eq!(document(policy_of(&only)).await, none);
-    let every = storage_key::policy_document(
-        "aws",
-        &env.deps.access.prefix,
-        &a,
-        &Grant::AllBuckets,
-        Access::ReadWrite,
-        false,
-    )
-    .unwrap();
     assert_eq!(
-        document(policy_of(&all)).await,
-        every,
+        policy_in_iam(&env, &policy_of(&both)).await,
+        read_write_policy(&env, &a, &Grant::Buckets(std::slice::from_ref(&dados)))
+    );
+    assert_eq!(
+        policy_in_iam(&env, &policy_of(&only)).await,
+        read_write_policy(&env, &a, &Grant::Buckets(&[]))
+    );
+    assert_eq!(
+        policy_in_iam(&env, &policy_of(&all)).await,
+        read_write_policy(&env, &a, &Grant::AllBuckets),
         "an all-buckets key is unchanged"
     );
 

@@ -25,6 +25,33 @@ async fn alerts_to(to: &str) -> Vec<String> {
         .collect()
 }
 
+/// The admin sets the account's quota (GB = 10^9 bytes).
+async fn set_quota(api: &Api<'_>, admin: &str, account: &str, quota_gb: f64) {
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/admin/accounts/{account}"),
+            Some(admin),
+            Some(json!({ "quota_gb": quota_gb })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The owner creates bucket `name`; the API's answer.
+async fn create_bucket(api: &Api<'_>, owner: &str, name: &str) -> Value {
+    let (status, bucket) = api
+        .call(
+            Method::POST,
+            "/v1/buckets",
+            Some(owner),
+            Some(json!({ "name": name })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bucket}");
+    bucket
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_reach_80_and_100_percent_alerts_and_a_raised_quota_is_quiet() {
     // As `make dev` runs it: tenants' S3 clients point at the emulator.
@@ -38,25 +65,9 @@ async fn uploads_reach_80_and_100_percent_alerts_and_a_raised_quota_is_quiet() {
     let email = "ti@padaria-central.com.br";
     let (account, owner) = onboard(&api, &admin, "11.222.333/0001-81", email).await;
     // The smallest quota an admin may set: 0.001 GB = 1 000 000 bytes.
-    let (status, _) = api
-        .call(
-            Method::PATCH,
-            &format!("/v1/admin/accounts/{account}"),
-            Some(&admin),
-            Some(json!({"quota_gb": 0.001})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    set_quota(&api, &admin, &account, 0.001).await;
 
-    let (status, bucket) = api
-        .call(
-            Method::POST,
-            "/v1/buckets",
-            Some(&owner),
-            Some(json!({"name": "backups"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{bucket}");
+    let bucket = create_bucket(&api, &owner, "backups").await;
     let name = bucket["bucket"].as_str().unwrap().to_owned();
 
     // An S3 client configured with the answer's endpoint and region alone.
@@ -109,15 +120,7 @@ async fn uploads_reach_80_and_100_percent_alerts_and_a_raised_quota_is_quiet() {
     assert_eq!(usage["buckets"][0]["object_count"], 0);
 
     // Raising the quota and uploading again below the new levels: no new alert.
-    let (status, _) = api
-        .call(
-            Method::PATCH,
-            &format!("/v1/admin/accounts/{account}"),
-            Some(&admin),
-            Some(json!({"quota_gb": 0.01})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    set_quota(&api, &admin, &account, 0.01).await;
     upload("2026-11-03.tar", 900_000).await.unwrap();
     eventually("usage to count the new upload", || async {
         used().await == 900_000
@@ -148,24 +151,8 @@ async fn a_backup_client_with_a_storage_key_uploads_in_parts_and_usage_follows()
     let email = "backup@oficina-central.com.br";
     let (account, owner) = onboard(&api, &admin, "22.333.444/0001-81", email).await;
     // 0.01 GB = 10 000 000 bytes: an 8.5 MB archive is 85 %.
-    let (status, _) = api
-        .call(
-            Method::PATCH,
-            &format!("/v1/admin/accounts/{account}"),
-            Some(&admin),
-            Some(json!({"quota_gb": 0.01})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, bucket) = api
-        .call(
-            Method::POST,
-            "/v1/buckets",
-            Some(&owner),
-            Some(json!({"name": "servidor"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{bucket}");
+    set_quota(&api, &admin, &account, 0.01).await;
+    let bucket = create_bucket(&api, &owner, "servidor").await;
     let name = bucket["bucket"].as_str().unwrap().to_owned();
     let (status, key) = api
         .call(

@@ -158,15 +158,20 @@ pub struct S3ClientSettings {
     pub endpoint: String,
 }
 
+/// The region the SDK is configured with; a deployment without one fails
+/// at init with a clear message.
+pub fn region(sdk: &aws_config::SdkConfig) -> Result<String, ConfigError> {
+    sdk.region()
+        .map(|r| r.as_ref().to_owned())
+        .ok_or_else(|| ConfigError("no AWS region is configured (AWS_REGION)".into()))
+}
+
 impl S3ClientSettings {
     pub fn from_lookup(
         sdk: &aws_config::SdkConfig,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let region = sdk
-            .region()
-            .map(|r| r.as_ref().to_owned())
-            .ok_or_else(|| ConfigError("no AWS region is configured (AWS_REGION)".into()))?;
+        let region = region(sdk)?;
         Ok(S3ClientSettings {
             endpoint: optional(
                 lookup,

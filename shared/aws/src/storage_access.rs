@@ -36,10 +36,7 @@ impl StorageAccess {
         sdk: &aws_config::SdkConfig,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let region = sdk
-            .region()
-            .map(|r| r.as_ref().to_owned())
-            .ok_or_else(|| ConfigError("no AWS region is configured (AWS_REGION)".into()))?;
+        let region = config::region(sdk)?;
         Ok(StorageAccess {
             users: StorageUsers::new(sdk, config::required(lookup, "STORAGE_KEY_BOUNDARY_ARN")?),
             prefix: config::required(lookup, "BUCKET_PREFIX")?,
