@@ -92,6 +92,10 @@ def lambda_env(binary, port):
         "CHAT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-ChatApiSecret",
         "OUTBOUND_QUEUE_URL": "http://127.0.0.1:9/123456789012/bench-WhatsAppOutboundQueue",
         "WHATSAPP_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-WhatsAppSecret",
+        "RPA_API_URL": "http://127.0.0.1:9/rpa",
+        "RPA_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-RpaApiSecret",
+        "RPA_JOBS_QUEUE_URL": "http://127.0.0.1:9/123456789012/bench-RpaJobsQueue",
+        "INVOICES_BUCKET": "bench-invoicesbucket",
         "RUST_LOG": "info",
     }
 

@@ -5,14 +5,20 @@
 //! down runs once. A schedule whose runs fail
 //! [`MAX_CONSECUTIVE_FAILURES`] times in a row is paused and its owner told
 //! (`rpa.schedule.paused`).
+//!
+//! Each tick also sweeps RPA executions whose next job message is overdue
+//! (lost to a crash or a failed send) and sends it again: the worker acts
+//! only on the version a message names, so a message sent twice does
+//! nothing more than once, and nothing stays `running` unattended.
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use nuvem_aws::Core;
+use nuvem_aws::rpa_jobs::{self, BeginError, Beginning, RpaJob, RpaJobQueue};
 use nuvem_aws::store::{ProcessRecord, ScheduleRecord};
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::rpa::month::Month;
-use nuvem_domain::rpa::process::Origin;
+use nuvem_domain::rpa::process::{Origin, ProcessStatus};
 use nuvem_domain::rpa::schedule::MAX_CONSECUTIVE_FAILURES;
 use nuvem_domain::rpa::schedule_settings::{self, ScheduleKind};
 use serde::Serialize;
@@ -20,6 +26,7 @@ use serde_json::json;
 
 pub struct Deps {
     pub core: Core,
+    pub queue: RpaJobQueue,
 }
 
 /// Most due schedules one invocation takes on; the rest wait a minute.
@@ -28,6 +35,10 @@ const DUE_PER_TICK: usize = 500;
 const CLIENTS_PER_RUN: usize = 20_000;
 /// Processes written side by side.
 const WRITES_IN_FLIGHT: usize = 16;
+/// Most downloads one `run_downloads` run begins.
+const DOWNLOADS_PER_RUN: usize = 5_000;
+/// Most overdue executions one tick sends again.
+const SWEEP_PER_TICK: usize = 1_000;
 
 /// What one invocation did (its answer, for logs and tests).
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
@@ -38,6 +49,8 @@ pub struct Report {
     pub succeeded: usize,
     pub failed: usize,
     pub paused: usize,
+    /// Overdue executions whose job message was sent again.
+    pub resent: usize,
 }
 
 pub async fn handle(deps: &Deps, now: DateTime<Utc>) -> Report {
@@ -46,13 +59,14 @@ pub async fn handle(deps: &Deps, now: DateTime<Utc>) -> Report {
         Ok(due) => due,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the due schedules");
-            return report;
+            Vec::new()
         }
     };
     report.due = due.len();
     for schedule in due {
         run_due(deps, schedule, now, &mut report).await;
     }
+    report.resent = sweep(deps, now).await;
     tracing::info!(?report, "scheduler tick");
     report
 }
@@ -77,6 +91,7 @@ async fn run_due(deps: &Deps, schedule: ScheduleRecord, now: DateTime<Utc>, repo
         ScheduleKind::CreateMonthlyProcesses => {
             create_monthly_processes(deps, &claimed, month, now).await
         }
+        ScheduleKind::RunDownloads => run_downloads(deps, &claimed, month, now).await,
         other => Err(format!("{} is not available yet", other.as_str())),
     };
     let (label, detail) = match &outcome {
@@ -222,5 +237,95 @@ async fn create_monthly_processes(
         None => Ok(format!(
             "{created} processes of {month} created, {existing} existed"
         )),
+    }
+}
+
+/// Begins a download for every process of the month (of the schedule's
+/// carriers) that awaits one and has none under way.
+async fn run_downloads(
+    deps: &Deps,
+    schedule: &ScheduleRecord,
+    month: Month,
+    now: DateTime<Utc>,
+) -> Result<String, String> {
+    let store = &deps.core.store;
+    let carriers = &schedule.settings.parameters.carriers;
+    let waiting = store
+        .processes_in(
+            &schedule.account_id,
+            month,
+            ProcessStatus::AwaitingDownload,
+            DOWNLOADS_PER_RUN,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let waiting: Vec<&ProcessRecord> = waiting
+        .iter()
+        .filter(|p| carriers.is_empty() || carriers.contains(&p.carrier))
+        .filter(|p| p.active_execution.is_none())
+        .collect();
+    let results: Vec<Result<bool, String>> = futures::stream::iter(&waiting)
+        .map(|process| async move {
+            let how = Beginning {
+                by: None,
+                retry: false,
+                audit: None,
+            };
+            match rpa_jobs::begin_step(store, &deps.queue, process, how, now).await {
+                Ok(_) => Ok(true),
+                // Begun meanwhile by someone else, or not the schedule's
+                // to run: left as it is.
+                Err(BeginError::Busy(_) | BeginError::Changed | BeginError::NotWaiting(_)) => {
+                    Ok(false)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .collect()
+        .await;
+    let begun = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    match failed.first() {
+        Some(first) => Err(format!(
+            "{} of {} downloads of {month} not begun: {first}",
+            failed.len(),
+            waiting.len()
+        )),
+        None => Ok(format!("{begun} downloads of {month} begun")),
+    }
+}
+
+/// Sends again the job message of every execution that is overdue; how
+/// many were sent.
+async fn sweep(deps: &Deps, now: DateTime<Utc>) -> usize {
+    let overdue = match deps
+        .core
+        .store
+        .overdue_executions(now - rpa_jobs::overdue_after(), SWEEP_PER_TICK)
+        .await
+    {
+        Ok(overdue) => overdue,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the overdue executions");
+            return 0;
+        }
+    };
+    let jobs: Vec<RpaJob> = overdue.iter().map(RpaJob::of).collect();
+    match deps.queue.send_all(&jobs).await {
+        Ok(unsent) => {
+            if !jobs.is_empty() {
+                tracing::warn!(
+                    overdue = jobs.len(),
+                    unsent,
+                    "overdue RPA executions sent again"
+                );
+            }
+            jobs.len() - unsent
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "overdue RPA executions not sent again");
+            0
+        }
     }
 }

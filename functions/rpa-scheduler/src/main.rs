@@ -1,5 +1,6 @@
 use chrono::Utc;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use nuvem_aws::rpa_jobs::RpaJobQueue;
 use nuvem_aws::{Core, config};
 use serde_json::Value;
 
@@ -9,6 +10,7 @@ async fn main() -> Result<(), Error> {
     let sdk = config::lambda_sdk_config();
     let deps = rpa_scheduler::Deps {
         core: Core::from_env(&sdk)?,
+        queue: RpaJobQueue::new(&sdk, config::env("RPA_JOBS_QUEUE_URL")?),
     };
     // The EventBridge scheduled event carries nothing the scheduler needs:
     // what is due is in the table.

@@ -6,7 +6,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use nuvem_aws::Core;
-use nuvem_aws::store::{ClientRecord, ScheduleRecord, Store};
+use nuvem_aws::rpa_jobs::{self, RpaJob, RpaJobQueue};
+use nuvem_aws::store::{ClientRecord, ProcessRecord, ScheduleRecord, Store};
 use nuvem_domain::keys::Actor;
 use nuvem_domain::rpa::client::{ClientRequest, new_client_id};
 use nuvem_domain::rpa::month::Month;
@@ -25,11 +26,13 @@ struct World {
 
 async fn world() -> World {
     let t = TestStack::new("rpa-scheduler").await;
-    let core = Core::from_lookup(&t.sdk, &t.env("RpaScheduler")).unwrap();
+    let env = t.env("RpaScheduler");
+    let core = Core::from_lookup(&t.sdk, &env).unwrap();
+    let queue = RpaJobQueue::new(&t.sdk, env("RPA_JOBS_QUEUE_URL").unwrap());
     let account = tenants::active_account(&core.store, 1_000, 0).await.id;
     World {
         t,
-        deps: rpa_scheduler::Deps { core },
+        deps: rpa_scheduler::Deps { core, queue },
         account,
     }
 }
@@ -274,4 +277,135 @@ async fn a_success_forgets_earlier_failures() {
         .unwrap();
     assert_eq!(stored.consecutive_failures, 0);
     assert_eq!(w.processes("2026-11").await.len(), 1);
+}
+
+impl World {
+    async fn carrier(&self, code: &str) {
+        let request: nuvem_domain::rpa::carrier::CarrierRequest =
+            serde_json::from_value(json!({"code": code, "name": code})).unwrap();
+        let (code, settings) = request.validate().unwrap();
+        let now = Utc::now();
+        assert!(
+            self.store()
+                .create_carrier(&nuvem_aws::store::CarrierRecord {
+                    code,
+                    account_id: self.account.clone(),
+                    settings,
+                    created_at: now,
+                    created_by: actor(),
+                    updated_at: now,
+                    updated_by: actor(),
+                })
+                .await
+                .unwrap()
+        );
+    }
+
+    async fn process_of(&self, client: &ClientRecord, month: Month) -> ProcessRecord {
+        let p = ProcessRecord::new_for(client, month, Origin::Request, None, Utc::now()).unwrap();
+        assert!(self.store().create_process(&p).await.unwrap());
+        p
+    }
+
+    async fn jobs_sent(&self) -> Vec<RpaJob> {
+        let url = (self.t.env("RpaScheduler"))("RPA_JOBS_QUEUE_URL").unwrap();
+        drain(&self.t.sqs, &url, 100)
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_run_downloads_run_begins_one_download_per_waiting_process() {
+    let w = world().await;
+    w.carrier("VIVO").await;
+    w.carrier("OI").await;
+    let month = Month::parse("2026-11").unwrap();
+    let a = w
+        .process_of(&w.client("VIVO", "A", true).await, month)
+        .await;
+    let b = w
+        .process_of(&w.client("VIVO", "B", true).await, month)
+        .await;
+    let oi = w.process_of(&w.client("OI", "C", true).await, month).await;
+    let other_month = w
+        .process_of(&w.client("VIVO", "D", true).await, month.offset(-1))
+        .await;
+    let due = at("2026-12-02T10:00:00Z");
+    w.schedule(
+        "0 7 2 * *",
+        "run_downloads",
+        json!({"carriers": ["VIVO"], "month_offset": -1}),
+        due,
+    )
+    .await;
+    let now = due + Duration::seconds(5);
+    let (r1, r2) = tokio::join!(
+        rpa_scheduler::handle(&w.deps, now),
+        rpa_scheduler::handle(&w.deps, now)
+    );
+    assert_eq!(r1.succeeded + r2.succeeded, 1, "{r1:?} {r2:?}");
+    let mut begun: Vec<String> = w
+        .jobs_sent()
+        .await
+        .into_iter()
+        .map(|j| j.process_id)
+        .collect();
+    begun.sort();
+    let mut expected = vec![a.id.clone(), b.id.clone()];
+    expected.sort();
+    assert_eq!(begun, expected);
+    for p in [&a, &b] {
+        let stored = w
+            .store()
+            .get_process(&w.account, &p.client_id, month)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.active_execution.is_some());
+    }
+    for p in [&oi, &other_month] {
+        let stored = w
+            .store()
+            .get_process(&w.account, &p.client_id, p.month)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.active_execution, None);
+    }
+}
+
+#[tokio::test]
+async fn an_execution_whose_message_was_lost_is_sent_again_once_overdue() {
+    let w = world().await;
+    w.carrier("VIVO").await;
+    let month = Month::parse("2026-11").unwrap();
+    let p = w
+        .process_of(&w.client("VIVO", "A", true).await, month)
+        .await;
+    let how = rpa_jobs::Beginning {
+        by: None,
+        retry: false,
+        audit: None,
+    };
+    let began = Utc::now();
+    let e = rpa_jobs::begin_step(w.store(), &w.deps.queue, &p, how, began)
+        .await
+        .unwrap();
+    // The message is lost (taken and never handled).
+    assert_eq!(w.jobs_sent().await.len(), 1);
+    // Not yet overdue: nothing is sent.
+    assert_eq!(
+        rpa_scheduler::handle(&w.deps, began + Duration::seconds(30))
+            .await
+            .resent,
+        0
+    );
+    assert!(w.jobs_sent().await.is_empty());
+    // Overdue: the same message again, naming the version that waits.
+    let late = began + rpa_jobs::overdue_after() + Duration::seconds(1);
+    assert_eq!(rpa_scheduler::handle(&w.deps, late).await.resent, 1);
+    assert_eq!(w.jobs_sent().await, vec![RpaJob::of(&e)]);
 }

@@ -322,15 +322,7 @@ impl JobState {
 }
 
 /// Why a job failed, as the RPA judges it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureKind {
-    /// The same request fails the same way (wrong portal password, no
-    /// invoice for the month yet, data the tax system refuses): not retried.
-    Business,
-    /// The robot or a portal failed (timeouts, a page that did not load):
-    /// another attempt may succeed.
-    Technical,
-}
+pub use nuvem_domain::rpa::execution::FailureKind;
 
 /// What a completed job produced.
 #[derive(Debug, Clone, PartialEq, Eq)]

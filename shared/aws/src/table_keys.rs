@@ -277,6 +277,11 @@ pub fn rpa_schedule_sk(schedule_id: &str) -> String {
 pub fn rpa_schedule_name_sk(name_key: &str) -> String {
     format!("RPANAME#{name_key}")
 }
+/// An RPA execution, in its account's partition, by process.
+pub const RPA_EXECUTION_PREFIX: &str = "RPAEXE#";
+/// gsi1 partition of every execution that is not final, by when its next
+/// job message is due.
+pub const RPA_WATCH: &str = "RPAWATCH";
 /// gsi1 partition of every active schedule by its next run.
 pub const RPA_DUE: &str = "RPADUE";
 /// One run of a schedule, by its due time (its claim and its outcome).

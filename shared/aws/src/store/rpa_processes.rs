@@ -50,6 +50,14 @@ pub struct ProcessRecord {
     pub download_attempts: u32,
     #[serde(default)]
     pub filing_attempts: u32,
+    /// The execution under way (at most one per process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_execution: Option<String>,
+    /// A filing that ended without nuvem knowing whether the tax system
+    /// took it (`needs_review`, `timed_out`): a new filing is refused until
+    /// a person retries on purpose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unresolved_filing: Option<String>,
     pub origin: Origin,
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +93,8 @@ impl ProcessRecord {
             filing_protocol: None,
             download_attempts: 0,
             filing_attempts: 0,
+            active_execution: None,
+            unresolved_filing: None,
             origin,
             created_at: now,
             created_by,
@@ -108,7 +118,7 @@ fn process_sk(client_id: &str, month: Month) -> String {
 }
 
 impl Store {
-    fn process_item(&self, p: &ProcessRecord) -> Result<Item, StoreError> {
+    pub(super) fn process_item(&self, p: &ProcessRecord) -> Result<Item, StoreError> {
         let month = p.month.to_string();
         let mut item: Item = serde_dynamo::to_item(p)?;
         item.insert(k::PK.into(), s(k::account_pk(&p.account_id)));
@@ -261,6 +271,30 @@ impl Store {
                 ":p",
                 s(k::processes_of_month(account_id, &month.to_string())),
             );
+        self.query_all(query, cap).await
+    }
+}
+
+impl Store {
+    /// Up to `cap` processes of an account's month in `status`.
+    pub async fn processes_in(
+        &self,
+        account_id: &str,
+        month: Month,
+        status: ProcessStatus,
+        cap: usize,
+    ) -> Result<Vec<ProcessRecord>, StoreError> {
+        let query = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .index_name(k::GSI1)
+            .key_condition_expression("gsi1pk = :p AND begins_with(gsi1sk, :st)")
+            .expression_attribute_values(
+                ":p",
+                s(k::processes_of_month(account_id, &month.to_string())),
+            )
+            .expression_attribute_values(":st", s(format!("{}#", status.as_str())));
         self.query_all(query, cap).await
     }
 }

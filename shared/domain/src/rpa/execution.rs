@@ -86,8 +86,40 @@ impl ExecutionStatus {
     }
 }
 
-/// Why a step failed, as the RPA reports it.
+/// Where an execution is in carrying out its current attempt. Each change
+/// of phase is one conditional write, so of two deliveries of the same job
+/// message only one moves it on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The attempt's job is to be started (at the execution's `watch_at`).
+    Pending,
+    /// A worker claimed the start and is calling the RPA: if the claim
+    /// outlives [`CLAIM_EXPIRY_SECS`], the worker died mid-call and whether
+    /// the job started cannot be known.
+    Starting,
+    /// The job started (its id is recorded) and is polled.
+    Polling,
+    /// Nothing more happens to it.
+    Done,
+}
+
+/// Longer than the worker's timeout (template: 120 s): a start claimed this
+/// long ago belongs to an invocation that no longer runs.
+pub const CLAIM_EXPIRY_SECS: i64 = 5 * 60;
+
+/// The step a process in `status` is waiting for, if an RPA runs it.
+pub fn step_for(status: super::process::ProcessStatus) -> Option<Step> {
+    use super::process::ProcessStatus::*;
+    match status {
+        AwaitingDownload => Some(Step::DownloadInvoice),
+        AwaitingTaxFiling => Some(Step::TaxFiling),
+        AwaitingApproval | Filed => None,
+    }
+}
+
+/// Why a step failed, as the RPA reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The RPA ran and the portal or the tax system said no: retrying
@@ -224,6 +256,15 @@ mod tests {
         assert_eq!(poll_delay(start, almost, deadline), Duration::seconds(20));
         assert!(is_past_deadline(deadline, deadline));
         assert!(!is_past_deadline(deadline, almost));
+    }
+
+    #[test]
+    fn a_process_waits_for_a_download_or_a_filing_and_for_nothing_else() {
+        use super::super::process::ProcessStatus::*;
+        assert_eq!(step_for(AwaitingDownload), Some(Step::DownloadInvoice));
+        assert_eq!(step_for(AwaitingTaxFiling), Some(Step::TaxFiling));
+        assert_eq!(step_for(AwaitingApproval), None);
+        assert_eq!(step_for(Filed), None);
     }
 
     #[test]

@@ -48,7 +48,10 @@ impl ScheduleKind {
     /// Whether `rpa-scheduler` runs this type yet; the others are refused
     /// when a schedule is saved rather than failing at every run.
     pub fn is_available(self) -> bool {
-        matches!(self, ScheduleKind::CreateMonthlyProcesses)
+        matches!(
+            self,
+            ScheduleKind::CreateMonthlyProcesses | ScheduleKind::RunDownloads
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -197,7 +200,7 @@ fn validate(
         errors.push(FieldError::new(
             "type",
             format!(
-                "{} is not available yet; create_monthly_processes is",
+                "{} is not available yet; create_monthly_processes and run_downloads are",
                 kind.as_str()
             ),
         ));

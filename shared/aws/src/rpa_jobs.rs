@@ -1,0 +1,317 @@
+//! The RPA jobs queue, between whoever begins a step (the `rpa` API, the
+//! scheduler's `run_downloads` and its sweep of overdue executions) and
+//! `rpa-worker`, and the one way a step begins.
+//!
+//! A job message names an execution and the version of it that asked for
+//! the message: the worker acts only when the execution still has that
+//! version, and every action is a conditional write to the next one, so a
+//! duplicate, reordered or stale message changes nothing.
+
+use chrono::{DateTime, Duration, Utc};
+use nuvem_domain::ids;
+use nuvem_domain::keys::Actor;
+use nuvem_domain::rpa::execution::{EXECUTION_ID_PREFIX, ExecutionStatus, Phase, Step, step_for};
+use nuvem_domain::rpa::process::ProcessStatus;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::store::{AuditRecord, ExecutionRecord, ProcessRecord, Store, StoreError};
+use crate::task_queue::TaskQueue;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpaJob {
+    pub account_id: String,
+    pub process_id: String,
+    pub execution_id: String,
+    /// The execution's version when the message was sent.
+    pub version: u64,
+}
+
+impl RpaJob {
+    pub fn of(e: &ExecutionRecord) -> RpaJob {
+        RpaJob {
+            account_id: e.account_id.clone(),
+            process_id: e.process_id.clone(),
+            execution_id: e.id.clone(),
+            version: e.version,
+        }
+    }
+}
+
+pub type RpaJobQueue = TaskQueue<RpaJob>;
+
+/// Sends the job message `execution` is waiting for, delayed until its
+/// `watch_at`. A send that fails is logged, not returned: the scheduler's
+/// sweep sends it again once it is overdue.
+pub async fn send_job(queue: &RpaJobQueue, execution: &ExecutionRecord, now: DateTime<Utc>) {
+    let delay = execution
+        .watch_at
+        .map_or(0, |at| (at - now).num_seconds().max(0));
+    let delay = u32::try_from(delay).unwrap_or(u32::MAX);
+    if let Err(e) = queue.send_delayed(&RpaJob::of(execution), delay).await {
+        tracing::warn!(execution_id = %execution.id, error = %e, "job message not sent; left to the sweep");
+    }
+}
+
+/// Why a step could not begin.
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    #[error("the process is {0}; no step of the RPA is waiting")]
+    NotWaiting(ProcessStatus),
+    #[error("execution {0} of the process is under way")]
+    Busy(String),
+    /// An earlier filing may have reached the tax system.
+    #[error(
+        "filing {0} ended without knowing whether the tax system took it; check the tax system, then retry the process on purpose to send it again"
+    )]
+    UnresolvedFiling(String),
+    #[error("the process's carrier {0} is missing, inactive or has no RPA")]
+    NoRpa(String),
+    #[error("the process changed meanwhile")]
+    Changed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Who begins a step, and why.
+pub struct Beginning<'a> {
+    pub by: Option<&'a Actor>,
+    /// A person's deliberate retry: a filing whose outcome was unknown may
+    /// be sent again.
+    pub retry: bool,
+    /// The audit entry of a person's request (written with the change).
+    pub audit: Option<&'a AuditRecord>,
+}
+
+/// Begins the step `process` is waiting for: an execution written with the
+/// process (which names it active), then its first job message.
+pub async fn begin_step(
+    store: &Store,
+    queue: &RpaJobQueue,
+    process: &ProcessRecord,
+    how: Beginning<'_>,
+    now: DateTime<Utc>,
+) -> Result<ExecutionRecord, BeginError> {
+    let step = step_for(process.status).ok_or(BeginError::NotWaiting(process.status))?;
+    if let Some(active) = &process.active_execution {
+        return Err(BeginError::Busy(active.clone()));
+    }
+    if let (Step::TaxFiling, Some(unresolved), false) =
+        (step, &process.unresolved_filing, how.retry)
+    {
+        return Err(BeginError::UnresolvedFiling(unresolved.clone()));
+    }
+    let carrier = store
+        .get_carrier(&process.account_id, &process.carrier)
+        .await?
+        .filter(|c| c.settings.active && c.settings.has_rpa)
+        .ok_or_else(|| BeginError::NoRpa(process.carrier.as_str().to_owned()))?;
+    let input = match (step, &process.invoice) {
+        (Step::TaxFiling, Some(invoice)) => json!({
+            "file_name": invoice.file_name,
+            "due_date": invoice.due_date,
+            "amount_cents": invoice.amount_cents,
+        }),
+        _ => json!({"carrier": process.carrier, "month": process.month}),
+    };
+    let execution = ExecutionRecord {
+        id: ids::new_id(EXECUTION_ID_PREFIX),
+        account_id: process.account_id.clone(),
+        process_id: process.id.clone(),
+        client_id: process.client_id.clone(),
+        month: process.month,
+        step,
+        status: ExecutionStatus::Running,
+        phase: Phase::Pending,
+        attempt: 1,
+        max_attempts: carrier.settings.max_attempts,
+        job_timeout_minutes: carrier.settings.job_timeout_minutes,
+        job_id: None,
+        log_cursor: 0,
+        log_lines: 0,
+        input,
+        output: None,
+        error: None,
+        created_at: now,
+        started_at: None,
+        claimed_at: None,
+        deadline: None,
+        ended_at: None,
+        watch_at: Some(now),
+        started_by: how.by.cloned(),
+        cancelled_by: None,
+        updated_at: now,
+        version: 1,
+    };
+    let mut next = process.clone();
+    next.active_execution = Some(execution.id.clone());
+    if how.retry && step == Step::TaxFiling {
+        next.unresolved_filing = None;
+    }
+    next.updated_at = now;
+    next.version += 1;
+    if !store
+        .begin_execution(process, &next, &execution, how.audit)
+        .await?
+    {
+        return Err(BeginError::Changed);
+    }
+    send_job(queue, &execution, now).await;
+    Ok(execution)
+}
+
+/// How long after its `watch_at` an execution counts as overdue: longer
+/// than a delayed message takes to arrive and be handled.
+pub fn overdue_after() -> Duration {
+    Duration::minutes(2)
+}
+
+/// What a successful step gives its process.
+#[derive(Debug, Clone)]
+pub enum Success {
+    /// A downloaded (or uploaded) invoice: the process awaits approval.
+    Invoice(nuvem_domain::rpa::process::Invoice),
+    /// The tax system's protocol: the process is filed.
+    Filing { protocol: String },
+}
+
+/// How an execution ends.
+pub struct Closing<'a> {
+    pub status: ExecutionStatus,
+    pub error: Option<crate::store::ExecutionError>,
+    pub output: Option<serde_json::Value>,
+    pub success: Option<Success>,
+    /// The key that ended it (a cancel), and its audit entry.
+    pub by: Option<&'a Actor>,
+    pub audit: Option<&'a AuditRecord>,
+}
+
+/// Why an execution could not be closed.
+#[derive(Debug, thiserror::Error)]
+pub enum CloseError {
+    /// The execution or its process changed meanwhile: read again.
+    #[error("the execution or its process changed meanwhile")]
+    Changed,
+    #[error("the execution's process is gone")]
+    NoProcess,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Ends `execution` as `closing` says, with its process: no longer naming
+/// it active, its attempts counted, moved on by a success (with
+/// `rpa.process.status_changed`), and marked as having an unresolved
+/// filing when a filing ends without a known outcome. All in one
+/// transaction conditional on both being as read; the event is then
+/// emitted. Returns the closed execution.
+pub async fn close(
+    core: &crate::Core,
+    execution: &ExecutionRecord,
+    closing: Closing<'_>,
+    now: DateTime<Utc>,
+) -> Result<ExecutionRecord, CloseError> {
+    use nuvem_domain::rpa::events::{self, ProcessRef};
+    use nuvem_domain::rpa::process::{self as rules, Move};
+
+    let store = &core.store;
+    let (client_id, month) =
+        rules::parse_process_id(&execution.process_id).ok_or(CloseError::NoProcess)?;
+    let process = store
+        .get_process(&execution.account_id, &client_id, month)
+        .await?
+        .ok_or(CloseError::NoProcess)?;
+    let mut closed = execution.next(now);
+    closed.status = closing.status;
+    closed.phase = Phase::Done;
+    closed.watch_at = None;
+    closed.ended_at = Some(now);
+    closed.error = closing.error.or(closed.error);
+    closed.output = closing.output.or(closed.output);
+    closed.cancelled_by = closing
+        .by
+        .cloned()
+        .filter(|_| closing.status == ExecutionStatus::Cancelled);
+
+    let mut next = process.clone();
+    next.updated_at = now;
+    next.version += 1;
+    if next.active_execution.as_deref() == Some(execution.id.as_str()) {
+        next.active_execution = None;
+    }
+    match execution.step {
+        Step::DownloadInvoice => next.download_attempts += execution.attempt,
+        Step::TaxFiling => next.filing_attempts += execution.attempt,
+        Step::ManualUpload => {}
+    }
+    if execution.step == Step::TaxFiling
+        && matches!(
+            closing.status,
+            ExecutionStatus::NeedsReview | ExecutionStatus::TimedOut
+        )
+    {
+        next.unresolved_filing = Some(execution.id.clone());
+    }
+    let moved = match closing.success {
+        Some(Success::Invoice(invoice)) => {
+            next.invoice = Some(invoice);
+            next.manual_upload = execution.step == Step::ManualUpload;
+            Some(Move::ReceiveInvoice)
+        }
+        Some(Success::Filing { protocol }) => {
+            next.filing_protocol = Some(protocol);
+            next.filed_at = Some(now);
+            Some(Move::RecordFiling)
+        }
+        None => None,
+    };
+    if let Some(attempted) = moved {
+        match rules::next(process.status, attempted) {
+            Ok(status) => next.status = status,
+            Err(refused) => {
+                // The process moved on another way (a cancel and an upload
+                // while the job ran): the step's result is not used.
+                closed.status = ExecutionStatus::Failed;
+                closed.error = Some(crate::store::ExecutionError {
+                    kind: crate::store::ErrorKind::Business,
+                    message: format!("{refused}; the result was not used"),
+                });
+                next.invoice = process.invoice.clone();
+                next.manual_upload = process.manual_upload;
+                next.filing_protocol = process.filing_protocol.clone();
+                next.filed_at = process.filed_at;
+            }
+        }
+    }
+    let event = (next.status != process.status).then(|| {
+        events::status_changed(
+            &process.account_id,
+            &ProcessRef {
+                process_id: &next.id,
+                client_id: &next.client_id,
+                legal_name: &next.legal_name,
+                carrier: &next.carrier,
+                month: next.month,
+            },
+            process.status,
+            next.status,
+            closing.by,
+            now,
+        )
+    });
+    if !store
+        .end_execution(
+            execution,
+            &closed,
+            (&process, &next),
+            event.as_ref(),
+            closing.audit,
+        )
+        .await?
+    {
+        return Err(CloseError::Changed);
+    }
+    if let Some(event) = &event {
+        core.emit(event, None).await;
+    }
+    Ok(closed)
+}
