@@ -10,18 +10,25 @@
 
 mod carriers;
 mod clients;
+mod executions;
 mod import;
 mod processes;
 mod schedules;
 
 use nuvem_aws::Core;
 use nuvem_aws::http::{self, HttpResult, Problem, Request, Response};
+use nuvem_aws::invoices::Invoices;
+use nuvem_aws::rpa_jobs::RpaJobQueue;
 use nuvem_aws::secrets::Sealer;
 use nuvem_domain::keys::Role;
+use nuvem_domain::rpa::execution::Step;
 
 pub struct Deps {
     pub core: Core,
     pub sealer: Sealer,
+    /// Where the steps of processes go (`rpa-worker`).
+    pub queue: RpaJobQueue,
+    pub invoices: Invoices,
 }
 
 /// Who keeps the account's carriers and clients.
@@ -71,6 +78,32 @@ async fn route(deps: &Deps, req: &Request) -> HttpResult {
         }
         "POST /v1/rpa/processes/{id}/approve" => {
             processes::approve(deps, req, &http::require(req, APPROVERS)?).await
+        }
+        "POST /v1/rpa/processes/{id}/download" => {
+            let who = http::require(req, RUNNERS)?;
+            executions::begin(deps, req, &who, Some(Step::DownloadInvoice)).await
+        }
+        "POST /v1/rpa/processes/{id}/tax-filing" => {
+            let who = http::require(req, RUNNERS)?;
+            executions::begin(deps, req, &who, Some(Step::TaxFiling)).await
+        }
+        "POST /v1/rpa/processes/{id}/retry" => {
+            executions::begin(deps, req, &http::require(req, RUNNERS)?, None).await
+        }
+        "POST /v1/rpa/processes/{id}/cancel" => {
+            executions::cancel(deps, req, &http::require(req, RUNNERS)?).await
+        }
+        "GET /v1/rpa/processes/{id}/executions" => {
+            executions::list(deps, req, &http::require(req, TEAM)?).await
+        }
+        "GET /v1/rpa/processes/{id}/executions/{execution_id}" => {
+            executions::read(deps, req, &http::require(req, TEAM)?).await
+        }
+        "GET /v1/rpa/processes/{id}/executions/{execution_id}/logs" => {
+            executions::logs(deps, req, &http::require(req, TEAM)?).await
+        }
+        "GET /v1/rpa/processes/{id}/invoice" => {
+            executions::invoice(deps, req, &http::require(req, TEAM)?).await
         }
         "GET /v1/rpa/reports/monthly" => {
             processes::monthly_report(deps, req, &http::require(req, TEAM)?).await

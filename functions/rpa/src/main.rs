@@ -1,3 +1,5 @@
+use nuvem_aws::invoices::Invoices;
+use nuvem_aws::rpa_jobs::RpaJobQueue;
 use nuvem_aws::secrets::Sealer;
 use nuvem_aws::{Core, config};
 
@@ -8,6 +10,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let deps = rpa::Deps {
         core: Core::from_env(&sdk)?,
         sealer: Sealer::from_env(&sdk)?,
+        queue: RpaJobQueue::new(&sdk, config::env("RPA_JOBS_QUEUE_URL")?),
+        invoices: Invoices::from_lookup(&sdk, &|name| std::env::var(name).ok())?,
     };
     nuvem_aws::runtime::serve_http(|req| rpa::handle(&deps, req)).await
 }

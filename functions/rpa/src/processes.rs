@@ -37,6 +37,11 @@ struct ProcessView<'a> {
     filing_protocol: Option<&'a str>,
     download_attempts: u32,
     filing_attempts: u32,
+    /// The execution under way, if any.
+    active_execution: Option<&'a str>,
+    /// A filing that ended without a known outcome: another filing waits
+    /// for a deliberate retry.
+    unresolved_filing: Option<&'a str>,
     origin: &'a Origin,
     created_at: DateTime<Utc>,
     created_by: Option<&'a Actor>,
@@ -75,6 +80,8 @@ impl<'a> From<&'a ProcessRecord> for ProcessView<'a> {
             filing_protocol: p.filing_protocol.as_deref(),
             download_attempts: p.download_attempts,
             filing_attempts: p.filing_attempts,
+            active_execution: p.active_execution.as_deref(),
+            unresolved_filing: p.unresolved_filing.as_deref(),
             origin: &p.origin,
             created_at: p.created_at,
             created_by: p.created_by.as_ref(),
@@ -88,7 +95,11 @@ fn no_process() -> Problem {
 }
 
 /// The process of the path, in the caller's account.
-async fn process(deps: &Deps, req: &Request, who: &Principal) -> Result<ProcessRecord, Problem> {
+pub(crate) async fn process(
+    deps: &Deps,
+    req: &Request,
+    who: &Principal,
+) -> Result<ProcessRecord, Problem> {
     let id = http::path_param(req, "id")?;
     let (client_id, month) = rules::parse_process_id(id).ok_or_else(no_process)?;
     deps.core

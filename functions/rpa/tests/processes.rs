@@ -6,95 +6,9 @@
 
 mod common;
 
-use chrono::Utc;
-use common::{Call, World, client_body, id_of, world};
-use nuvem_aws::store::ProcessRecord;
-use nuvem_domain::rpa::process::{Invoice, ProcessStatus, parse_process_id};
+use common::{Call, id_of, world};
 use nuvem_testkit::inspect::drain;
 use serde_json::{Value, json};
-
-impl World {
-    async fn new_client(&self, unit: &str, carrier: &str) -> String {
-        let mut body = client_body(unit);
-        body["carrier"] = json!(carrier);
-        let (status, client) = self.client(body).await;
-        assert_eq!(status, 201, "{client}");
-        id_of(&client)
-    }
-
-    async fn new_process(&self, client_id: &str, month: &str) -> (u16, Value) {
-        self.call_as(
-            &self.account,
-            "operator",
-            "POST /v1/rpa/processes",
-            Call {
-                json: Some(json!({"client_id": client_id, "month": month})),
-                ..Call::default()
-            },
-        )
-        .await
-    }
-
-    /// The process as the store has it.
-    async fn stored(&self, id: &str) -> ProcessRecord {
-        let (client_id, month) = parse_process_id(id).unwrap();
-        self.deps
-            .core
-            .store
-            .get_process(&self.account, &client_id, month)
-            .await
-            .unwrap()
-            .unwrap()
-    }
-
-    /// What a completed download does to a process (the worker's part).
-    async fn receive_invoice(&self, id: &str, amount_cents: i64) {
-        let current = self.stored(id).await;
-        let next = ProcessRecord {
-            status: ProcessStatus::AwaitingApproval,
-            invoice: Some(Invoice {
-                s3_key: format!(
-                    "{}/{}/{}.pdf",
-                    self.account, current.client_id, current.month
-                ),
-                file_name: "fatura.pdf".into(),
-                due_date: None,
-                amount_cents: Some(amount_cents),
-                access_key: None,
-                received_at: Utc::now(),
-            }),
-            version: current.version + 1,
-            ..current.clone()
-        };
-        assert!(
-            self.deps
-                .core
-                .store
-                .update_process(&current, &next, None, None)
-                .await
-                .unwrap()
-        );
-    }
-
-    async fn approve_as(&self, role: &str, id: &str) -> (u16, Value) {
-        let params = [("id", id)];
-        self.call_as(
-            &self.account,
-            role,
-            "POST /v1/rpa/processes/{id}/approve",
-            Call {
-                params: &params,
-                ..Call::default()
-            },
-        )
-        .await
-    }
-
-    async fn list(&self, query: &[(&str, &str)]) -> Vec<String> {
-        self.all_pages("approver", "GET /v1/rpa/processes", query)
-            .await
-    }
-}
 
 #[tokio::test]
 async fn a_client_has_one_process_per_month() {

@@ -489,6 +489,14 @@ const PROCESSES: &str = "/v1/rpa/processes";
 const PROCESS: &str = "/v1/rpa/processes/{id}";
 const APPROVE_PROCESS: &str = "/v1/rpa/processes/{id}/approve";
 const MONTHLY_REPORT: &str = "/v1/rpa/reports/monthly";
+const DOWNLOAD: &str = "/v1/rpa/processes/{id}/download";
+const TAX_FILING: &str = "/v1/rpa/processes/{id}/tax-filing";
+const RETRY_PROCESS: &str = "/v1/rpa/processes/{id}/retry";
+const CANCEL: &str = "/v1/rpa/processes/{id}/cancel";
+const EXECUTIONS: &str = "/v1/rpa/processes/{id}/executions";
+const EXECUTION: &str = "/v1/rpa/processes/{id}/executions/{execution_id}";
+const EXECUTION_LOGS: &str = "/v1/rpa/processes/{id}/executions/{execution_id}/logs";
+const INVOICE: &str = "/v1/rpa/processes/{id}/invoice";
 const SCHEDULES: &str = "/v1/rpa/schedules";
 const SCHEDULE: &str = "/v1/rpa/schedules/{id}";
 
@@ -1554,6 +1562,46 @@ async fn every_operation_answers_as_documented() {
     let report =
         call!(api, GET MONTHLY_REPORT [] ? [("month", "2026-11")], owner, Body::None => 200);
     assert_eq!(report["total"]["by_status"]["awaiting_tax_filing"], 1);
+
+    // Steps: the RPA API is a closed local port here, so a download's
+    // attempts fail for a technical reason and wait a minute between them:
+    // the execution stays under way while the flow runs.
+    let south = json!({
+        "legal_name": "Padaria Pão Quente Ltda", "cnpj": "11.222.333/0001-81",
+        "carrier": "VIVO", "unit": "Filial Sul", "portal_password": "s3nh@-do-portal"
+    });
+    let south = call!(api, POST CLIENTS [], owner, json(south) => 201);
+    let october = call!(api, POST PROCESSES [], owner,
+        json(json!({"client_id": str_of(&south["id"]), "month": "2026-10"})) => 201);
+    let october = str_of(&october["id"]).to_owned();
+    call!(api, POST TAX_FILING [&october], owner, Body::None => 409);
+    call!(api, POST DOWNLOAD [&october], Some(approver.as_str()), Body::None => 403);
+    let begun = call!(api, POST DOWNLOAD [&october], reader, Body::None => 202);
+    let first = str_of(&begun["id"]).to_owned();
+    call!(api, POST DOWNLOAD [&october], owner, Body::None => 409);
+    call!(api, POST CANCEL [&october], reader, Body::None => 200);
+    call!(api, POST CANCEL [&october], owner, Body::None => 409);
+    call!(api, POST DOWNLOAD [&october], owner, Body::None => 202);
+    call!(api, POST CANCEL [&october], owner, Body::None => 200);
+    call!(api, POST RETRY_PROCESS [&october], reader, Body::None => 202);
+    call!(api, POST CANCEL [&october], reader, Body::None => 200);
+    call!(api, POST RETRY_PROCESS [&october], owner, Body::None => 202);
+    call!(api, POST RETRY_PROCESS [&process_id], Some(approver.as_str()), Body::None => 403);
+    call!(api, POST DOWNLOAD ["prc_01jdq5m3n4p5q6r7s8t9v0w1x2_202611"], owner, Body::None => 404);
+    for credential in [owner, reader, Some(approver.as_str())] {
+        call!(api, GET EXECUTIONS [&october], credential, Body::None => 200);
+        call!(api, GET EXECUTION [&october, &first], credential, Body::None => 200);
+        call!(api, GET EXECUTION_LOGS [&october, &first] ? [("after", "0")], credential, Body::None => 200);
+        call!(api, GET INVOICE [&process_id], credential, Body::None => 200);
+    }
+    call!(api, GET EXECUTIONS [&october] ? [("limit", "0")], owner, Body::None => 422);
+    call!(api, GET EXECUTION [&october, "exe_01jdq5m3n4p5q6r7s8t9v0w1x2"], owner, Body::None => 404);
+    call!(api, GET EXECUTION_LOGS [&october, &first] ? [("after", "x")], owner, Body::None => 422);
+    call!(api, GET INVOICE [&october], owner, Body::None => 404);
+    let filing = call!(api, POST TAX_FILING [&process_id], reader, Body::None => 202);
+    assert_eq!(filing["step"], "tax_filing");
+    call!(api, POST TAX_FILING [&december], owner, Body::None => 202);
+    call!(api, POST TAX_FILING [&december], owner, Body::None => 409);
 
     let monthly = json!({
         "name": "Processos do mês", "cron": "0 6 L * *", "type": "create_monthly_processes",

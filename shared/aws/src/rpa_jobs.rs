@@ -92,6 +92,20 @@ pub async fn begin_step(
     how: Beginning<'_>,
     now: DateTime<Utc>,
 ) -> Result<ExecutionRecord, BeginError> {
+    let id = ids::new_id(EXECUTION_ID_PREFIX);
+    begin_step_as(store, queue, process, how, id, now).await
+}
+
+/// [`begin_step`] with the execution's id given (an audit entry written with
+/// it names it).
+pub async fn begin_step_as(
+    store: &Store,
+    queue: &RpaJobQueue,
+    process: &ProcessRecord,
+    how: Beginning<'_>,
+    execution_id: String,
+    now: DateTime<Utc>,
+) -> Result<ExecutionRecord, BeginError> {
     let step = step_for(process.status).ok_or(BeginError::NotWaiting(process.status))?;
     if let Some(active) = &process.active_execution {
         return Err(BeginError::Busy(active.clone()));
@@ -115,7 +129,7 @@ pub async fn begin_step(
         _ => json!({"carrier": process.carrier, "month": process.month}),
     };
     let execution = ExecutionRecord {
-        id: ids::new_id(EXECUTION_ID_PREFIX),
+        id: execution_id,
         account_id: process.account_id.clone(),
         process_id: process.id.clone(),
         client_id: process.client_id.clone(),

@@ -2,8 +2,13 @@
 //! calls made as the authorizer labels them.
 #![allow(dead_code)]
 
+use chrono::Utc;
 use nuvem_aws::Core;
 use nuvem_aws::http::Request;
+use nuvem_aws::invoices::Invoices;
+use nuvem_aws::rpa_jobs::RpaJobQueue;
+use nuvem_aws::store::ProcessRecord;
+use nuvem_domain::rpa::process::{Invoice, ProcessStatus, parse_process_id};
 use nuvem_testkit::fixtures::{
     as_principal, http_event, reply, with_bytes, with_json, with_path_param, with_query,
     with_route, without_body,
@@ -25,12 +30,15 @@ pub struct World {
 
 pub async fn world() -> World {
     let t = TestStack::new("rpa").await;
-    let core = Core::from_lookup(&t.sdk, &t.env("Rpa")).unwrap();
+    let env = t.env("Rpa");
+    let core = Core::from_lookup(&t.sdk, &env).unwrap();
     let account = tenants::active_account(&core.store, 1_000, 0).await.id;
     let other = tenants::active_account(&core.store, 1_000, 0).await.id;
     let deps = rpa::Deps {
         core,
         sealer: t.sealer(),
+        queue: RpaJobQueue::new(&t.sdk, env("RPA_JOBS_QUEUE_URL").unwrap()),
+        invoices: Invoices::from_lookup(&t.sdk, &env).unwrap(),
     };
     World {
         t,
@@ -178,4 +186,87 @@ pub fn id_of(body: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no id: {body}"))
         .to_owned()
+}
+
+impl World {
+    pub async fn new_client(&self, unit: &str, carrier: &str) -> String {
+        let mut body = client_body(unit);
+        body["carrier"] = json!(carrier);
+        let (status, client) = self.client(body).await;
+        assert_eq!(status, 201, "{client}");
+        id_of(&client)
+    }
+
+    pub async fn new_process(&self, client_id: &str, month: &str) -> (u16, Value) {
+        self.call_as(
+            &self.account,
+            "operator",
+            "POST /v1/rpa/processes",
+            Call {
+                json: Some(json!({"client_id": client_id, "month": month})),
+                ..Call::default()
+            },
+        )
+        .await
+    }
+
+    /// The process as the store has it.
+    pub async fn stored(&self, id: &str) -> ProcessRecord {
+        let (client_id, month) = parse_process_id(id).unwrap();
+        self.deps
+            .core
+            .store
+            .get_process(&self.account, &client_id, month)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// What a completed download does to a process (the worker's part).
+    pub async fn receive_invoice(&self, id: &str, amount_cents: i64) {
+        let current = self.stored(id).await;
+        let next = ProcessRecord {
+            status: ProcessStatus::AwaitingApproval,
+            invoice: Some(Invoice {
+                s3_key: format!(
+                    "{}/{}/{}.pdf",
+                    self.account, current.client_id, current.month
+                ),
+                file_name: "fatura.pdf".into(),
+                due_date: None,
+                amount_cents: Some(amount_cents),
+                access_key: None,
+                received_at: Utc::now(),
+            }),
+            version: current.version + 1,
+            ..current.clone()
+        };
+        assert!(
+            self.deps
+                .core
+                .store
+                .update_process(&current, &next, None, None)
+                .await
+                .unwrap()
+        );
+    }
+
+    pub async fn approve_as(&self, role: &str, id: &str) -> (u16, Value) {
+        let params = [("id", id)];
+        self.call_as(
+            &self.account,
+            role,
+            "POST /v1/rpa/processes/{id}/approve",
+            Call {
+                params: &params,
+                ..Call::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn list(&self, query: &[(&str, &str)]) -> Vec<String> {
+        self.all_pages("approver", "GET /v1/rpa/processes", query)
+            .await
+    }
 }

@@ -33,6 +33,7 @@ pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
             "ChatApiUrl".to_owned(),
             "http://127.0.0.1:9/api/v1".to_owned(),
         ),
+        ("RpaApiUrl".to_owned(), "http://127.0.0.1:9/rpa".to_owned()),
     ]);
     all.extend(
         params
