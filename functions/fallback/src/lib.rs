@@ -55,6 +55,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/v1/rpa/processes/{id}/executions/{execution_id}/logs",
     ),
     ("GET", "/v1/rpa/processes/{id}/invoice"),
+    ("POST", "/v1/rpa/processes/{id}/invoice-upload"),
     ("POST", "/v1/rpa/processes/{id}/retry"),
     ("POST", "/v1/rpa/processes/{id}/tax-filing"),
     ("GET", "/v1/rpa/reports/monthly"),

@@ -11,46 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use nuvem_aws::Core;
-use nuvem_domain::s3_event::decode_key;
+use nuvem_domain::s3_event::{Notification, Record, decode_key};
 use nuvem_domain::usage::{Classified, apply, classify};
-use serde::Deserialize;
-
-/// The fields of an S3 notification that usage depends on. Deliberately
-/// lenient: `aws_lambda_events::s3::S3Event` requires fields (user identity,
-/// request parameters) that S3-compatible servers and the local emulator
-/// leave out, and a missing field there must not stop the accounting.
-#[derive(Deserialize)]
-struct Notification {
-    #[serde(rename = "Records")]
-    records: Vec<Record>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Record {
-    event_name: String,
-    s3: Entity,
-}
-
-#[derive(Deserialize)]
-struct Entity {
-    bucket: Bucket,
-    object: Object,
-}
-
-#[derive(Deserialize)]
-struct Bucket {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct Object {
-    key: String,
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default)]
-    sequencer: Option<String>,
-}
 
 pub struct Deps {
     pub core: Core,
@@ -106,13 +68,9 @@ async fn process(
     message: &SqsMessage,
     owners: &mut HashMap<String, Option<String>>,
 ) -> Result<Vec<String>, String> {
-    let body: serde_json::Value = serde_json::from_str(message.body.as_deref().unwrap_or(""))
-        .map_err(|e| format!("not JSON: {e}"))?;
-    if body.get("Event").and_then(|e| e.as_str()) == Some("s3:TestEvent") {
+    let Some(notification) = Notification::parse(message.body.as_deref().unwrap_or(""))? else {
         return Ok(Vec::new());
-    }
-    let notification: Notification =
-        serde_json::from_value(body).map_err(|e| format!("not an S3 notification: {e}"))?;
+    };
     let mut changed = Vec::new();
     for record in &notification.records {
         if let Some(account) = apply_record(deps, record, owners).await? {

@@ -9,13 +9,12 @@ use nuvem_aws::Core;
 use nuvem_aws::rpa_jobs::{self, RpaJob, RpaJobQueue};
 use nuvem_aws::store::{ClientRecord, ProcessRecord, ScheduleRecord, Store};
 use nuvem_domain::keys::Actor;
-use nuvem_domain::rpa::client::{ClientRequest, new_client_id};
 use nuvem_domain::rpa::month::Month;
 use nuvem_domain::rpa::process::{Origin, ProcessStatus, process_id};
 use nuvem_domain::rpa::schedule::MAX_CONSECUTIVE_FAILURES;
 use nuvem_domain::rpa::schedule_settings::{ScheduleKind, ScheduleRequest, new_schedule_id};
 use nuvem_testkit::inspect::drain;
-use nuvem_testkit::{TestStack, tenants};
+use nuvem_testkit::{TestStack, rpa_records, tenants};
 use serde_json::{Value, json};
 
 struct World {
@@ -50,31 +49,11 @@ impl World {
     }
 
     async fn client(&self, carrier: &str, unit: &str, active: bool) -> ClientRecord {
-        let request: ClientRequest = serde_json::from_value(json!({
+        let body = json!({
             "legal_name": format!("Cliente {unit}"), "cnpj": "11.222.333/0001-81",
             "carrier": carrier, "unit": unit, "active": active
-        }))
-        .unwrap();
-        let (settings, _) = request.validate().unwrap();
-        let now = Utc::now();
-        let client = ClientRecord {
-            id: new_client_id(),
-            account_id: self.account.clone(),
-            unique_key: settings.unique_key(),
-            settings,
-            sealed_password: None,
-            created_at: now,
-            created_by: actor(),
-            updated_at: now,
-            updated_by: actor(),
-            version: 1,
-        };
-        self.store()
-            .create_client(&client, false)
-            .await
-            .unwrap()
-            .unwrap();
-        client
+        });
+        rpa_records::client(self.store(), &self.account, body, None).await
     }
 
     /// A schedule stored as the API stores it, whatever its type.
@@ -281,30 +260,11 @@ async fn a_success_forgets_earlier_failures() {
 
 impl World {
     async fn carrier(&self, code: &str) {
-        let request: nuvem_domain::rpa::carrier::CarrierRequest =
-            serde_json::from_value(json!({"code": code, "name": code})).unwrap();
-        let (code, settings) = request.validate().unwrap();
-        let now = Utc::now();
-        assert!(
-            self.store()
-                .create_carrier(&nuvem_aws::store::CarrierRecord {
-                    code,
-                    account_id: self.account.clone(),
-                    settings,
-                    created_at: now,
-                    created_by: actor(),
-                    updated_at: now,
-                    updated_by: actor(),
-                })
-                .await
-                .unwrap()
-        );
+        rpa_records::carrier(self.store(), &self.account, code, json!({})).await;
     }
 
     async fn process_of(&self, client: &ClientRecord, month: Month) -> ProcessRecord {
-        let p = ProcessRecord::new_for(client, month, Origin::Request, None, Utc::now()).unwrap();
-        assert!(self.store().create_process(&p).await.unwrap());
-        p
+        rpa_records::process(self.store(), client, month).await
     }
 
     async fn jobs_sent(&self) -> Vec<RpaJob> {

@@ -11,6 +11,7 @@ use nuvem_domain::rpa::execution::{
 };
 use nuvem_domain::rpa::nfcom::AccessKey;
 use nuvem_domain::rpa::process::{Invoice, invoice_key};
+use nuvem_domain::rpa::upload::default_file_name;
 use serde_json::json;
 
 use crate::outcome::{self, error};
@@ -211,10 +212,10 @@ async fn downloaded(
         .put_pdf(&key, bytes)
         .await
         .map_err(|e| e.to_string())?;
-    let carrier = current.input["carrier"].as_str().unwrap_or("fatura");
+    let carrier = current.input["carrier"].as_str().unwrap_or_default();
     let invoice = Invoice {
         s3_key: key,
-        file_name: format!("fatura-{}-{}.pdf", carrier.to_lowercase(), current.month),
+        file_name: default_file_name(carrier, current.month),
         due_date: Some(got.due_date),
         amount_cents: Some(got.amount_cents),
         access_key: access_key.clone(),

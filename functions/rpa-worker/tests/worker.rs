@@ -11,18 +11,15 @@ use nuvem_aws::invoices::Invoices;
 use nuvem_aws::rpa_api::{RpaApiConfig, RpaClient};
 use nuvem_aws::rpa_jobs::{self, BeginError, Beginning, RpaJob, RpaJobQueue};
 use nuvem_aws::secrets::SealContext;
-use nuvem_aws::store::{
-    CarrierRecord, ClientRecord, ErrorKind, ExecutionRecord, ProcessRecord, Store,
-};
+use nuvem_aws::store::{ErrorKind, ExecutionRecord, ProcessRecord, Store};
 use nuvem_domain::keys::Actor;
-use nuvem_domain::rpa::carrier::CarrierRequest;
-use nuvem_domain::rpa::client::{ClientRequest, new_client_id};
+use nuvem_domain::rpa::client::new_client_id;
 use nuvem_domain::rpa::execution::{ExecutionStatus, Phase, Step};
 use nuvem_domain::rpa::month::Month;
-use nuvem_domain::rpa::process::{Origin, ProcessStatus};
+use nuvem_domain::rpa::process::ProcessStatus;
 use nuvem_testkit::fake_rpa::{Behaviour, FakeRpa, Match};
 use nuvem_testkit::inspect::scan_all;
-use nuvem_testkit::{TestStack, tenants};
+use nuvem_testkit::{TestStack, rpa_records, tenants};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "rpa-token-for-tests";
@@ -88,32 +85,9 @@ impl World {
     /// A carrier, a client of it with a portal password, and the client's
     /// process of [`month`].
     async fn process(&self, carrier: &str, unit: &str) -> ProcessRecord {
-        let now = Utc::now();
-        let request: CarrierRequest = serde_json::from_value(json!({
-            "code": carrier, "name": carrier, "rpa_settings": {"tentativas_login": 2}
-        }))
-        .unwrap();
-        let (code, settings) = request.validate().unwrap();
-        let _ = self
-            .store()
-            .create_carrier(&CarrierRecord {
-                code,
-                account_id: self.account.clone(),
-                settings,
-                created_at: now,
-                created_by: actor(),
-                updated_at: now,
-                updated_by: actor(),
-            })
-            .await
-            .unwrap();
-        let request: ClientRequest = serde_json::from_value(json!({
-            "legal_name": format!("Cliente {unit} Ltda"), "cnpj": CNPJ, "carrier": carrier,
-            "unit": unit, "filter": format!("filtro {unit}"), "portal_login": "login",
-            "sat_data": "dados sat", "service": "voz"
-        }))
-        .unwrap();
-        let (settings, _) = request.validate().unwrap();
+        let store = self.store();
+        let settings = json!({"rpa_settings": {"tentativas_login": 2}});
+        rpa_records::carrier(store, &self.account, carrier, settings).await;
         let id = new_client_id();
         let sealed = self
             .deps
@@ -124,26 +98,14 @@ impl World {
             )
             .await
             .unwrap();
-        let client = ClientRecord {
-            id,
-            account_id: self.account.clone(),
-            unique_key: settings.unique_key(),
-            settings,
-            sealed_password: Some(sealed),
-            created_at: now,
-            created_by: actor(),
-            updated_at: now,
-            updated_by: actor(),
-            version: 1,
-        };
-        self.store()
-            .create_client(&client, true)
-            .await
-            .unwrap()
-            .unwrap();
-        let process = ProcessRecord::new_for(&client, month(), Origin::Request, None, now).unwrap();
-        assert!(self.store().create_process(&process).await.unwrap());
-        process
+        let body = json!({
+            "legal_name": format!("Cliente {unit} Ltda"), "cnpj": CNPJ, "carrier": carrier,
+            "unit": unit, "filter": format!("filtro {unit}"), "portal_login": "login",
+            "sat_data": "dados sat", "service": "voz"
+        });
+        let client =
+            rpa_records::client_with_id(store, &self.account, id, body, Some(sealed)).await;
+        rpa_records::process(store, &client, month()).await
     }
 
     async fn stored_process(&self, p: &ProcessRecord) -> ProcessRecord {

@@ -14,6 +14,7 @@ mod executions;
 mod import;
 mod processes;
 mod schedules;
+mod uploads;
 
 use nuvem_aws::Core;
 use nuvem_aws::http::{self, HttpResult, Problem, Request, Response};
@@ -101,6 +102,9 @@ async fn route(deps: &Deps, req: &Request) -> HttpResult {
         }
         "GET /v1/rpa/processes/{id}/executions/{execution_id}/logs" => {
             executions::logs(deps, req, &http::require(req, TEAM)?).await
+        }
+        "POST /v1/rpa/processes/{id}/invoice-upload" => {
+            uploads::create(deps, req, &http::require(req, RUNNERS)?).await
         }
         "GET /v1/rpa/processes/{id}/invoice" => {
             executions::invoice(deps, req, &http::require(req, TEAM)?).await

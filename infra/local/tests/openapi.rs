@@ -497,6 +497,7 @@ const EXECUTIONS: &str = "/v1/rpa/processes/{id}/executions";
 const EXECUTION: &str = "/v1/rpa/processes/{id}/executions/{execution_id}";
 const EXECUTION_LOGS: &str = "/v1/rpa/processes/{id}/executions/{execution_id}/logs";
 const INVOICE: &str = "/v1/rpa/processes/{id}/invoice";
+const INVOICE_UPLOAD: &str = "/v1/rpa/processes/{id}/invoice-upload";
 const SCHEDULES: &str = "/v1/rpa/schedules";
 const SCHEDULE: &str = "/v1/rpa/schedules/{id}";
 
@@ -1602,6 +1603,19 @@ async fn every_operation_answers_as_documented() {
     assert_eq!(filing["step"], "tax_filing");
     call!(api, POST TAX_FILING [&december], owner, Body::None => 202);
     call!(api, POST TAX_FILING [&december], owner, Body::None => 409);
+    let due = json!({"due_date": "2026-11-10", "amount_cents": 18990});
+    let november = call!(api, POST PROCESSES [], owner,
+        json(json!({"client_id": str_of(&south["id"]), "month": "2026-11"})) => 201);
+    let november = str_of(&november["id"]).to_owned();
+    let link = call!(api, POST INVOICE_UPLOAD [&november], reader, json(due.clone()) => 201);
+    assert_eq!(link["headers"]["Content-Type"], "application/pdf");
+    call!(api, POST INVOICE_UPLOAD [&november], owner, json(due.clone()) => 201);
+    call!(api, POST INVOICE_UPLOAD [&november], Some(approver.as_str()), json(due.clone()) => 403);
+    call!(api, POST INVOICE_UPLOAD [&october], owner, json(due.clone()) => 409);
+    call!(api, POST INVOICE_UPLOAD [&november], owner, json(json!({"due_date": "10/11/2026"})) => 422);
+    call!(api, POST INVOICE_UPLOAD [&november], owner, malformed() => 400);
+    call!(api, POST INVOICE_UPLOAD [&november], owner, not_json() => 415);
+    call!(api, POST INVOICE_UPLOAD [&november], owner, oversized("file_name") => 413);
 
     let monthly = json!({
         "name": "Processos do mês", "cron": "0 6 L * *", "type": "create_monthly_processes",

@@ -13,11 +13,13 @@ use crate::config::{self, ConfigError};
 use crate::rpa_api::PresignedUrl;
 
 /// The largest invoice nuvem keeps (a carrier's invoice is a few hundred KB;
-/// a detailed one of a large client a few MB).
-pub const MAX_INVOICE_BYTES: u64 = 20 * 1024 * 1024;
+/// a detailed one of a large client a few MB), downloaded or uploaded.
+pub const MAX_INVOICE_BYTES: u64 = nuvem_domain::rpa::upload::MAX_UPLOAD_BYTES;
 /// How long a presigned URL of an invoice works.
 pub const LINK_TTL: Duration = Duration::from_secs(15 * 60);
 pub const PDF: &str = "application/pdf";
+
+pub use nuvem_domain::rpa::upload::looks_like_pdf;
 
 #[derive(Debug, thiserror::Error)]
 #[error("s3: {0}")]
@@ -70,6 +72,74 @@ impl Invoices {
         Ok(())
     }
 
+    /// The size of the object at `key`; `None` when there is none.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, InvoiceError> {
+        match self
+            .blobs
+            .client()
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(e) => Err(InvoiceError::sdk(e)),
+        }
+    }
+
+    /// The first `n` bytes of the object at `key` (fewer when it is shorter).
+    pub async fn head_bytes(&self, key: &str, n: u64) -> Result<Vec<u8>, InvoiceError> {
+        let out = self
+            .blobs
+            .client()
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", n.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(InvoiceError::sdk)?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| InvoiceError(e.to_string()))?;
+        let mut bytes = bytes.into_bytes().to_vec();
+        bytes.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        Ok(bytes)
+    }
+
+    /// Copies the object at `from` to `to` (as a PDF), within the bucket.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), InvoiceError> {
+        self.blobs
+            .client()
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(format!("{}/{}", self.bucket, urlencoding(from)))
+            .key(to)
+            .content_type(PDF)
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .send()
+            .await
+            .map_err(InvoiceError::sdk)?;
+        Ok(())
+    }
+
+    /// Deletes the object at `key` (nothing when there is none).
+    pub async fn delete(&self, key: &str) -> Result<(), InvoiceError> {
+        self.blobs
+            .client()
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(InvoiceError::sdk)?;
+        Ok(())
+    }
+
     /// A GET of `key` that works for [`LINK_TTL`].
     pub async fn presigned_get(&self, key: &str) -> Result<PresignedUrl, InvoiceError> {
         let request = self
@@ -101,30 +171,19 @@ impl Invoices {
     }
 }
 
+/// `CopySource` is URL-encoded; nuvem's keys hold only ids, `/`, `-`, `_`
+/// and `.`, which need none, so anything else is percent-encoded here.
+fn urlencoding(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 fn presigning() -> Result<PresigningConfig, InvoiceError> {
     PresigningConfig::expires_in(LINK_TTL).map_err(|e| InvoiceError(e.to_string()))
-}
-
-/// Whether `bytes` start as a PDF does: `%PDF-` within the first 1,024
-/// bytes, where readers look for it.
-pub fn looks_like_pdf(bytes: &[u8]) -> bool {
-    bytes[..bytes.len().min(1024)]
-        .windows(5)
-        .any(|w| w == b"%PDF-")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pdf_is_known_by_its_header() {
-        assert!(looks_like_pdf(b"%PDF-1.7\n..."));
-        assert!(looks_like_pdf(b"\xef\xbb\xbf%PDF-1.4"));
-        assert!(!looks_like_pdf(b"<html>%PDF"));
-        assert!(!looks_like_pdf(b""));
-        let mut late = vec![b' '; 1024];
-        late.extend_from_slice(b"%PDF-1.7");
-        assert!(!looks_like_pdf(&late));
-    }
 }

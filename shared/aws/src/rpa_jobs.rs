@@ -224,8 +224,7 @@ pub async fn close(
     closing: Closing<'_>,
     now: DateTime<Utc>,
 ) -> Result<ExecutionRecord, CloseError> {
-    use nuvem_domain::rpa::events::{self, ProcessRef};
-    use nuvem_domain::rpa::process::{self as rules, Move};
+    use nuvem_domain::rpa::process as rules;
 
     let store = &core.store;
     let (client_id, month) =
@@ -246,29 +245,64 @@ pub async fn close(
         .cloned()
         .filter(|_| closing.status == ExecutionStatus::Cancelled);
 
+    let (next, event) = process_after(&process, &mut closed, closing.success, closing.by, now);
+    if !store
+        .end_execution(
+            execution,
+            &closed,
+            (&process, &next),
+            event.as_ref(),
+            closing.audit,
+        )
+        .await?
+    {
+        return Err(CloseError::Changed);
+    }
+    if let Some(event) = &event {
+        core.emit(event, None).await;
+    }
+    Ok(closed)
+}
+
+/// The process after its execution `closed` ended (as `closed` says,
+/// `success` giving what a successful step yields): no longer naming it
+/// active, its attempts counted, moved on by a success (with its event),
+/// marked when a filing's outcome is unknown. A success the process's
+/// status no longer takes fails the execution instead.
+fn process_after(
+    process: &ProcessRecord,
+    closed: &mut ExecutionRecord,
+    success: Option<Success>,
+    by: Option<&Actor>,
+    now: DateTime<Utc>,
+) -> (ProcessRecord, Option<nuvem_domain::events::Envelope>) {
+    use nuvem_domain::rpa::events::{self, ProcessRef};
+    use nuvem_domain::rpa::process::{self as rules, Move};
+
+    let step = closed.step;
     let mut next = process.clone();
     next.updated_at = now;
     next.version += 1;
-    if next.active_execution.as_deref() == Some(execution.id.as_str()) {
+    if next.active_execution.as_deref() == Some(closed.id.as_str()) {
         next.active_execution = None;
     }
-    match execution.step {
-        Step::DownloadInvoice => next.download_attempts += execution.attempt,
-        Step::TaxFiling => next.filing_attempts += execution.attempt,
+    match step {
+        Step::DownloadInvoice => next.download_attempts += closed.attempt,
+        Step::TaxFiling => next.filing_attempts += closed.attempt,
         Step::ManualUpload => {}
     }
-    if execution.step == Step::TaxFiling
+    if step == Step::TaxFiling
         && matches!(
-            closing.status,
+            closed.status,
             ExecutionStatus::NeedsReview | ExecutionStatus::TimedOut
         )
     {
-        next.unresolved_filing = Some(execution.id.clone());
+        next.unresolved_filing = Some(closed.id.clone());
     }
-    let moved = match closing.success {
+    let moved = match success {
         Some(Success::Invoice(invoice)) => {
             next.invoice = Some(invoice);
-            next.manual_upload = execution.step == Step::ManualUpload;
+            next.manual_upload = step == Step::ManualUpload;
             Some(Move::ReceiveInvoice)
         }
         Some(Success::Filing { protocol }) => {
@@ -308,24 +342,129 @@ pub async fn close(
             },
             process.status,
             next.status,
-            closing.by,
+            by,
             now,
         )
     });
-    if !store
-        .end_execution(
-            execution,
-            &closed,
-            (&process, &next),
-            event.as_ref(),
-            closing.audit,
-        )
+    (next, event)
+}
+
+/// What an uploaded file turned out to be.
+#[derive(Debug, Clone)]
+pub enum UploadOutcome {
+    /// Stored as the process's invoice (at its invoice key).
+    Accepted {
+        size: u64,
+    },
+    Refused(nuvem_domain::rpa::upload::Refusal),
+}
+
+/// Settles an upload once, as a `manual_upload` execution of its process:
+/// succeeded, with the process holding the invoice and awaiting approval
+/// (`rpa.process.status_changed`), or failed with the reason the file was
+/// refused. `process` is the process as read when the file was judged.
+pub async fn settle_upload(
+    core: &crate::Core,
+    upload: &crate::store::UploadRecord,
+    process: &ProcessRecord,
+    outcome: UploadOutcome,
+    now: DateTime<Utc>,
+) -> Result<ExecutionRecord, CloseError> {
+    use crate::store::{ErrorKind, ExecutionError};
+    use nuvem_domain::rpa::process::{Invoice, invoice_key};
+
+    let (status, error, output, success) = match &outcome {
+        UploadOutcome::Accepted { size } => {
+            let invoice = Invoice {
+                s3_key: invoice_key(&upload.account_id, &upload.client_id, upload.month),
+                file_name: upload.file_name.clone(),
+                due_date: Some(upload.due_date),
+                amount_cents: upload.amount_cents,
+                access_key: None,
+                received_at: now,
+            };
+            let output = json!({"file_name": upload.file_name, "bytes": size});
+            (
+                ExecutionStatus::Succeeded,
+                None,
+                Some(output),
+                Some(Success::Invoice(invoice)),
+            )
+        }
+        UploadOutcome::Refused(why) => {
+            let error = ExecutionError {
+                kind: ErrorKind::Business,
+                message: why.to_string(),
+            };
+            (ExecutionStatus::Failed, Some(error), None, None)
+        }
+    };
+    let mut execution = ExecutionRecord {
+        id: ids::new_id(EXECUTION_ID_PREFIX),
+        account_id: upload.account_id.clone(),
+        process_id: upload.process_id.clone(),
+        client_id: upload.client_id.clone(),
+        month: upload.month,
+        step: Step::ManualUpload,
+        status,
+        phase: Phase::Done,
+        attempt: 1,
+        max_attempts: 1,
+        job_timeout_minutes: 0,
+        job_id: None,
+        log_cursor: 0,
+        log_lines: 0,
+        input: json!({
+            "upload_id": upload.id,
+            "file_name": upload.file_name,
+            "due_date": upload.due_date,
+            "amount_cents": upload.amount_cents,
+        }),
+        output,
+        error,
+        created_at: upload.created_at,
+        started_at: Some(now),
+        claimed_at: None,
+        deadline: None,
+        ended_at: Some(now),
+        watch_at: None,
+        started_by: Some(upload.requested_by.clone()),
+        cancelled_by: None,
+        updated_at: now,
+        version: 1,
+    };
+    let moved = match success {
+        Some(success) => {
+            let by = upload.requested_by.clone();
+            Some(process_after(
+                process,
+                &mut execution,
+                Some(success),
+                Some(&by),
+                now,
+            ))
+        }
+        None => None,
+    };
+    let mut settled = upload.clone();
+    settled.state = match execution.status {
+        ExecutionStatus::Succeeded => "accepted".into(),
+        _ => "refused".into(),
+    };
+    settled.version += 1;
+    let (process_change, event) = match &moved {
+        Some((next, event)) => (Some((process, next)), event.as_ref()),
+        None => (None, None),
+    };
+    if !core
+        .store
+        .settle_upload(upload, &settled, &execution, process_change, event)
         .await?
     {
         return Err(CloseError::Changed);
     }
-    if let Some(event) = &event {
+    if let Some(event) = event {
         core.emit(event, None).await;
     }
-    Ok(closed)
+    Ok(execution)
 }

@@ -1,7 +1,62 @@
 //! Pieces of S3 event notifications that need care: the object key's
-//! encoding and the ordering of `sequencer` values.
+//! encoding, the ordering of `sequencer` values, and the lenient shape
+//! both S3 consumers read.
 
 use std::cmp::Ordering;
+
+use serde::Deserialize;
+
+/// The fields of an S3 notification that nuvem depends on. Deliberately
+/// lenient: `aws_lambda_events::s3::S3Event` requires fields (user identity,
+/// request parameters) that S3-compatible servers and the local emulator
+/// leave out, and a missing field there must not stop a consumer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Notification {
+    #[serde(rename = "Records")]
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub event_name: String,
+    pub s3: Entity,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Entity {
+    pub bucket: Bucket,
+    pub object: Object,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Bucket {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Object {
+    pub key: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub sequencer: Option<String>,
+}
+
+impl Notification {
+    /// An SQS message's body as an S3 notification; `None` for the
+    /// `s3:TestEvent` S3 sends when notifications are configured.
+    pub fn parse(body: &str) -> Result<Option<Notification>, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+        if value.get("Event").and_then(|e| e.as_str()) == Some("s3:TestEvent") {
+            return Ok(None);
+        }
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| format!("not an S3 notification: {e}"))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyDecodeError {

@@ -23,6 +23,7 @@ mod harness;
 pub mod inspect;
 pub mod local_http;
 pub mod receiver;
+pub mod rpa_records;
 pub mod stack;
 pub mod template;
 pub mod tenants;

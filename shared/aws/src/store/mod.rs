@@ -18,6 +18,7 @@ mod rpa;
 mod rpa_executions;
 mod rpa_processes;
 mod rpa_schedules;
+mod rpa_uploads;
 mod storage_keys;
 mod usage;
 mod webhooks;
@@ -39,6 +40,7 @@ pub use rpa::{CarrierRecord, ClientFilter, ClientRecord, ClientWriteError, Delet
 pub use rpa_executions::{ErrorKind, ExecutionError, ExecutionRecord, StoredLogLine};
 pub use rpa_processes::{ProcessFilter, ProcessRecord};
 pub use rpa_schedules::{ScheduleRecord, ScheduleWriteError};
+pub use rpa_uploads::UploadRecord;
 pub use storage_keys::{StorageKeyRecord, StorageKeyStatus};
 pub use usage::{AccountUsage, StoredObject};
 pub use webhooks::{

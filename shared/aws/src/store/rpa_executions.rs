@@ -141,7 +141,7 @@ fn log_sk(execution_id: &str, seq: u64) -> String {
 const BATCH: usize = 25;
 
 impl Store {
-    fn execution_item(&self, e: &ExecutionRecord) -> Result<Item, StoreError> {
+    pub(super) fn execution_item(&self, e: &ExecutionRecord) -> Result<Item, StoreError> {
         let mut item: Item = serde_dynamo::to_item(e)?;
         item.insert(k::PK.into(), s(k::account_pk(&e.account_id)));
         item.insert(k::SK.into(), s(execution_sk(&e.process_id, &e.id)));

@@ -13,3 +13,4 @@ pub mod process;
 pub mod report;
 pub mod schedule;
 pub mod schedule_settings;
+pub mod upload;
