@@ -11,12 +11,16 @@
 //! only on the version a message names, so a message sent twice does
 //! nothing more than once, and nothing stays `running` unattended.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use nuvem_aws::Core;
 use nuvem_aws::rpa_jobs::{self, BeginError, Beginning, RpaJob, RpaJobQueue};
-use nuvem_aws::store::{ProcessRecord, ScheduleRecord};
+use nuvem_aws::store::{CarrierRecord, ProcessRecord, ScheduleRecord};
 use nuvem_domain::events::{Envelope, EventType};
+use nuvem_domain::rpa::carrier::CarrierCode;
+use nuvem_domain::rpa::execution::EXECUTION_ID_PREFIX;
 use nuvem_domain::rpa::month::Month;
 use nuvem_domain::rpa::process::{Origin, ProcessStatus};
 use nuvem_domain::rpa::schedule::MAX_CONSECUTIVE_FAILURES;
@@ -264,19 +268,29 @@ async fn run_downloads(
         .filter(|p| carriers.is_empty() || carriers.contains(&p.carrier))
         .filter(|p| p.active_execution.is_none())
         .collect();
-    let results: Vec<Result<bool, String>> = futures::stream::iter(&waiting)
+    // The schedule's carriers, read once for the whole run.
+    let carriers: HashMap<CarrierCode, CarrierRecord> = store
+        .all_carriers(&schedule.account_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|c| (c.code.clone(), c))
+        .collect();
+    let carriers = &carriers;
+    let results: Vec<Result<Option<RpaJob>, String>> = futures::stream::iter(&waiting)
         .map(|process| async move {
             let how = Beginning {
                 by: None,
                 retry: false,
                 audit: None,
             };
-            match rpa_jobs::begin_step(store, &deps.queue, process, how, now).await {
-                Ok(_) => Ok(true),
-                // Begun meanwhile by someone else, or not the schedule's
-                // to run: left as it is.
+            let id = nuvem_domain::ids::new_id(EXECUTION_ID_PREFIX);
+            let carrier = carriers.get(&process.carrier);
+            match rpa_jobs::write_step(store, process, carrier, how, id, now).await {
+                Ok(execution) => Ok(Some(RpaJob::of(&execution))),
+                // Begun meanwhile by someone else: left as it is.
                 Err(BeginError::Busy(_) | BeginError::Changed | BeginError::NotWaiting(_)) => {
-                    Ok(false)
+                    Ok(None)
                 }
                 Err(e) => Err(e.to_string()),
             }
@@ -284,7 +298,15 @@ async fn run_downloads(
         .buffer_unordered(WRITES_IN_FLIGHT)
         .collect()
         .await;
-    let begun = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    let jobs: Vec<RpaJob> = results.iter().filter_map(|r| r.clone().ok().flatten()).collect();
+    // A message not sent leaves its execution to the sweep.
+    let unsent = match deps.queue.send_all(&jobs).await {
+        Ok(unsent) => unsent,
+        Err(e) => {
+            tracing::warn!(error = %e, "download messages not sent; left to the sweep");
+            jobs.len()
+        }
+    };
     let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     match failed.first() {
         Some(first) => Err(format!(
@@ -292,7 +314,10 @@ async fn run_downloads(
             failed.len(),
             waiting.len()
         )),
-        None => Ok(format!("{begun} downloads of {month} begun")),
+        None => Ok(format!(
+            "{} downloads of {month} begun ({unsent} left to the sweep)",
+            jobs.len()
+        )),
     }
 }
 

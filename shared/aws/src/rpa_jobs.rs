@@ -106,6 +106,25 @@ pub async fn begin_step_as(
     execution_id: String,
     now: DateTime<Utc>,
 ) -> Result<ExecutionRecord, BeginError> {
+    let carrier = store
+        .get_carrier(&process.account_id, &process.carrier)
+        .await?;
+    let execution = write_step(store, process, carrier.as_ref(), how, execution_id, now).await?;
+    send_job(queue, &execution, now).await;
+    Ok(execution)
+}
+
+/// [`begin_step`]'s writes, with the process's carrier as read by the
+/// caller (a run over many processes reads its carriers once) and without
+/// the job message: the caller sends it (in batches), or the sweep does.
+pub async fn write_step(
+    store: &Store,
+    process: &ProcessRecord,
+    carrier: Option<&crate::store::CarrierRecord>,
+    how: Beginning<'_>,
+    execution_id: String,
+    now: DateTime<Utc>,
+) -> Result<ExecutionRecord, BeginError> {
     let step = step_for(process.status).ok_or(BeginError::NotWaiting(process.status))?;
     if let Some(active) = &process.active_execution {
         return Err(BeginError::Busy(active.clone()));
@@ -115,10 +134,8 @@ pub async fn begin_step_as(
     {
         return Err(BeginError::UnresolvedFiling(unresolved.clone()));
     }
-    let carrier = store
-        .get_carrier(&process.account_id, &process.carrier)
-        .await?
-        .filter(|c| c.settings.active && c.settings.has_rpa)
+    let carrier = carrier
+        .filter(|c| c.code == process.carrier && c.settings.active && c.settings.has_rpa)
         .ok_or_else(|| BeginError::NoRpa(process.carrier.as_str().to_owned()))?;
     let input = match (step, &process.invoice) {
         (Step::TaxFiling, Some(invoice)) => json!({
@@ -170,7 +187,6 @@ pub async fn begin_step_as(
     {
         return Err(BeginError::Changed);
     }
-    send_job(queue, &execution, now).await;
     Ok(execution)
 }
 
