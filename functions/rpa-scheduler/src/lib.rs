@@ -40,7 +40,7 @@ const CLIENTS_PER_RUN: usize = 20_000;
 /// Processes written side by side.
 const WRITES_IN_FLIGHT: usize = 16;
 /// Most downloads one `run_downloads` run begins.
-const DOWNLOADS_PER_RUN: usize = 5_000;
+const DOWNLOADS_PER_RUN: usize = 20_000;
 /// Most overdue executions one tick sends again.
 const SWEEP_PER_TICK: usize = 1_000;
 
@@ -298,7 +298,10 @@ async fn run_downloads(
         .buffer_unordered(WRITES_IN_FLIGHT)
         .collect()
         .await;
-    let jobs: Vec<RpaJob> = results.iter().filter_map(|r| r.clone().ok().flatten()).collect();
+    let jobs: Vec<RpaJob> = results
+        .iter()
+        .filter_map(|r| r.clone().ok().flatten())
+        .collect();
     // A message not sent leaves its execution to the sweep.
     let unsent = match deps.queue.send_all(&jobs).await {
         Ok(unsent) => unsent,

@@ -12,7 +12,7 @@ use nuvem_domain::keys::Actor;
 use nuvem_domain::rpa::month::Month;
 use nuvem_domain::rpa::process::{Origin, ProcessStatus, process_id};
 use nuvem_domain::rpa::schedule::MAX_CONSECUTIVE_FAILURES;
-use nuvem_domain::rpa::schedule_settings::{ScheduleKind, ScheduleRequest, new_schedule_id};
+use nuvem_domain::rpa::schedule_settings::ScheduleKind;
 use nuvem_testkit::inspect::drain;
 use nuvem_testkit::{TestStack, rpa_records, tenants};
 use serde_json::{Value, json};
@@ -56,7 +56,6 @@ impl World {
         rpa_records::client(self.store(), &self.account, body, None).await
     }
 
-    /// A schedule stored as the API stores it, whatever its type.
     async fn schedule(
         &self,
         cron: &str,
@@ -64,36 +63,15 @@ impl World {
         parameters: Value,
         next_run: DateTime<Utc>,
     ) -> ScheduleRecord {
-        let mut settings = serde_json::from_value::<ScheduleRequest>(json!({
-            "name": format!("{kind} {cron}"), "cron": cron, "time_zone": "America/Sao_Paulo",
-            "type": "create_monthly_processes", "parameters": parameters
-        }))
-        .unwrap()
-        .validate()
-        .unwrap()
-        .0;
-        settings.kind = serde_json::from_value(json!(kind)).unwrap();
-        let now = Utc::now();
-        let schedule = ScheduleRecord {
-            id: new_schedule_id(),
-            account_id: self.account.clone(),
-            settings,
-            next_run: Some(next_run),
-            last_run: None,
-            consecutive_failures: 0,
-            paused_reason: None,
-            created_at: now,
-            created_by: actor(),
-            updated_at: now,
-            updated_by: actor(),
-            version: 1,
-        };
-        self.store()
-            .create_schedule(&schedule)
-            .await
-            .unwrap()
-            .unwrap();
-        schedule
+        rpa_records::schedule(
+            self.store(),
+            &self.account,
+            cron,
+            kind,
+            parameters,
+            next_run,
+        )
+        .await
     }
 
     async fn processes(&self, month: &str) -> Vec<nuvem_aws::store::ProcessRecord> {

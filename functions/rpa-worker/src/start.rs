@@ -26,6 +26,21 @@ pub(crate) async fn start(
     execution: ExecutionRecord,
     now: DateTime<Utc>,
 ) -> Result<(), String> {
+    // An attempt that could not even start (the table, KMS or the secret
+    // failing every time) is not left pending for ever either.
+    let due = execution.watch_at.unwrap_or(execution.updated_at);
+    let limit = Duration::minutes(i64::from(execution.job_timeout_minutes));
+    if rules::is_past_deadline(due + limit, now) {
+        let failure = error(
+            ErrorKind::Technical,
+            format!(
+                "the job could not be started within {} minutes",
+                execution.job_timeout_minutes
+            ),
+        );
+        let stop = AfterFailure::Stop(ExecutionStatus::TimedOut);
+        return outcome::after_failure(deps, &execution, stop, failure, now).await;
+    }
     let request = match request(deps, &execution).await? {
         Ok(request) => request,
         Err(why) => {

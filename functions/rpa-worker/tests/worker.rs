@@ -609,3 +609,20 @@ impl World {
         panic!("still running: {current:?}");
     }
 }
+
+#[tokio::test]
+async fn an_attempt_that_cannot_start_for_its_whole_deadline_times_out() {
+    let w = world().await;
+    let p = w.process("VIVO", "parado").await;
+    let e = w.begin(&p, false).await.unwrap();
+    // Its message came back every time (say KMS kept failing) until the
+    // carrier's job timeout had passed since it was due.
+    let late = e.watch_at.unwrap() + Duration::hours(2);
+    rpa_worker::run(&w.deps, &RpaJob::of(&e), late)
+        .await
+        .unwrap();
+    let done = w.execution(&e).await;
+    assert_eq!(done.status, ExecutionStatus::TimedOut);
+    assert_eq!(w.starts(Step::DownloadInvoice), 0);
+    assert_eq!(w.stored_process(&p).await.active_execution, None);
+}

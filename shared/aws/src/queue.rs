@@ -34,6 +34,15 @@ impl EventQueue {
         }
     }
 
+    /// A queue over a client configured by the caller (benches count its
+    /// requests with an interceptor).
+    pub fn from_client(sqs: Client, url: impl Into<String>) -> Self {
+        EventQueue {
+            sqs: OnFirstUse::ready(sqs),
+            url: url.into(),
+        }
+    }
+
     /// Sends one event; the type travels as a message attribute too, so that
     /// consumers and operators can filter without parsing the body.
     pub async fn publish(&self, event: &Envelope) -> Result<(), QueueError> {

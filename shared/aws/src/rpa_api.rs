@@ -70,6 +70,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_INVOICE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most log lines one `logs` call answers.
 pub const MAX_LOG_LINES: usize = 200;
+/// How much of a log line is kept (a page of lines is stored in one batch
+/// of items, each under DynamoDB's 400 KB).
+pub const MAX_LOG_LINE_CHARS: usize = 4_000;
 
 /// Start, status and health answers are small; past this nothing is read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -826,7 +829,7 @@ pub fn parse_log_page(body: &[u8], after: u64) -> Result<LogPage, String> {
             seq,
             at,
             level,
-            message: message.to_owned(),
+            message: shorten(message, MAX_LOG_LINE_CHARS),
         });
         last = seq;
     }

@@ -96,3 +96,46 @@ pub async fn process(store: &Store, client: &ClientRecord, month: Month) -> Proc
     );
     p
 }
+
+/// A schedule of `account` stored as the API stores it, whatever its type
+/// (the API refuses the types not available yet), due at `next_run`.
+pub async fn schedule(
+    store: &Store,
+    account: &str,
+    cron: &str,
+    kind: &str,
+    parameters: Value,
+    next_run: chrono::DateTime<Utc>,
+) -> nuvem_aws::store::ScheduleRecord {
+    use nuvem_domain::rpa::schedule_settings::{ScheduleRequest, new_schedule_id};
+    let mut settings = serde_json::from_value::<ScheduleRequest>(json!({
+        "name": format!("{kind} {cron}"), "cron": cron, "time_zone": "America/Sao_Paulo",
+        "type": "create_monthly_processes", "parameters": parameters
+    }))
+    .expect("a schedule body")
+    .validate()
+    .expect("a valid schedule")
+    .0;
+    settings.kind = serde_json::from_value(json!(kind)).expect("a schedule type");
+    let now = Utc::now();
+    let schedule = nuvem_aws::store::ScheduleRecord {
+        id: new_schedule_id(),
+        account_id: account.to_owned(),
+        settings,
+        next_run: Some(next_run),
+        last_run: None,
+        consecutive_failures: 0,
+        paused_reason: None,
+        created_at: now,
+        created_by: actor(),
+        updated_at: now,
+        updated_by: actor(),
+        version: 1,
+    };
+    store
+        .create_schedule(&schedule)
+        .await
+        .expect("the schedule written")
+        .expect("a schedule name unique in its account");
+    schedule
+}

@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn every_bad_field_is_named_at_once() {
         let errors = request(json!({
-            "name": "", "cron": "0 6 * *", "time_zone": "Brasil/Brasilia", "type": "run_downloads",
+            "name": "", "cron": "0 6 * *", "time_zone": "Brasil/Brasilia", "type": "send_report",
             "parameters": {"month_offset": 13, "retention_days": 1}
         }))
         .unwrap_err();
