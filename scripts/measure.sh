@@ -18,3 +18,5 @@ CARGO_TARGET_DIR=target cargo run --quiet -p quota-alerts --example requests_per
 CARGO_TARGET_DIR=target cargo run --quiet -p fanout --example fanout_requests
 CARGO_TARGET_DIR=target cargo run --quiet -p whatsapp-bot --example whatsapp_requests
 cargo run --quiet --release -p webhook-delivery --example throughput
+CARGO_TARGET_DIR=target cargo run --quiet -p rpa-worker --example rpa_requests
+cargo run --quiet --release -p rpa-scheduler --example scheduler_10k

@@ -95,7 +95,7 @@ const COLUMNS: &[(&str, &[&str])] = &[
     ("sat_name", &["nome_sat"]),
     ("cnpj", &[]),
     ("carrier", &["operadora", "codigo_operadora"]),
-    ("filter", &["filtro"]),
+    ("filter", &["filtro", "nome_filtro"]),
     ("service", &["servico"]),
     ("sat_data", &["dados_sat"]),
     ("unit", &["unidade"]),
@@ -408,12 +408,15 @@ mod tests {
     fn utf8_with_a_bom_and_accented_headers() {
         let mut file = b"\xEF\xBB\xBF".to_vec();
         file.extend_from_slice(
-            format!("razão_social,cnpj,operadora,serviço\nAçúcar S/A,{A},OI,Voz\n").as_bytes(),
+            format!("razão_social,cnpj,operadora,serviço,nome_filtro\nAçúcar S/A,{A},OI,Voz,Fatura Voz\n")
+                .as_bytes(),
         );
         let rows = parse(&file).unwrap();
         let s = &rows[0].outcome.as_ref().unwrap().settings;
         assert_eq!(s.legal_name, "Açúcar S/A");
         assert_eq!(s.service, "Voz");
+        // The RPA's own name for the filter reads too.
+        assert_eq!(s.filter, "Fatura Voz");
     }
 
     #[test]
