@@ -279,9 +279,21 @@ pub fn rpa_schedule_name_sk(name_key: &str) -> String {
 }
 /// An RPA execution, in its account's partition, by process.
 pub const RPA_EXECUTION_PREFIX: &str = "RPAEXE#";
-/// gsi1 partition of every execution that is not final, by when its next
-/// job message is due.
-pub const RPA_WATCH: &str = "RPAWATCH";
+/// gsi1 partitions of every execution that is not final, by when its next
+/// job message is due: spread over [`RPA_WATCH_SHARDS`] keys by execution
+/// id, since every poll rewrites the entry and one key takes about 1,000
+/// writes a second (thousands of jobs polled every 10 s would throttle it).
+pub const RPA_WATCH_SHARDS: u32 = 16;
+pub fn rpa_watch(execution_id: &str) -> String {
+    let shard = execution_id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % RPA_WATCH_SHARDS;
+    rpa_watch_shard(shard)
+}
+pub fn rpa_watch_shard(shard: u32) -> String {
+    format!("RPAWATCH#{shard:02}")
+}
 /// gsi1 partition of every active schedule by its next run.
 pub const RPA_DUE: &str = "RPADUE";
 /// One run of a schedule, by its due time (its claim and its outcome).

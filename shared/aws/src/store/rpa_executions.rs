@@ -3,8 +3,8 @@
 //! in the order they began) and `RPALOG#<execution>#<seq>` (read on from a
 //! cursor while the job runs, gone after the retention period).
 //!
-//! An execution that is not final is in gsi1's `RPAWATCH` partition by the
-//! time its next job message is due (`watch_at`): a message lost to a
+//! An execution that is not final is in one of gsi1's `RPAWATCH#<shard>`
+//! partitions by the time its next job message is due (`watch_at`): a message lost to a
 //! crash or a failed send is found there and sent again, so nothing stays
 //! `running` without someone to move it.
 //!
@@ -146,7 +146,7 @@ impl Store {
         item.insert(k::PK.into(), s(k::account_pk(&e.account_id)));
         item.insert(k::SK.into(), s(execution_sk(&e.process_id, &e.id)));
         if let Some(at) = e.watch_at.filter(|_| !e.status.is_final()) {
-            item.insert(k::GSI1PK.into(), s(k::RPA_WATCH));
+            item.insert(k::GSI1PK.into(), s(k::rpa_watch(&e.id)));
             item.insert(
                 k::GSI1SK.into(),
                 s(format!(
@@ -256,21 +256,28 @@ impl Store {
     }
 
     /// Executions whose next job message was due before `before`, oldest
-    /// first, at most `limit`.
+    /// first within each shard of the index, at most `limit` in all.
     pub async fn overdue_executions(
         &self,
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<ExecutionRecord>, StoreError> {
-        let query = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .index_name(k::GSI1)
-            .key_condition_expression("gsi1pk = :p AND gsi1sk < :before")
-            .expression_attribute_values(":p", s(k::RPA_WATCH))
-            .expression_attribute_values(":before", s(super::outbox_time(before)));
-        self.query_all(query, limit).await
+        let mut overdue = Vec::new();
+        for shard in 0..k::RPA_WATCH_SHARDS {
+            if overdue.len() >= limit {
+                break;
+            }
+            let query = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .index_name(k::GSI1)
+                .key_condition_expression("gsi1pk = :p AND gsi1sk < :before")
+                .expression_attribute_values(":p", s(k::rpa_watch_shard(shard)))
+                .expression_attribute_values(":before", s(super::outbox_time(before)));
+            overdue.extend(self.query_all(query, limit - overdue.len()).await?);
+        }
+        Ok(overdue)
     }
 
     /// Stores log lines of an execution (a line stored twice is the same
