@@ -89,7 +89,12 @@ async fn main() {
     }
     let month = nuvem_domain::rpa::month::Month::of((Utc::now() - Duration::hours(3)).date_naive());
     let waiting = plain
-        .processes_in(&account, month, ProcessStatus::AwaitingDownload, n + 1)
+        .processes_of_month(
+            &account,
+            month,
+            Some(ProcessStatus::AwaitingDownload),
+            n + 1,
+        )
         .await
         .unwrap();
     assert_eq!(waiting.len(), n);

@@ -255,10 +255,10 @@ async fn run_downloads(
     let store = &deps.core.store;
     let carriers = &schedule.settings.parameters.carriers;
     let waiting = store
-        .processes_in(
+        .processes_of_month(
             &schedule.account_id,
             month,
-            ProcessStatus::AwaitingDownload,
+            Some(ProcessStatus::AwaitingDownload),
             DOWNLOADS_PER_RUN,
         )
         .await

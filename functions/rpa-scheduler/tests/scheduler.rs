@@ -76,7 +76,7 @@ impl World {
 
     async fn processes(&self, month: &str) -> Vec<nuvem_aws::store::ProcessRecord> {
         self.store()
-            .processes_of_month(&self.account, Month::parse(month).unwrap(), 1000)
+            .processes_of_month(&self.account, Month::parse(month).unwrap(), None, 1000)
             .await
             .unwrap()
     }

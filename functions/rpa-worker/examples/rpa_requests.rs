@@ -18,7 +18,7 @@ use nuvem_aws::rpa_jobs::{self, Beginning, RpaJob, RpaJobQueue};
 use nuvem_aws::secrets::SealContext;
 use nuvem_aws::store::{ExecutionRecord, ProcessRecord, Store};
 use nuvem_domain::rpa::client::new_client_id;
-use nuvem_domain::rpa::events::{self, ProcessRef};
+use nuvem_domain::rpa::events;
 use nuvem_domain::rpa::month::Month;
 use nuvem_domain::rpa::process::{Origin, ProcessStatus};
 use nuvem_testkit::counting::RequestCounter;
@@ -178,13 +178,7 @@ async fn main() {
     };
     let event = events::status_changed(
         &account,
-        &ProcessRef {
-            process_id: &next.id,
-            client_id: &next.client_id,
-            legal_name: &next.legal_name,
-            carrier: &next.carrier,
-            month: next.month,
-        },
+        &next.event_ref(),
         current.status,
         next.status,
         None,

@@ -7,7 +7,7 @@ use nuvem_aws::store::{AuditRecord, ProcessFilter, ProcessRecord};
 use nuvem_domain::ids;
 use nuvem_domain::keys::Actor;
 use nuvem_domain::rpa::carrier::CarrierCode;
-use nuvem_domain::rpa::events::{self, ProcessRef};
+use nuvem_domain::rpa::events;
 use nuvem_domain::rpa::month::Month;
 use nuvem_domain::rpa::process::{self as rules, Invoice, Move, Origin, ProcessStatus};
 use nuvem_domain::rpa::report::{self, Counted};
@@ -224,13 +224,7 @@ async fn apply(
     let actor = who.actor();
     let event = events::status_changed(
         &who.account_id,
-        &ProcessRef {
-            process_id: &next.id,
-            client_id: &next.client_id,
-            legal_name: &next.legal_name,
-            carrier: &next.carrier,
-            month: next.month,
-        },
+        &next.event_ref(),
         current.status,
         next.status,
         Some(&actor),
@@ -281,7 +275,7 @@ pub(crate) async fn monthly_report(deps: &Deps, req: &Request, who: &Principal) 
     let processes = deps
         .core
         .store
-        .processes_of_month(&who.account_id, month, REPORT_CAP)
+        .processes_of_month(&who.account_id, month, None, REPORT_CAP)
         .await?;
     let counted: Vec<Counted> = processes
         .iter()

@@ -292,7 +292,7 @@ fn process_after(
     by: Option<&Actor>,
     now: DateTime<Utc>,
 ) -> (ProcessRecord, Option<nuvem_domain::events::Envelope>) {
-    use nuvem_domain::rpa::events::{self, ProcessRef};
+    use nuvem_domain::rpa::events;
     use nuvem_domain::rpa::process::{self as rules, Move};
 
     let step = closed.step;
@@ -349,13 +349,7 @@ fn process_after(
     let event = (next.status != process.status).then(|| {
         events::status_changed(
             &process.account_id,
-            &ProcessRef {
-                process_id: &next.id,
-                client_id: &next.client_id,
-                legal_name: &next.legal_name,
-                carrier: &next.carrier,
-                month: next.month,
-            },
+            &next.event_ref(),
             process.status,
             next.status,
             by,

@@ -68,6 +68,17 @@ pub struct ProcessRecord {
 }
 
 impl ProcessRecord {
+    /// The process as its events name it.
+    pub fn event_ref(&self) -> nuvem_domain::rpa::events::ProcessRef<'_> {
+        nuvem_domain::rpa::events::ProcessRef {
+            process_id: &self.id,
+            client_id: &self.client_id,
+            legal_name: &self.legal_name,
+            carrier: &self.carrier,
+            month: self.month,
+        }
+    }
+
     /// A new process of `client` for `month`, awaiting its download;
     /// `None` when the client's id cannot name a process.
     pub fn new_for(
@@ -253,12 +264,13 @@ impl Store {
         self.page_of(query, index, limit, cursor).await
     }
 
-    /// Every process of an account's month (for reports: bounded by
-    /// `cap`).
+    /// Up to `cap` processes of an account's month (for reports), or only
+    /// those in `status`.
     pub async fn processes_of_month(
         &self,
         account_id: &str,
         month: Month,
+        status: Option<ProcessStatus>,
         cap: usize,
     ) -> Result<Vec<ProcessRecord>, StoreError> {
         let query = self
@@ -266,35 +278,16 @@ impl Store {
             .query()
             .table_name(&self.table)
             .index_name(k::GSI1)
-            .key_condition_expression("gsi1pk = :p")
             .expression_attribute_values(
                 ":p",
                 s(k::processes_of_month(account_id, &month.to_string())),
             );
-        self.query_all(query, cap).await
-    }
-}
-
-impl Store {
-    /// Up to `cap` processes of an account's month in `status`.
-    pub async fn processes_in(
-        &self,
-        account_id: &str,
-        month: Month,
-        status: ProcessStatus,
-        cap: usize,
-    ) -> Result<Vec<ProcessRecord>, StoreError> {
-        let query = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .index_name(k::GSI1)
-            .key_condition_expression("gsi1pk = :p AND begins_with(gsi1sk, :st)")
-            .expression_attribute_values(
-                ":p",
-                s(k::processes_of_month(account_id, &month.to_string())),
-            )
-            .expression_attribute_values(":st", s(format!("{}#", status.as_str())));
+        let query = match status {
+            Some(status) => query
+                .key_condition_expression("gsi1pk = :p AND begins_with(gsi1sk, :st)")
+                .expression_attribute_values(":st", s(format!("{}#", status.as_str()))),
+            None => query.key_condition_expression("gsi1pk = :p"),
+        };
         self.query_all(query, cap).await
     }
 }
