@@ -229,18 +229,25 @@ async fn create_monthly_processes(
         .await;
     let created = results.iter().filter(|r| matches!(r, Ok(true))).count();
     let existing = results.iter().filter(|r| matches!(r, Ok(false))).count();
-    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    match failed.first() {
-        // Created ones stay; the run fails and the next tick of the schedule
-        // (or a person) creates the rest: creation is idempotent.
+    // Created ones stay; the run fails and the next tick of the schedule
+    // (or a person) creates the rest: creation is idempotent.
+    run_outcome(&results, &format!("processes of {month} not written"))?;
+    Ok(format!(
+        "{created} processes of {month} created, {existing} existed"
+    ))
+}
+
+/// A run's outcome: `Err` naming how many of its writes failed, and the
+/// first failure.
+fn run_outcome<T>(results: &[Result<T, String>], what: &str) -> Result<(), String> {
+    let mut failed = results.iter().filter_map(|r| r.as_ref().err());
+    match failed.next() {
         Some(first) => Err(format!(
-            "{} of {} processes of {month} not written: {first}",
-            failed.len(),
-            clients.len()
+            "{} of {} {what}: {first}",
+            failed.count() + 1,
+            results.len()
         )),
-        None => Ok(format!(
-            "{created} processes of {month} created, {existing} existed"
-        )),
+        None => Ok(()),
     }
 }
 
@@ -310,18 +317,11 @@ async fn run_downloads(
             jobs.len()
         }
     };
-    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    match failed.first() {
-        Some(first) => Err(format!(
-            "{} of {} downloads of {month} not begun: {first}",
-            failed.len(),
-            waiting.len()
-        )),
-        None => Ok(format!(
-            "{} downloads of {month} begun ({unsent} left to the sweep)",
-            jobs.len()
-        )),
-    }
+    run_outcome(&results, &format!("downloads of {month} not begun"))?;
+    Ok(format!(
+        "{} downloads of {month} begun ({unsent} left to the sweep)",
+        jobs.len()
+    ))
 }
 
 /// Sends again the job message of every execution that is overdue; how
