@@ -231,6 +231,8 @@ async fn email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Result<(),
             | EventType::WebhookEndpointDisabled
             | EventType::RpaProcessStatusChanged
             | EventType::RpaSchedulePaused
+            | EventType::RpaReportGenerated
+            | EventType::RpaExportCompleted
             | EventType::QuotaWritesBlocked
             | EventType::QuotaWritesRestored
     ) {
@@ -318,6 +320,26 @@ async fn send_email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Resul
                 .unwrap_or_default(),
             event.data["last_error"].as_str().unwrap_or_default(),
         ),
+        EventType::RpaReportGenerated => {
+            let report = serde_json::from_value(event.data.clone())
+                .map_err(|e| format!("report event without its report: {e}"))?;
+            mail::rpa_report_email(account.locale, &account.organization_name, &report)
+        }
+        EventType::RpaExportCompleted => {
+            #[derive(serde::Deserialize)]
+            struct Export {
+                files: Vec<nuvem_domain::rpa::export::ExportedFile>,
+                expires_at: DateTime<Utc>,
+            }
+            let export: Export = serde_json::from_value(event.data.clone())
+                .map_err(|e| format!("export event without its files: {e}"))?;
+            mail::rpa_export_email(
+                account.locale,
+                &account.organization_name,
+                &export.files,
+                export.expires_at,
+            )
+        }
         _ => return Ok(()),
     };
     deps.mailer

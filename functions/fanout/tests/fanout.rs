@@ -288,6 +288,45 @@ async fn a_paused_schedule_is_emailed_with_its_last_error() {
     );
 }
 
+#[tokio::test]
+async fn a_monthly_report_and_an_export_are_emailed_once_each() {
+    let (deps, emu) = deps().await;
+    let account = account(&deps, Locale::PtBr, AccountStatus::Active).await;
+    let event = |kind: EventType| Envelope::new(kind, &account.id, kind.example_data(), Utc::now());
+    let report = event(EventType::RpaReportGenerated);
+    let export = event(EventType::RpaExportCompleted);
+    let answer = fanout::handle(
+        &deps,
+        sqs_batch(vec![
+            record("r1", &report, None),
+            record("e1", &export, None),
+            record("r2", &report, None),
+        ]),
+    )
+    .await;
+    assert!(answer.batch_item_failures.is_empty());
+    let mut mails = mails_to(emu, &account.email).await;
+    mails.sort_by(|a, b| a.subject.cmp(&b.subject));
+    assert_eq!(mails.len(), 2, "one email per event");
+    assert!(
+        mails[0].subject.starts_with("Exportação dos dados de RPA"),
+        "{}",
+        mails[0].subject
+    );
+    let body = mails[0].html.as_deref().unwrap();
+    assert!(body.contains("processes.csv (1440 linhas)"), "{body}");
+    assert!(
+        body.contains("href=\"https://nuvem-invoices.s3.sa-east-1.amazonaws.com/exports/"),
+        "{body}"
+    );
+    assert_eq!(mails[1].subject, "Relatório das faturas de 2026-11");
+    let body = mails[1].html.as_deref().unwrap();
+    assert!(
+        body.contains("VIVO: 2 processos") && body.contains("R$ 189,90"),
+        "{body}"
+    );
+}
+
 // ---------------------------------------------------------------- webhooks
 
 mod webhooks {

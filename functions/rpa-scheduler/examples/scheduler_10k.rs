@@ -67,6 +67,7 @@ async fn main() {
             events: EventQueue::from_client(sqs.sqs(&t.sdk), t.events_queue()),
         },
         queue: RpaJobQueue::from_client(sqs.sqs(&t.sdk), env("RPA_JOBS_QUEUE_URL").unwrap()),
+        invoices: nuvem_aws::invoices::Invoices::from_lookup(&t.sdk, &env).unwrap(),
     };
     println!("## rpa-scheduler, {n} due processes, against the emulator");
     println!("| run | time | DynamoDB requests | SQS requests |");

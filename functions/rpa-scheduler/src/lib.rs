@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use nuvem_aws::Core;
+use nuvem_aws::invoices::Invoices;
 use nuvem_aws::rpa_jobs::{self, BeginError, Beginning, RpaJob, RpaJobQueue};
 use nuvem_aws::store::{CarrierRecord, ProcessRecord, ScheduleRecord};
 use nuvem_domain::events::{Envelope, EventType};
@@ -28,9 +29,13 @@ use nuvem_domain::rpa::schedule_settings::{self, ScheduleKind};
 use serde::Serialize;
 use serde_json::json;
 
+mod account_runs;
+
 pub struct Deps {
     pub core: Core,
     pub queue: RpaJobQueue,
+    /// Where `export_data` writes its files.
+    pub invoices: Invoices,
 }
 
 /// Most due schedules one invocation takes on; the rest wait a minute.
@@ -96,7 +101,9 @@ async fn run_due(deps: &Deps, schedule: ScheduleRecord, now: DateTime<Utc>, repo
             create_monthly_processes(deps, &claimed, month, now).await
         }
         ScheduleKind::RunDownloads => run_downloads(deps, &claimed, month, now).await,
-        other => Err(format!("{} is not available yet", other.as_str())),
+        ScheduleKind::SendReport => account_runs::send_report(deps, &claimed, month, now).await,
+        ScheduleKind::PurgeOldLogs => account_runs::purge_old_logs(deps, &claimed, now).await,
+        ScheduleKind::ExportData => account_runs::export_data(deps, &claimed, now).await,
     };
     let (label, detail) = match &outcome {
         Ok(summary) => ("succeeded", summary.as_str()),
@@ -204,9 +211,10 @@ async fn create_monthly_processes(
 ) -> Result<String, String> {
     let store = &deps.core.store;
     let clients = store
-        .active_clients(
+        .all_clients(
             &schedule.account_id,
             &schedule.settings.parameters.carriers,
+            true,
             CLIENTS_PER_RUN,
         )
         .await

@@ -1,5 +1,6 @@
 use chrono::Utc;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use nuvem_aws::invoices::Invoices;
 use nuvem_aws::rpa_jobs::RpaJobQueue;
 use nuvem_aws::{Core, config};
 use serde_json::Value;
@@ -11,6 +12,7 @@ async fn main() -> Result<(), Error> {
     let deps = rpa_scheduler::Deps {
         core: Core::from_env(&sdk)?,
         queue: RpaJobQueue::new(&sdk, config::env("RPA_JOBS_QUEUE_URL")?),
+        invoices: Invoices::new(&sdk, config::env("INVOICES_BUCKET")?),
     };
     // The EventBridge scheduled event carries nothing the scheduler needs:
     // what is due is in the table.

@@ -6,11 +6,15 @@
 
 use chrono::{DateTime, Duration, Utc};
 use nuvem_aws::Core;
+use nuvem_aws::invoices::Invoices;
 use nuvem_aws::rpa_jobs::{self, RpaJob, RpaJobQueue};
-use nuvem_aws::store::{ClientRecord, ProcessRecord, ScheduleRecord, Store};
+use nuvem_aws::store::{ClientRecord, ProcessRecord, ScheduleRecord, Store, StoredLogLine};
+use nuvem_domain::ids;
 use nuvem_domain::keys::Actor;
+use nuvem_domain::rpa::execution::EXECUTION_ID_PREFIX;
+use nuvem_domain::rpa::export::ExportedFile;
 use nuvem_domain::rpa::month::Month;
-use nuvem_domain::rpa::process::{Origin, ProcessStatus, process_id};
+use nuvem_domain::rpa::process::{Invoice, Origin, ProcessStatus, invoice_key, process_id};
 use nuvem_domain::rpa::schedule::MAX_CONSECUTIVE_FAILURES;
 use nuvem_domain::rpa::schedule_settings::ScheduleKind;
 use nuvem_testkit::inspect::drain;
@@ -28,10 +32,15 @@ async fn world() -> World {
     let env = t.env("RpaScheduler");
     let core = Core::from_lookup(&t.sdk, &env).unwrap();
     let queue = RpaJobQueue::new(&t.sdk, env("RPA_JOBS_QUEUE_URL").unwrap());
+    let invoices = Invoices::from_lookup(&t.sdk, &env).unwrap();
     let account = tenants::active_account(&core.store, 1_000, 0).await.id;
     World {
         t,
-        deps: rpa_scheduler::Deps { core, queue },
+        deps: rpa_scheduler::Deps {
+            core,
+            queue,
+            invoices,
+        },
         account,
     }
 }
@@ -161,9 +170,10 @@ async fn a_due_run_creates_the_months_processes_once() {
 
 #[tokio::test]
 async fn a_schedule_that_keeps_failing_is_paused_and_its_owner_told() {
-    let w = world().await;
+    let mut w = world().await;
+    // An export into a bucket that is not there fails every run.
+    w.deps.invoices = Invoices::new(&w.t.sdk, "nuvem-no-such-bucket");
     let start = at("2026-11-29T12:00:00Z");
-    // A type the scheduler does not run fails every run.
     let schedule = w
         .schedule("* * * * *", "export_data", json!({}), start)
         .await;
@@ -189,7 +199,9 @@ async fn a_schedule_that_keeps_failing_is_paused_and_its_owner_told() {
             .paused_reason
             .as_deref()
             .unwrap()
-            .contains("export_data is not available yet")
+            .contains("NoSuchBucket"),
+        "{:?}",
+        stored.paused_reason
     );
     assert_eq!(stored.settings.kind, ScheduleKind::ExportData);
     let paused: Vec<Value> = drain(&w.t.sqs, w.t.events_queue(), 100)
@@ -346,4 +358,164 @@ async fn an_execution_whose_message_was_lost_is_sent_again_once_overdue() {
     let late = began + rpa_jobs::overdue_after() + Duration::seconds(1);
     assert_eq!(rpa_scheduler::handle(&w.deps, late).await.resent, 1);
     assert_eq!(w.jobs_sent().await, vec![RpaJob::of(&e)]);
+}
+
+/// The events of `kind` on the events queue, as JSON.
+async fn events_of(w: &World, kind: &str) -> Vec<Value> {
+    drain(&w.t.sqs, w.t.events_queue(), 100)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .filter(|e: &Value| e["type"] == kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_send_report_run_sends_the_months_report_once() {
+    let w = world().await;
+    let month = Month::parse("2026-11").unwrap();
+    let filed = |client: &ClientRecord, cents| {
+        let mut p =
+            ProcessRecord::new_for(client, month, Origin::Request, None, Utc::now()).unwrap();
+        p.status = ProcessStatus::Filed;
+        p.invoice = Some(Invoice {
+            s3_key: invoice_key(&w.account, &client.id, month),
+            file_name: "fatura.pdf".into(),
+            due_date: None,
+            amount_cents: Some(cents),
+            access_key: None,
+            received_at: Utc::now(),
+        });
+        p
+    };
+    for p in [
+        filed(&w.client("VIVO", "A", true).await, 18_990),
+        filed(&w.client("VIVO", "B", true).await, 1_010),
+    ] {
+        assert!(w.store().create_process(&p).await.unwrap());
+    }
+    w.process_of(&w.client("OI", "C", true).await, month).await;
+    // Another month's process is not counted.
+    w.process_of(&w.client("OI", "D", true).await, month.offset(1))
+        .await;
+    drain(&w.t.sqs, w.t.events_queue(), 100).await;
+    let due = at("2026-12-01T11:00:00Z");
+    let schedule = w
+        .schedule("0 8 1 * *", "send_report", json!({"month_offset": -1}), due)
+        .await;
+    let now = due + Duration::seconds(5);
+    let (r1, r2) = tokio::join!(
+        rpa_scheduler::handle(&w.deps, now),
+        rpa_scheduler::handle(&w.deps, now)
+    );
+    assert_eq!(r1.succeeded + r2.succeeded, 1, "{r1:?} {r2:?}");
+    let reports = events_of(&w, "rpa.report.generated").await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let data = &reports[0]["data"];
+    assert_eq!(data["schedule_id"], schedule.id.as_str());
+    assert_eq!(data["month"], "2026-11");
+    assert_eq!(data["total"]["processes"], 3);
+    assert_eq!(data["total"]["amount_cents"], 20_000);
+    assert_eq!(data["by_carrier"]["VIVO"]["by_status"]["filed"], 2);
+    assert_eq!(
+        data["by_carrier"]["OI"]["by_status"]["awaiting_download"],
+        1
+    );
+    // What fanout reads back to write the email.
+    let report: nuvem_domain::rpa::report::MonthlyReport =
+        serde_json::from_value(data.clone()).unwrap();
+    assert_eq!(report.total.processes, 3);
+}
+
+#[tokio::test]
+async fn a_purge_old_logs_run_deletes_only_the_logs_past_retention() {
+    let w = world().await;
+    let now = at("2026-11-29T03:00:00Z");
+    let line = |seq| StoredLogLine {
+        seq,
+        at: now,
+        level: "info".into(),
+        message: format!("line {seq}"),
+    };
+    let lines: Vec<StoredLogLine> = (1..=30).map(line).collect();
+    // Executions that began 40 and 20 days before, and one today.
+    let old = ids::lower_bound(EXECUTION_ID_PREFIX, now - Duration::days(40));
+    let recent = ids::lower_bound(EXECUTION_ID_PREFIX, now - Duration::days(20));
+    let today = ids::new_id(EXECUTION_ID_PREFIX);
+    for execution in [&old, &recent, &today] {
+        w.store()
+            .append_logs(&w.account, execution, &lines)
+            .await
+            .unwrap();
+    }
+    let w = &w;
+    let logs = |execution: String| async move {
+        w.store()
+            .execution_logs(&w.account, &execution, 0, 100)
+            .await
+            .unwrap()
+            .len()
+    };
+    w.schedule(
+        "0 3 * * *",
+        "purge_old_logs",
+        json!({"retention_days": 30}),
+        now,
+    )
+    .await;
+    let report = rpa_scheduler::handle(&w.deps, now + Duration::seconds(5)).await;
+    assert_eq!(report.succeeded, 1, "{report:?}");
+    assert_eq!(logs(old.clone()).await, 0);
+    assert_eq!(logs(recent.clone()).await, 30);
+    assert_eq!(logs(today.clone()).await, 30);
+}
+
+#[tokio::test]
+async fn an_export_data_run_links_csv_files_that_import_back() {
+    let w = world().await;
+    w.carrier("VIVO").await;
+    let month = Month::parse("2026-11").unwrap();
+    let body = json!({
+        "legal_name": "Padaria Pão Quente, Ltda", "cnpj": "11.222.333/0001-81",
+        "carrier": "VIVO", "unit": "Matriz", "portal_login": "financeiro", "active": true
+    });
+    let sealed = Some("sealed-password-never-exported".to_owned());
+    let a = rpa_records::client(w.store(), &w.account, body, sealed).await;
+    let b = w.client("VIVO", "Filial", false).await;
+    w.process_of(&a, month).await;
+    w.process_of(&a, month.offset(-1)).await;
+    w.process_of(&b, month).await;
+    drain(&w.t.sqs, w.t.events_queue(), 100).await;
+    let due = at("2026-11-29T09:00:00Z");
+    w.schedule("0 6 * * *", "export_data", json!({}), due).await;
+    let report = rpa_scheduler::handle(&w.deps, due + Duration::seconds(5)).await;
+    assert_eq!(report.succeeded, 1, "{report:?}");
+    let exports = events_of(&w, "rpa.export.completed").await;
+    assert_eq!(exports.len(), 1, "{exports:?}");
+    let data = &exports[0]["data"];
+    let files: Vec<ExportedFile> = serde_json::from_value(data["files"].clone()).unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["carriers.csv", "clients.csv", "processes.csv"]);
+    let rows: Vec<usize> = files.iter().map(|f| f.rows).collect();
+    assert_eq!(rows, [1, 2, 3]);
+    let http = reqwest::Client::new();
+    let mut bodies = Vec::new();
+    for file in &files {
+        let answer = http.get(&file.url).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{}", file.name);
+        let bytes = answer.bytes().await.unwrap();
+        assert_eq!(bytes.len(), file.bytes);
+        bodies.push(String::from_utf8(bytes.to_vec()).unwrap());
+    }
+    assert!(bodies[0].starts_with("code,name,has_rpa"));
+    assert!(!bodies[1].contains("sealed-password"), "{}", bodies[1]);
+    let imported = nuvem_domain::rpa::client_import::parse(bodies[1].as_bytes()).unwrap();
+    let mut back: Vec<String> = imported
+        .iter()
+        .map(|row| row.outcome.as_ref().unwrap().settings.legal_name.clone())
+        .collect();
+    back.sort();
+    assert_eq!(back, ["Cliente Filial", "Padaria Pão Quente, Ltda"]);
+    assert_eq!(bodies[2].matches(&a.id).count(), 2);
+    assert_eq!(bodies[2].matches(&b.id).count(), 1);
 }

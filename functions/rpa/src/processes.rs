@@ -10,15 +10,12 @@ use nuvem_domain::rpa::carrier::CarrierCode;
 use nuvem_domain::rpa::events;
 use nuvem_domain::rpa::month::Month;
 use nuvem_domain::rpa::process::{self as rules, Invoice, Move, Origin, ProcessStatus};
-use nuvem_domain::rpa::report::{self, Counted};
+
 use nuvem_domain::validation::FieldError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::Deps;
-
-/// Most processes a monthly report reads (a month of an account).
-const REPORT_CAP: usize = 50_000;
 
 /// A process as the API shows it (never where its invoice is stored).
 #[derive(Serialize)]
@@ -272,20 +269,11 @@ pub(crate) async fn monthly_report(deps: &Deps, req: &Request, who: &Principal) 
             Month::parse(m)
                 .map_err(|e| Problem::validation(vec![FieldError::new("month", e.to_string())]))
         })?;
-    let processes = deps
+    let report = deps
         .core
         .store
-        .processes_of_month(&who.account_id, month, None, REPORT_CAP)
+        .monthly_report(&who.account_id, month)
         .await?;
-    let counted: Vec<Counted> = processes
-        .iter()
-        .map(|p| Counted {
-            carrier: &p.carrier,
-            status: p.status,
-            amount_cents: p.invoice.as_ref().and_then(|i| i.amount_cents),
-        })
-        .collect();
-    let report = report::monthly(month, &counted);
     if http::accepts(req, "text/csv") {
         http::text(200, "text/csv; charset=utf-8", report.to_csv())
     } else {

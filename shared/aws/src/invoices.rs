@@ -17,7 +17,12 @@ use crate::rpa_api::PresignedUrl;
 pub const MAX_INVOICE_BYTES: u64 = nuvem_domain::rpa::upload::MAX_UPLOAD_BYTES;
 /// How long a presigned URL of an invoice works.
 pub const LINK_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long the links of an export work; a presigned URL also stops
+/// working when the temporary credentials that signed it expire, which
+/// may come first.
+pub const EXPORT_LINK_TTL: Duration = Duration::from_secs(12 * 60 * 60);
 pub const PDF: &str = "application/pdf";
+const CSV: &str = "text/csv; charset=utf-8";
 
 pub use nuvem_domain::rpa::upload::looks_like_pdf;
 
@@ -59,12 +64,31 @@ impl Invoices {
 
     /// Stores a PDF (replacing the one at `key`, if any).
     pub async fn put_pdf(&self, key: &str, bytes: Vec<u8>) -> Result<(), InvoiceError> {
+        self.put(key, bytes, PDF).await
+    }
+
+    /// Stores a file of an export at `exports/<account>/<export>/<name>`
+    /// (the bucket's lifecycle deletes them after two days) and answers a
+    /// GET of it that works for [`EXPORT_LINK_TTL`].
+    pub async fn put_export(
+        &self,
+        account_id: &str,
+        export_id: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<PresignedUrl, InvoiceError> {
+        let key = format!("exports/{account_id}/{export_id}/{name}");
+        self.put(&key, bytes, CSV).await?;
+        self.presign_get(&key, EXPORT_LINK_TTL).await
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), InvoiceError> {
         self.blobs
             .client()
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(PDF)
+            .content_type(content_type)
             .body(ByteStream::from(bytes))
             .send()
             .await
@@ -142,13 +166,17 @@ impl Invoices {
 
     /// A GET of `key` that works for [`LINK_TTL`].
     pub async fn presigned_get(&self, key: &str) -> Result<PresignedUrl, InvoiceError> {
+        self.presign_get(key, LINK_TTL).await
+    }
+
+    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<PresignedUrl, InvoiceError> {
         let request = self
             .blobs
             .client()
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .presigned(presigning()?)
+            .presigned(presigning(ttl)?)
             .await
             .map_err(InvoiceError::sdk)?;
         Ok(PresignedUrl::new(request.uri()))
@@ -164,7 +192,7 @@ impl Invoices {
             .bucket(&self.bucket)
             .key(key)
             .content_type(PDF)
-            .presigned(presigning()?)
+            .presigned(presigning(LINK_TTL)?)
             .await
             .map_err(InvoiceError::sdk)?;
         Ok(PresignedUrl::new(request.uri()))
@@ -184,6 +212,6 @@ fn urlencoding(key: &str) -> String {
         .collect()
 }
 
-fn presigning() -> Result<PresigningConfig, InvoiceError> {
-    PresigningConfig::expires_in(LINK_TTL).map_err(|e| InvoiceError(e.to_string()))
+fn presigning(ttl: Duration) -> Result<PresigningConfig, InvoiceError> {
+    PresigningConfig::expires_in(ttl).map_err(|e| InvoiceError(e.to_string()))
 }

@@ -65,6 +65,13 @@ pub enum EventType {
     /// An RPA schedule failed too many runs in a row and was paused.
     #[serde(rename = "rpa.schedule.paused")]
     RpaSchedulePaused,
+    /// A `send_report` schedule ran: the month's report, also emailed.
+    #[serde(rename = "rpa.report.generated")]
+    RpaReportGenerated,
+    /// An `export_data` schedule ran: the account's RPA data as CSV files,
+    /// with links that expire, also emailed.
+    #[serde(rename = "rpa.export.completed")]
+    RpaExportCompleted,
     /// A storage key (S3 credentials for a backup client) was created.
     #[serde(rename = "storage_key.created")]
     StorageKeyCreated,
@@ -82,7 +89,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 20] = [
+    pub const ALL: [EventType; 22] = [
         EventType::AccountSignedUp,
         EventType::AccountApproved,
         EventType::AccountActivationReissued,
@@ -99,6 +106,8 @@ impl EventType {
         EventType::WhatsAppConversationHandoff,
         EventType::RpaProcessStatusChanged,
         EventType::RpaSchedulePaused,
+        EventType::RpaReportGenerated,
+        EventType::RpaExportCompleted,
         EventType::StorageKeyCreated,
         EventType::StorageKeyRevoked,
         EventType::QuotaWritesBlocked,
@@ -123,6 +132,8 @@ impl EventType {
             EventType::WhatsAppConversationHandoff => "whatsapp.conversation.handoff",
             EventType::RpaProcessStatusChanged => "rpa.process.status_changed",
             EventType::RpaSchedulePaused => "rpa.schedule.paused",
+            EventType::RpaReportGenerated => "rpa.report.generated",
+            EventType::RpaExportCompleted => "rpa.export.completed",
             EventType::StorageKeyCreated => "storage_key.created",
             EventType::StorageKeyRevoked => "storage_key.revoked",
             EventType::QuotaWritesBlocked => "quota.writes_blocked",
@@ -179,6 +190,12 @@ impl EventType {
             }
             EventType::RpaSchedulePaused => {
                 "An RPA schedule failed 10 runs in a row and was paused; it runs again once made active."
+            }
+            EventType::RpaReportGenerated => {
+                "A send_report schedule ran: a month's invoice processes counted per status and carrier, with the invoiced amounts; also emailed."
+            }
+            EventType::RpaExportCompleted => {
+                "An export_data schedule ran: the account's carriers, clients and processes as CSV files, linked until the links expire; also emailed."
             }
             EventType::StorageKeyCreated => {
                 "A storage key (S3 credentials for a backup client) was created for some or all of the account's buckets."
@@ -303,6 +320,37 @@ impl EventType {
                 "type": "create_monthly_processes",
                 "consecutive_failures": 10,
                 "last_error": "the table did not answer in time"
+            }),
+            EventType::RpaReportGenerated => json!({
+                "schedule_id": "sch_01jdq5m3n4p5q6r7s8t9v0w1x2",
+                "month": "2026-11",
+                "total": {
+                    "processes": 3,
+                    "amount_cents": 19995,
+                    "by_status": { "awaiting_download": 1, "awaiting_approval": 0, "awaiting_tax_filing": 0, "filed": 2 }
+                },
+                "by_carrier": {
+                    "OI": {
+                        "processes": 1,
+                        "amount_cents": 1005,
+                        "by_status": { "awaiting_download": 0, "awaiting_approval": 0, "awaiting_tax_filing": 0, "filed": 1 }
+                    },
+                    "VIVO": {
+                        "processes": 2,
+                        "amount_cents": 18990,
+                        "by_status": { "awaiting_download": 1, "awaiting_approval": 0, "awaiting_tax_filing": 0, "filed": 1 }
+                    }
+                }
+            }),
+            EventType::RpaExportCompleted => json!({
+                "schedule_id": "sch_01jdq5m3n4p5q6r7s8t9v0w1x2",
+                "export_id": "exp_01jdq5m3n4p5q6r7s8t9v0w1x2",
+                "expires_at": "2026-11-30T06:00:00Z",
+                "files": [
+                    { "name": "carriers.csv", "rows": 2, "bytes": 180, "truncated": false, "url": "https://nuvem-invoices.s3.sa-east-1.amazonaws.com/exports/acc_01jdq5m3n4p5q6r7s8t9v0w1x2/exp_01jdq5m3n4p5q6r7s8t9v0w1x2/carriers.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=43200" },
+                    { "name": "clients.csv", "rows": 120, "bytes": 18004, "truncated": false, "url": "https://nuvem-invoices.s3.sa-east-1.amazonaws.com/exports/acc_01jdq5m3n4p5q6r7s8t9v0w1x2/exp_01jdq5m3n4p5q6r7s8t9v0w1x2/clients.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=43200" },
+                    { "name": "processes.csv", "rows": 1440, "bytes": 301224, "truncated": false, "url": "https://nuvem-invoices.s3.sa-east-1.amazonaws.com/exports/acc_01jdq5m3n4p5q6r7s8t9v0w1x2/exp_01jdq5m3n4p5q6r7s8t9v0w1x2/processes.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=43200" }
+                ]
             }),
             EventType::StorageKeyCreated => json!({
                 "storage_key_id": "sk_01jdq5m3n4p5q6r7s8t9v0w1x2",

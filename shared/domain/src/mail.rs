@@ -5,6 +5,9 @@ use chrono::{DateTime, Utc};
 
 use crate::account::Locale;
 
+mod rpa_runs;
+pub use rpa_runs::{rpa_export_email, rpa_report_email};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub subject: String,

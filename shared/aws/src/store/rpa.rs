@@ -373,18 +373,20 @@ impl Store {
 }
 
 impl Store {
-    /// Every active client of an account, of `carriers` when some are
-    /// named (one query per carrier through gsi1, else the account's
-    /// clients), up to `cap`.
-    pub async fn active_clients(
+    /// Every client of an account (only the active ones with
+    /// `active_only`), of `carriers` when some are named (one query per
+    /// carrier through gsi1, else the account's clients), up to `cap`.
+    pub async fn all_clients(
         &self,
         account_id: &str,
         carriers: &[CarrierCode],
+        active_only: bool,
         cap: usize,
     ) -> Result<Vec<ClientRecord>, StoreError> {
+        let active = active_only.then_some(true);
         let filters: Vec<ClientFilter> = if carriers.is_empty() {
             vec![ClientFilter {
-                active: Some(true),
+                active,
                 ..ClientFilter::default()
             }]
         } else {
@@ -392,7 +394,7 @@ impl Store {
                 .iter()
                 .map(|c| ClientFilter {
                     carrier: Some(c.clone()),
-                    active: Some(true),
+                    active,
                     cnpj: None,
                 })
                 .collect()

@@ -12,11 +12,13 @@
 //! asks for a change names that version, so duplicates and messages of
 //! earlier phases change nothing.
 
-use aws_sdk_dynamodb::types::{PutRequest, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, TransactWriteItem, WriteRequest};
 use chrono::{DateTime, Utc};
 use nuvem_domain::events::Envelope;
 use nuvem_domain::keys::Actor;
-use nuvem_domain::rpa::execution::{ExecutionStatus, FailureKind, Phase, Step};
+use nuvem_domain::rpa::execution::{
+    EXECUTION_ID_PREFIX, ExecutionStatus, FailureKind, Phase, Step,
+};
 use nuvem_domain::rpa::month::Month;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -289,7 +291,7 @@ impl Store {
         lines: &[StoredLogLine],
     ) -> Result<(), StoreError> {
         for chunk in lines.chunks(BATCH) {
-            let mut requests = chunk
+            let requests = chunk
                 .iter()
                 .map(|line| {
                     let mut item: Item = serde_dynamo::to_item(line)?;
@@ -306,31 +308,84 @@ impl Store {
                     Ok(WriteRequest::builder().put_request(put).build())
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            // Unprocessed items (throttling) are sent again, a few times.
-            for _ in 0..5 {
-                let out = self
-                    .db
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(StoreError::sdk)?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-            }
-            if !requests.is_empty() {
-                return Err(StoreError::Dynamo(format!(
-                    "{} log lines left unwritten after retries",
-                    requests.len()
-                )));
-            }
+            self.batch_write(requests).await?;
         }
         Ok(())
+    }
+
+    /// Deletes the log lines of an account's executions that began before
+    /// `cutoff`, up to `cap` of them; how many. Execution ids sort by the
+    /// time they began, so those lines are one key range of the partition.
+    pub async fn purge_logs_before(
+        &self,
+        account_id: &str,
+        cutoff: DateTime<Utc>,
+        cap: usize,
+    ) -> Result<usize, StoreError> {
+        let before = nuvem_domain::ids::lower_bound(EXECUTION_ID_PREFIX, cutoff);
+        let query = self
+            .sk_range(
+                k::account_pk(account_id),
+                "RPALOG#".to_owned(),
+                log_prefix(&before),
+            )
+            .projection_expression("pk, sk");
+        let mut deleted = 0;
+        let mut start = None;
+        while deleted < cap {
+            let out = query
+                .clone()
+                .limit(i32::try_from((cap - deleted).min(1000)).unwrap_or(1000))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::sdk)?;
+            let keys = out.items.unwrap_or_default();
+            for chunk in keys.chunks(BATCH) {
+                let requests = chunk
+                    .iter()
+                    .map(|key| {
+                        let delete = DeleteRequest::builder()
+                            .set_key(Some(key.clone()))
+                            .build()
+                            .map_err(StoreError::sdk)?;
+                        Ok(WriteRequest::builder().delete_request(delete).build())
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                self.batch_write(requests).await?;
+                deleted += chunk.len();
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// BatchWriteItem of up to 25 requests; unprocessed ones (throttling)
+    /// are sent again, a few times, before it gives up.
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for _ in 0..5 {
+            let out = self
+                .db
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(StoreError::sdk)?;
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Dynamo(format!(
+            "{} log items left unwritten after retries",
+            requests.len()
+        )))
     }
 
     /// Up to `limit` log lines of an execution after seq `after`, oldest

@@ -17,10 +17,14 @@ use nuvem_domain::keys::Actor;
 use nuvem_domain::rpa::carrier::CarrierCode;
 use nuvem_domain::rpa::month::Month;
 use nuvem_domain::rpa::process::{Invoice, Origin, ProcessStatus};
+use nuvem_domain::rpa::report;
 use serde::{Deserialize, Serialize};
 
 use super::{AuditRecord, Index, Item, ListError, Page, Store, StoreError, s};
 use crate::table_keys as k;
+
+/// Most processes a monthly report counts.
+pub const REPORT_CAP: usize = 50_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessRecord {
@@ -69,6 +73,27 @@ pub struct ProcessRecord {
 
 impl ProcessRecord {
     /// The process as its events name it.
+    /// The process as an export's row shows it.
+    pub fn export_row(&self) -> nuvem_domain::rpa::export::ProcessRow<'_> {
+        nuvem_domain::rpa::export::ProcessRow {
+            id: &self.id,
+            client_id: &self.client_id,
+            legal_name: &self.legal_name,
+            carrier: &self.carrier,
+            month: self.month,
+            status: self.status,
+            invoice: self.invoice.as_ref(),
+            manual_upload: self.manual_upload,
+            approved_by: self.approved_by.as_ref(),
+            approved_at: self.approved_at,
+            filed_at: self.filed_at,
+            filing_protocol: self.filing_protocol.as_deref(),
+            download_attempts: self.download_attempts,
+            filing_attempts: self.filing_attempts,
+            created_at: self.created_at,
+        }
+    }
+
     pub fn event_ref(&self) -> nuvem_domain::rpa::events::ProcessRef<'_> {
         nuvem_domain::rpa::events::ProcessRef {
             process_id: &self.id,
@@ -262,6 +287,44 @@ impl Store {
             query = query.filter_expression(conditions.join(" AND "));
         }
         self.page_of(query, index, limit, cursor).await
+    }
+
+    /// The monthly report of an account's month (of its first
+    /// [`REPORT_CAP`] processes).
+    pub async fn monthly_report(
+        &self,
+        account_id: &str,
+        month: Month,
+    ) -> Result<report::MonthlyReport, StoreError> {
+        let processes = self
+            .processes_of_month(account_id, month, None, REPORT_CAP)
+            .await?;
+        let counted: Vec<report::Counted> = processes
+            .iter()
+            .map(|p| report::Counted {
+                carrier: &p.carrier,
+                status: p.status,
+                amount_cents: p.invoice.as_ref().and_then(|i| i.amount_cents),
+            })
+            .collect();
+        Ok(report::monthly(month, &counted))
+    }
+
+    /// Up to `cap` of an account's processes, by client and month (for
+    /// exports).
+    pub async fn all_processes(
+        &self,
+        account_id: &str,
+        cap: usize,
+    ) -> Result<Vec<ProcessRecord>, StoreError> {
+        let query = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":p", s(k::account_pk(account_id)))
+            .expression_attribute_values(":prefix", s(k::RPA_PROCESS_PREFIX));
+        self.query_all(query, cap).await
     }
 
     /// Up to `cap` processes of an account's month (for reports), or only

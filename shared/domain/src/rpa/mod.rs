@@ -7,6 +7,7 @@ pub mod client;
 pub mod client_import;
 pub mod events;
 pub mod execution;
+pub mod export;
 pub mod month;
 pub mod nfcom;
 pub mod process;

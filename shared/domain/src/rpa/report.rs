@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::carrier::CarrierCode;
 use super::month::Month;
@@ -16,7 +16,7 @@ pub struct Counted<'a> {
     pub amount_cents: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
     pub processes: u64,
     /// BRL cents of the invoices received so far.
@@ -43,7 +43,7 @@ impl Tally {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonthlyReport {
     pub month: Month,
     pub total: Tally,

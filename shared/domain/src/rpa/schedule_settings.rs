@@ -45,15 +45,6 @@ pub enum ScheduleKind {
 }
 
 impl ScheduleKind {
-    /// Whether `rpa-scheduler` runs this type yet; the others are refused
-    /// when a schedule is saved rather than failing at every run.
-    pub fn is_available(self) -> bool {
-        matches!(
-            self,
-            ScheduleKind::CreateMonthlyProcesses | ScheduleKind::RunDownloads
-        )
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             ScheduleKind::CreateMonthlyProcesses => "create_monthly_processes",
@@ -196,15 +187,6 @@ fn validate(
 ) -> Result<(ScheduleSettings, CronSchedule), Vec<FieldError>> {
     let mut errors = Vec::new();
     let name = check(&mut errors, text_field("name", &name, 1, MAX_NAME_CHARS));
-    if !kind.is_available() {
-        errors.push(FieldError::new(
-            "type",
-            format!(
-                "{} is not available yet; create_monthly_processes and run_downloads are",
-                kind.as_str()
-            ),
-        ));
-    }
     let schedule = CronSchedule::parse(cron, time_zone)
         .map_err(|e| errors.extend(e))
         .ok();
@@ -283,7 +265,6 @@ mod tests {
             fields,
             [
                 "name",
-                "type",
                 "cron",
                 "time_zone",
                 "parameters.month_offset",
