@@ -76,7 +76,13 @@ impl World {
         };
         self.store().create_upload(&upload).await.unwrap();
         let key = staging_key(&self.account, &p.id, &upload.id);
-        let url = self.deps.invoices.presigned_put(&key).await.unwrap();
+        let url = self
+            .deps
+            .invoices
+            .links()
+            .presigned_put(&key)
+            .await
+            .unwrap();
         (upload, url.expose().to_owned())
     }
 
@@ -264,7 +270,7 @@ async fn a_file_for_a_process_approved_meanwhile_or_for_no_upload_is_not_taken()
 
     // A file under uploads/ that no upload asked for.
     let stray = staging_key(&w.account, &p.id, "upl_01jd0000000000000000000000");
-    let url = w.deps.invoices.presigned_put(&stray).await.unwrap();
+    let url = w.deps.invoices.links().presigned_put(&stray).await.unwrap();
     w.put(url.expose(), pdf()).await;
     w.handle_events().await;
     assert_eq!(w.object(&stray).await, None);

@@ -203,6 +203,7 @@ async fn request(
             };
             let url = deps
                 .invoices
+                .links()
                 .presigned_get(&invoice.s3_key)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -18,7 +18,7 @@ mod uploads;
 
 use nuvem_aws::Core;
 use nuvem_aws::http::{self, HttpResult, Problem, Request, Response};
-use nuvem_aws::invoices::Invoices;
+use nuvem_aws::invoices::InvoiceLinks;
 use nuvem_aws::rpa_jobs::RpaJobQueue;
 use nuvem_aws::secrets::Sealer;
 use nuvem_domain::keys::Role;
@@ -29,7 +29,7 @@ pub struct Deps {
     pub sealer: Sealer,
     /// Where the steps of processes go (`rpa-worker`).
     pub queue: RpaJobQueue,
-    pub invoices: Invoices,
+    pub invoices: InvoiceLinks,
 }
 
 /// Who keeps the account's carriers and clients.

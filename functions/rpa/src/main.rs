@@ -1,4 +1,4 @@
-use nuvem_aws::invoices::Invoices;
+use nuvem_aws::invoices::InvoiceLinks;
 use nuvem_aws::rpa_jobs::RpaJobQueue;
 use nuvem_aws::secrets::Sealer;
 use nuvem_aws::{Core, config};
@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         core: Core::from_env(&sdk)?,
         sealer: Sealer::from_env(&sdk)?,
         queue: RpaJobQueue::new(&sdk, config::env("RPA_JOBS_QUEUE_URL")?),
-        invoices: Invoices::from_lookup(&sdk, &|name| std::env::var(name).ok())?,
+        invoices: InvoiceLinks::from_lookup(&sdk, &|name| std::env::var(name).ok())?,
     };
     nuvem_aws::runtime::serve_http(|req| rpa::handle(&deps, req)).await
 }

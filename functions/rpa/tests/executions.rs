@@ -349,8 +349,9 @@ async fn the_invoice_is_read_through_a_link_that_expires() {
     w.receive_invoice(&id, 10_000).await;
     let stored = w.stored(&id).await.invoice.unwrap();
     let pdf = b"%PDF-1.7\nfatura de teste\n%%EOF".to_vec();
-    w.deps
-        .invoices
+    // Written as rpa-worker writes it, through the S3 client.
+    let bucket = w.deps.invoices.bucket().to_owned();
+    nuvem_aws::invoices::Invoices::new(&w.t.sdk, bucket)
         .put_pdf(&stored.s3_key, pdf.clone())
         .await
         .unwrap();

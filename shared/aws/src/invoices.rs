@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::blobs::Blobs;
 use crate::config::{self, ConfigError};
 use crate::rpa_api::PresignedUrl;
+use crate::s3_links::{Access, S3Links, encode_key};
 
 /// The largest invoice nuvem keeps (a carrier's invoice is a few hundred KB;
 /// a detailed one of a large client a few MB), downloaded or uploaded.
@@ -36,16 +36,18 @@ impl InvoiceError {
     }
 }
 
+/// Presigned links to the invoices bucket, without an S3 client (see
+/// [`crate::s3_links`]): all that `rpa` needs.
 #[derive(Clone, Debug)]
-pub struct Invoices {
-    blobs: Blobs,
+pub struct InvoiceLinks {
+    links: S3Links,
     bucket: String,
 }
 
-impl Invoices {
+impl InvoiceLinks {
     pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
-        Invoices {
-            blobs: Blobs::new(sdk),
+        InvoiceLinks {
+            links: S3Links::new(sdk),
             bucket: bucket.into(),
         }
     }
@@ -60,6 +62,65 @@ impl Invoices {
 
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    /// A GET of `key` that works for [`LINK_TTL`].
+    pub async fn presigned_get(&self, key: &str) -> Result<PresignedUrl, InvoiceError> {
+        self.get_for(key, LINK_TTL).await
+    }
+
+    async fn get_for(&self, key: &str, ttl: Duration) -> Result<PresignedUrl, InvoiceError> {
+        self.links
+            .presign(Access::Get, &self.bucket, key, ttl)
+            .await
+            .map_err(|e| InvoiceError(e.to_string()))
+    }
+
+    /// A PUT of a PDF at `key` that works for [`LINK_TTL`]; the content type
+    /// is signed, so the upload must send `Content-Type: application/pdf`.
+    pub async fn presigned_put(&self, key: &str) -> Result<PresignedUrl, InvoiceError> {
+        self.links
+            .presign(
+                Access::Put { content_type: PDF },
+                &self.bucket,
+                key,
+                LINK_TTL,
+            )
+            .await
+            .map_err(|e| InvoiceError(e.to_string()))
+    }
+}
+
+/// The invoices bucket through the S3 client, for the functions that
+/// write to it, with its links.
+#[derive(Clone, Debug)]
+pub struct Invoices {
+    blobs: Blobs,
+    links: InvoiceLinks,
+}
+
+impl Invoices {
+    pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
+        Invoices {
+            blobs: Blobs::new(sdk),
+            links: InvoiceLinks::new(sdk, bucket),
+        }
+    }
+
+    /// The bucket named by `INVOICES_BUCKET`.
+    pub fn from_lookup(
+        sdk: &aws_config::SdkConfig,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self::new(sdk, config::required(lookup, "INVOICES_BUCKET")?))
+    }
+
+    pub fn bucket(&self) -> &str {
+        self.links.bucket()
+    }
+
+    pub fn links(&self) -> &InvoiceLinks {
+        &self.links
     }
 
     /// Stores a PDF (replacing the one at `key`, if any).
@@ -79,14 +140,14 @@ impl Invoices {
     ) -> Result<PresignedUrl, InvoiceError> {
         let key = format!("exports/{account_id}/{export_id}/{name}");
         self.put(&key, bytes, CSV).await?;
-        self.presign_get(&key, EXPORT_LINK_TTL).await
+        self.links.get_for(&key, EXPORT_LINK_TTL).await
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), InvoiceError> {
         self.blobs
             .client()
             .put_object()
-            .bucket(&self.bucket)
+            .bucket(self.bucket())
             .key(key)
             .content_type(content_type)
             .body(ByteStream::from(bytes))
@@ -102,7 +163,7 @@ impl Invoices {
             .blobs
             .client()
             .head_object()
-            .bucket(&self.bucket)
+            .bucket(self.bucket())
             .key(key)
             .send()
             .await
@@ -119,7 +180,7 @@ impl Invoices {
             .blobs
             .client()
             .get_object()
-            .bucket(&self.bucket)
+            .bucket(self.bucket())
             .key(key)
             .range(format!("bytes=0-{}", n.saturating_sub(1)))
             .send()
@@ -140,8 +201,8 @@ impl Invoices {
         self.blobs
             .client()
             .copy_object()
-            .bucket(&self.bucket)
-            .copy_source(format!("{}/{}", self.bucket, urlencoding(from)))
+            .bucket(self.bucket())
+            .copy_source(format!("{}/{}", self.bucket(), encode_key(from)))
             .key(to)
             .content_type(PDF)
             .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
@@ -156,62 +217,11 @@ impl Invoices {
         self.blobs
             .client()
             .delete_object()
-            .bucket(&self.bucket)
+            .bucket(self.bucket())
             .key(key)
             .send()
             .await
             .map_err(InvoiceError::sdk)?;
         Ok(())
     }
-
-    /// A GET of `key` that works for [`LINK_TTL`].
-    pub async fn presigned_get(&self, key: &str) -> Result<PresignedUrl, InvoiceError> {
-        self.presign_get(key, LINK_TTL).await
-    }
-
-    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<PresignedUrl, InvoiceError> {
-        let request = self
-            .blobs
-            .client()
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(presigning(ttl)?)
-            .await
-            .map_err(InvoiceError::sdk)?;
-        Ok(PresignedUrl::new(request.uri()))
-    }
-
-    /// A PUT of a PDF at `key` that works for [`LINK_TTL`]; the content type
-    /// is signed, so the upload must send `Content-Type: application/pdf`.
-    pub async fn presigned_put(&self, key: &str) -> Result<PresignedUrl, InvoiceError> {
-        let request = self
-            .blobs
-            .client()
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(PDF)
-            .presigned(presigning(LINK_TTL)?)
-            .await
-            .map_err(InvoiceError::sdk)?;
-        Ok(PresignedUrl::new(request.uri()))
-    }
-}
-
-/// `CopySource` is URL-encoded; nuvem's keys hold only ids, `/`, `-`, `_`
-/// and `.`, which need none, so anything else is percent-encoded here.
-fn urlencoding(key: &str) -> String {
-    key.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
-fn presigning(ttl: Duration) -> Result<PresigningConfig, InvoiceError> {
-    PresigningConfig::expires_in(ttl).map_err(|e| InvoiceError(e.to_string()))
 }

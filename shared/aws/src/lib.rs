@@ -20,6 +20,7 @@ pub mod quota;
 pub mod rpa_api;
 pub mod rpa_jobs;
 pub mod runtime;
+pub mod s3_links;
 pub mod secrets;
 pub mod storage_access;
 pub mod store;

@@ -5,7 +5,7 @@
 use chrono::Utc;
 use nuvem_aws::Core;
 use nuvem_aws::http::Request;
-use nuvem_aws::invoices::Invoices;
+use nuvem_aws::invoices::InvoiceLinks;
 use nuvem_aws::rpa_jobs::RpaJobQueue;
 use nuvem_aws::store::ProcessRecord;
 use nuvem_domain::rpa::process::{Invoice, ProcessStatus, parse_process_id};
@@ -38,7 +38,7 @@ pub async fn world() -> World {
         core,
         sealer: t.sealer(),
         queue: RpaJobQueue::new(&t.sdk, env("RPA_JOBS_QUEUE_URL").unwrap()),
-        invoices: Invoices::from_lookup(&t.sdk, &env).unwrap(),
+        invoices: InvoiceLinks::from_lookup(&t.sdk, &env).unwrap(),
     };
     World {
         t,

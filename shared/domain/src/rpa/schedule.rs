@@ -9,7 +9,7 @@
 //! `@daily`, no `?`, `W`, `#` or `+` (croner extensions whose meaning a user
 //! would have to look up), so that a schedule reads the same to everyone.
 //!
-//! Matching comes from croner 4; the time zone from chrono-tz, whose
+//! Matching comes from croner 4; the time zone from jiff, whose
 //! compiled-in database is what makes this work on Lambda's image, which
 //! has no tzdata.
 //!
@@ -44,10 +44,10 @@
 //! module only asks croner for matching *wall-clock* times (`NaiveDateTime`,
 //! where croner knows no zone) and maps them to instants itself.
 
-use chrono::{DateTime, Duration, MappedLocalTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
+use jiff::tz::{AmbiguousOffset, TimeZone};
 
 use crate::validation::FieldError;
 
@@ -76,7 +76,9 @@ const MAX_WALK_STEPS: u32 = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CronSchedule {
     expr: String,
-    zone: Tz,
+    zone: TimeZone,
+    /// The zone's IANA name as the database spells it.
+    zone_name: String,
     cron: Cron,
 }
 
@@ -101,8 +103,13 @@ impl CronSchedule {
             }
         };
         match (cron, zone) {
-            (Some((expr, cron)), Some(zone)) if errors.is_empty() => {
-                Ok(CronSchedule { expr, zone, cron })
+            (Some((expr, cron)), Some((zone, zone_name))) if errors.is_empty() => {
+                Ok(CronSchedule {
+                    expr,
+                    zone,
+                    zone_name,
+                    cron,
+                })
             }
             _ => Err(errors),
         }
@@ -117,12 +124,34 @@ impl CronSchedule {
     /// The date the schedule's zone shows at `at` (a run's month is the
     /// month of its local date).
     pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
-        at.with_timezone(&self.zone).date_naive()
+        self.wall_clock(at).date()
     }
 
     /// The IANA name of the zone (`America/Sao_Paulo`).
     pub fn time_zone(&self) -> &str {
-        self.zone.name()
+        &self.zone_name
+    }
+
+    /// What the zone's clock shows at `at`.
+    fn wall_clock(&self, at: DateTime<Utc>) -> NaiveDateTime {
+        let local = jiff::Timestamp::new(at.timestamp(), 0)
+            .map(|ts| self.zone.to_datetime(ts))
+            .ok()
+            .and_then(|local| {
+                NaiveDate::from_ymd_opt(
+                    i32::from(local.year()),
+                    u32::try_from(local.month()).ok()?,
+                    u32::try_from(local.day()).ok()?,
+                )?
+                .and_hms_opt(
+                    u32::try_from(local.hour()).ok()?,
+                    u32::try_from(local.minute()).ok()?,
+                    u32::try_from(local.second()).ok()?,
+                )
+            });
+        // Outside jiff's years (±9999), which no schedule reaches: UTC.
+        local.unwrap_or_else(|| at.naive_utc())
+            + Duration::nanoseconds(at.timestamp_subsec_nanos().into())
     }
 
     /// The first run strictly after `after`, or `None` if there is none
@@ -136,7 +165,7 @@ impl CronSchedule {
     /// matches: those of a repeated hour's first pass when `after` is in the
     /// second, and skipped times that all map to the end of one gap.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut wall = after.with_timezone(&self.zone).naive_local();
+        let mut wall = self.wall_clock(after);
         let mut inclusive = true;
         for _ in 0..MAX_WALK_STEPS {
             wall = self.cron.find_next_occurrence(&wall, inclusive).ok()?;
@@ -169,13 +198,8 @@ impl CronSchedule {
     /// only instant, the earlier of its two in a repeated hour, or the end
     /// of the gap when `wall` was skipped by a jump forward.
     fn resolve(&self, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
-        let earliest = |local: MappedLocalTime<DateTime<Tz>>| match local {
-            MappedLocalTime::Single(t) => Some(t),
-            MappedLocalTime::Ambiguous(a, b) => Some(a.min(b)),
-            MappedLocalTime::None => None,
-        };
-        if let Some(t) = earliest(self.zone.from_local_datetime(&wall)) {
-            return Some(t.to_utc());
+        if let Some(t) = self.earliest_instant(wall)? {
+            return Some(t);
         }
         // In a gap. Transitions fall on whole minutes (those within reach
         // of a schedule do), so the first wall-clock minute that exists
@@ -184,21 +208,50 @@ impl CronSchedule {
         let mut probe = wall;
         for _ in 0..2 * 24 * 60 {
             probe += Duration::minutes(1);
-            if let Some(t) = earliest(self.zone.from_local_datetime(&probe)) {
-                return Some(t.to_utc());
+            if let Some(t) = self.earliest_instant(probe)? {
+                return Some(t);
             }
         }
         None
     }
+
+    /// The earlier instant whose clock shows `wall` (`Some(None)` when
+    /// the clock skips it); `None` outside the years jiff handles.
+    fn earliest_instant(&self, wall: NaiveDateTime) -> Option<Option<DateTime<Utc>>> {
+        let civil = jiff::civil::DateTime::new(
+            i16::try_from(wall.year()).ok()?,
+            i8::try_from(wall.month()).ok()?,
+            i8::try_from(wall.day()).ok()?,
+            i8::try_from(wall.hour()).ok()?,
+            i8::try_from(wall.minute()).ok()?,
+            i8::try_from(wall.second()).ok()?,
+            0,
+        )
+        .ok()?;
+        let at = |offset: jiff::tz::Offset| -> Option<DateTime<Utc>> {
+            let ts = offset.to_timestamp(civil).ok()?;
+            DateTime::from_timestamp(ts.as_second(), 0)
+        };
+        Some(match self.zone.to_ambiguous_timestamp(civil).offset() {
+            AmbiguousOffset::Unambiguous { offset } => Some(at(offset)?),
+            AmbiguousOffset::Fold { before, after } => Some(at(before)?.min(at(after)?)),
+            AmbiguousOffset::Gap { .. } => None,
+        })
+    }
 }
 
-fn parse_zone(time_zone: &str) -> Result<Tz, String> {
+/// A zone of the tz database compiled into the binary (jiff's
+/// `tzdb-bundle-always`: Lambda's image has no tzdata, and nothing is read
+/// from the file system), by its IANA name in any case.
+fn parse_zone(time_zone: &str) -> Result<(TimeZone, String), String> {
     let name = time_zone.trim();
     if name.is_empty() {
         return Err("must not be empty".to_owned());
     }
-    name.parse::<Tz>()
-        .map_err(|_| "unknown time zone; use an IANA name such as America/Sao_Paulo".to_owned())
+    let unknown = || "unknown time zone; use an IANA name such as America/Sao_Paulo".to_owned();
+    let zone = TimeZone::get(name).map_err(|_| unknown())?;
+    let canonical = zone.iana_name().ok_or_else(unknown)?.to_owned();
+    Ok((zone, canonical))
 }
 
 /// Checks the expression against the grammar of this module, then has
@@ -859,12 +912,20 @@ mod tests {
         let s = sched("0 6 * * *", " Europe/Lisbon ");
         assert_eq!(s.time_zone(), "Europe/Lisbon");
         assert_eq!(sched("0 6 * * *", "UTC").time_zone(), "UTC");
+        // Any case; stored as the database spells it.
+        assert_eq!(
+            sched("0 6 * * *", "america/sao_paulo").time_zone(),
+            "America/Sao_Paulo"
+        );
     }
 
     #[test]
     fn constants() {
         assert_eq!(MAX_CONSECUTIVE_FAILURES, 10);
-        assert!(DEFAULT_TIME_ZONE.parse::<Tz>().is_ok());
+        assert_eq!(
+            sched("0 6 * * *", DEFAULT_TIME_ZONE).time_zone(),
+            DEFAULT_TIME_ZONE
+        );
     }
 
     // ----- property tests -------------------------------------------------
@@ -957,7 +1018,7 @@ mod tests {
     /// `m` shows at least `w` and every earlier clock reading is below `w`.
     /// `before` is the latest clock reading before `m`.
     fn is_run(s: &CronSchedule, before: NaiveDateTime, m: DateTime<Utc>) -> bool {
-        let now = m.with_timezone(&s.zone).naive_local();
+        let now = s.wall_clock(m);
         let mut w = before + Duration::minutes(1);
         while w <= now {
             if s.cron.is_time_matching(&w).unwrap() {
@@ -969,7 +1030,7 @@ mod tests {
     }
 
     fn wall(s: &CronSchedule, t: DateTime<Utc>) -> NaiveDateTime {
-        t.with_timezone(&s.zone).naive_local()
+        s.wall_clock(t)
     }
 
     proptest! {
@@ -1035,7 +1096,7 @@ mod tests {
             let day = NaiveDate::parse_from_str(days[change], "%Y-%m-%d").unwrap()
                 + Duration::days(day_offset);
             let midnight = |d: NaiveDate| {
-                s.zone.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap()).earliest().unwrap().to_utc()
+                s.earliest_instant(d.and_hms_opt(0, 0, 0).unwrap()).unwrap().unwrap()
             };
             let (start, end) = (midnight(day), midnight(day + Duration::days(1)));
             let first = s.next_after(start - Duration::seconds(1)).unwrap();
