@@ -36,6 +36,11 @@ impl InvoiceError {
     }
 }
 
+/// The bucket named by `INVOICES_BUCKET`.
+fn bucket_from(lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    config::required(lookup, "INVOICES_BUCKET")
+}
+
 /// Presigned links to the invoices bucket, without an S3 client (see
 /// [`crate::s3_links`]): all that `rpa` needs.
 #[derive(Clone, Debug)]
@@ -57,7 +62,7 @@ impl InvoiceLinks {
         sdk: &aws_config::SdkConfig,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        Ok(Self::new(sdk, config::required(lookup, "INVOICES_BUCKET")?))
+        Ok(Self::new(sdk, bucket_from(lookup)?))
     }
 
     pub fn bucket(&self) -> &str {
@@ -112,7 +117,7 @@ impl Invoices {
         sdk: &aws_config::SdkConfig,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        Ok(Self::new(sdk, config::required(lookup, "INVOICES_BUCKET")?))
+        Ok(Self::new(sdk, bucket_from(lookup)?))
     }
 
     pub fn bucket(&self) -> &str {

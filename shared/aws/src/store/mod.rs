@@ -411,6 +411,20 @@ impl Store {
             .expression_attribute_values(":to", s(to))
     }
 
+    /// A query of one partition's items whose sort keys begin with `prefix`.
+    pub(crate) fn sk_prefix(
+        &self,
+        pk: String,
+        prefix: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":p", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+    }
+
     /// Up to `cap` items a query matches, following its pages (for reads
     /// that need a whole, bounded set rather than one page of a listing).
     pub(crate) async fn query_all<T: serde::de::DeserializeOwned>(
@@ -459,10 +473,7 @@ impl Store {
                 sk_prefix,
                 newest_first,
             } => (
-                query
-                    .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":p", s(pk))
-                    .expression_attribute_values(":prefix", s(sk_prefix))
+                self.sk_prefix(pk, sk_prefix)
                     .scan_index_forward(!newest_first),
                 None,
             ),

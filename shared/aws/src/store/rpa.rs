@@ -125,13 +125,8 @@ impl Store {
     /// Every carrier of an account, by code (for imports: a few dozen).
     pub async fn all_carriers(&self, account_id: &str) -> Result<Vec<CarrierRecord>, StoreError> {
         let query = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":p", s(k::account_pk(account_id)))
-            .expression_attribute_values(":prefix", s(k::RPA_CARRIER_PREFIX));
+            .sk_prefix(k::account_pk(account_id), k::RPA_CARRIER_PREFIX)
+            .consistent_read(true);
         self.query_all(query, 1000).await
     }
 
@@ -342,10 +337,7 @@ impl Store {
                 Some(Index::Gsi1),
             ),
             None => (
-                query
-                    .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":p", s(k::account_pk(account_id)))
-                    .expression_attribute_values(":prefix", s(k::RPA_CLIENT_PREFIX)),
+                self.sk_prefix(k::account_pk(account_id), k::RPA_CLIENT_PREFIX),
                 None,
             ),
         };

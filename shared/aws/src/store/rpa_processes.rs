@@ -235,10 +235,7 @@ impl Store {
                     Some(m) => process_sk(client_id, m),
                     None => k::rpa_process_sk(client_id, ""),
                 };
-                let q = query
-                    .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":p", s(k::account_pk(account_id)))
-                    .expression_attribute_values(":prefix", s(prefix));
+                let q = self.sk_prefix(k::account_pk(account_id), &prefix);
                 (q, None, Keyed::ClientMonth)
             }
             (None, Some(month), status) => {
@@ -264,10 +261,7 @@ impl Store {
                 (q, Some(Index::Gsi2), Keyed::MonthStatus)
             }
             (None, None, None) => {
-                let q = query
-                    .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":p", s(k::account_pk(account_id)))
-                    .expression_attribute_values(":prefix", s(k::RPA_PROCESS_PREFIX));
+                let q = self.sk_prefix(k::account_pk(account_id), k::RPA_PROCESS_PREFIX);
                 (q, None, Keyed::Nothing)
             }
         };
@@ -317,13 +311,7 @@ impl Store {
         account_id: &str,
         cap: usize,
     ) -> Result<Vec<ProcessRecord>, StoreError> {
-        let query = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :p AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":p", s(k::account_pk(account_id)))
-            .expression_attribute_values(":prefix", s(k::RPA_PROCESS_PREFIX));
+        let query = self.sk_prefix(k::account_pk(account_id), k::RPA_PROCESS_PREFIX);
         self.query_all(query, cap).await
     }
 

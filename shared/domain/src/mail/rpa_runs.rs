@@ -31,26 +31,40 @@ fn brl(locale: Locale, cents: i64) -> String {
 
 fn tally_line(locale: Locale, name: &str, t: &Tally) -> String {
     let count = |s: ProcessStatus| t.by_status.get(&s).copied().unwrap_or(0);
-    match locale {
-        Locale::PtBr => format!(
-            "{name}: {} processos ({} aguardando download, {} aguardando aprovação, {} aguardando envio ao SAT, {} enviados ao SAT), {}",
-            t.processes,
-            count(ProcessStatus::AwaitingDownload),
-            count(ProcessStatus::AwaitingApproval),
-            count(ProcessStatus::AwaitingTaxFiling),
-            count(ProcessStatus::Filed),
-            brl(locale, t.amount_cents),
-        ),
-        Locale::En => format!(
-            "{name}: {} processes ({} awaiting download, {} awaiting approval, {} awaiting tax filing, {} filed), {}",
-            t.processes,
-            count(ProcessStatus::AwaitingDownload),
-            count(ProcessStatus::AwaitingApproval),
-            count(ProcessStatus::AwaitingTaxFiling),
-            count(ProcessStatus::Filed),
-            brl(locale, t.amount_cents),
-        ),
-    }
+    let words = match locale {
+        Locale::PtBr => [
+            "processos",
+            "aguardando download",
+            "aguardando aprovação",
+            "aguardando envio ao SAT",
+            "enviados ao SAT",
+        ],
+        Locale::En => [
+            "processes",
+            "awaiting download",
+            "awaiting approval",
+            "awaiting tax filing",
+            "filed",
+        ],
+    };
+    let statuses = [
+        ProcessStatus::AwaitingDownload,
+        ProcessStatus::AwaitingApproval,
+        ProcessStatus::AwaitingTaxFiling,
+        ProcessStatus::Filed,
+    ];
+    let counts: Vec<String> = statuses
+        .iter()
+        .zip(&words[1..])
+        .map(|(s, w)| format!("{} {w}", count(*s)))
+        .collect();
+    format!(
+        "{name}: {} {} ({}), {}",
+        t.processes,
+        words[0],
+        counts.join(", "),
+        brl(locale, t.amount_cents)
+    )
 }
 
 /// `rpa.report.generated`: a month's processes per carrier and in total.
