@@ -37,7 +37,7 @@ pub(crate) async fn send_report(
         data,
         now,
     );
-    publish(deps, &event).await?;
+    deps.core.publish(&event).await.map_err(|e| e.to_string())?;
     Ok(format!(
         "report of {month} sent ({} processes)",
         report.total.processes
@@ -124,22 +124,10 @@ pub(crate) async fn export_data(
         }),
         now,
     );
-    publish(deps, &event).await?;
+    deps.core.publish(&event).await.map_err(|e| e.to_string())?;
     let rows: Vec<String> = files
         .iter()
         .map(|f| format!("{} {}", f.rows, f.name))
         .collect();
     Ok(format!("export {export_id} written: {}", rows.join(", ")))
-}
-
-/// Records an event in the outbox, then sends it (the relay sends it if
-/// this send fails).
-async fn publish(deps: &Deps, event: &Envelope) -> Result<(), String> {
-    deps.core
-        .store
-        .put_event(event)
-        .await
-        .map_err(|e| e.to_string())?;
-    deps.core.emit(event, None).await;
-    Ok(())
 }

@@ -474,8 +474,7 @@ async fn fire(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
     );
     let store = &deps.core.store;
     let Some(key) = key else {
-        store.put_event(&event).await?;
-        deps.core.emit(&event, None).await;
+        deps.core.publish(&event).await?;
         return http::json(202, &event);
     };
     let request = json!({"type": event.event_type.as_str(), "data": event.data});

@@ -46,6 +46,17 @@ impl Core {
     /// and takes it out of the outbox. A send that fails even after the SDK's
     /// retries does not fail the committed request: the event stays in the
     /// outbox and `outbox-relay` sends it later.
+    /// Records a new event in the outbox on its own (no change goes with
+    /// it), then sends it as [`Core::emit`] does.
+    pub async fn publish(
+        &self,
+        event: &nuvem_domain::events::Envelope,
+    ) -> Result<(), store::StoreError> {
+        self.store.put_event(event).await?;
+        self.emit(event, None).await;
+        Ok(())
+    }
+
     pub async fn emit(&self, event: &nuvem_domain::events::Envelope, secret: Option<(&str, &str)>) {
         if let Err(e) = self.events.publish_with_secret(event, secret).await {
             tracing::error!(event_id = %event.id, error = %e, "event committed but not queued; left to the outbox relay");
