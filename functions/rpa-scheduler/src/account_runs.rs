@@ -1,16 +1,17 @@
 //! The schedule types that report on or tidy an account's RPA data:
-//! `send_report`, `purge_old_logs` and `export_data`. Each answers a
-//! one-line summary for the run record, or why it failed.
+//! `send_report`, `purge_old_logs` and `export_data`. Each is one page:
+//! it answers a one-line summary for the run record and the event that
+//! announces it (saved with the run's outcome, so a run taken up again
+//! after a crash announces it once), or why it failed.
 
 use chrono::{DateTime, Duration, Utc};
-use nuvem_aws::store::ScheduleRecord;
+use nuvem_aws::store::{RUN_ID_PREFIX, ScheduleRunRecord};
 use nuvem_domain::events::{Envelope, EventType};
-use nuvem_domain::ids;
 use nuvem_domain::rpa::export::{self, CsvFile, EXPORT_ID_PREFIX, ExportedFile, MAX_EXPORT_ROWS};
 use nuvem_domain::rpa::month::Month;
 use serde_json::json;
 
-use crate::Deps;
+use crate::{Deps, Worked};
 
 /// Most log lines one `purge_old_logs` run deletes; the rest wait for the
 /// next run.
@@ -20,10 +21,11 @@ const PURGED_PER_RUN: usize = 100_000;
 /// `fanout` sends, and which webhooks receive).
 pub(crate) async fn send_report(
     deps: &Deps,
-    schedule: &ScheduleRecord,
+    run: &ScheduleRunRecord,
     month: Month,
     now: DateTime<Utc>,
-) -> Result<String, String> {
+) -> Result<Worked, String> {
+    let schedule = &run.schedule;
     let store = &deps.core.store;
     let report = store
         .monthly_report(&schedule.account_id, month)
@@ -37,20 +39,21 @@ pub(crate) async fn send_report(
         data,
         now,
     );
-    deps.core.publish(&event).await.map_err(|e| e.to_string())?;
-    Ok(format!(
+    let summary = format!(
         "report of {month} sent ({} processes)",
         report.total.processes
-    ))
+    );
+    Ok(Worked::only(summary, Some(event)))
 }
 
 /// Deletes the log lines of executions that began more than the
 /// schedule's `retention_days` ago.
 pub(crate) async fn purge_old_logs(
     deps: &Deps,
-    schedule: &ScheduleRecord,
+    run: &ScheduleRunRecord,
     now: DateTime<Utc>,
-) -> Result<String, String> {
+) -> Result<Worked, String> {
+    let schedule = &run.schedule;
     let days = schedule.settings.parameters.retention_days;
     let cutoff = now - Duration::days(i64::from(days));
     let deleted = deps
@@ -64,8 +67,9 @@ pub(crate) async fn purge_old_logs(
     } else {
         ""
     };
-    Ok(format!(
-        "{deleted} log lines older than {days} days deleted{more}"
+    Ok(Worked::only(
+        format!("{deleted} log lines older than {days} days deleted{more}"),
+        None,
     ))
 }
 
@@ -74,9 +78,10 @@ pub(crate) async fn purge_old_logs(
 /// email).
 pub(crate) async fn export_data(
     deps: &Deps,
-    schedule: &ScheduleRecord,
+    run: &ScheduleRunRecord,
     now: DateTime<Utc>,
-) -> Result<String, String> {
+) -> Result<Worked, String> {
+    let schedule = &run.schedule;
     let store = &deps.core.store;
     let account = &schedule.account_id;
     let err = |e: nuvem_aws::store::StoreError| e.to_string();
@@ -94,7 +99,8 @@ pub(crate) async fn export_data(
         export::clients_csv(clients.iter().map(|c| &c.settings)),
         export::processes_csv(processes.iter().map(|p| p.export_row())),
     ];
-    let export_id = ids::new_id(EXPORT_ID_PREFIX);
+    // Named after the run: taken up again, it writes the same files.
+    let export_id = run.id.replacen(RUN_ID_PREFIX, EXPORT_ID_PREFIX, 1);
     let mut files = Vec::new();
     for file in csv_files {
         let bytes = file.bytes.len();
@@ -124,10 +130,10 @@ pub(crate) async fn export_data(
         }),
         now,
     );
-    deps.core.publish(&event).await.map_err(|e| e.to_string())?;
     let rows: Vec<String> = files
         .iter()
         .map(|f| format!("{} {}", f.rows, f.name))
         .collect();
-    Ok(format!("export {export_id} written: {}", rows.join(", ")))
+    let summary = format!("export {export_id} written: {}", rows.join(", "));
+    Ok(Worked::only(summary, Some(event)))
 }

@@ -2,7 +2,7 @@ use chrono::Utc;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use nuvem_aws::invoices::Invoices;
 use nuvem_aws::rpa_jobs::RpaJobQueue;
-use nuvem_aws::{Core, config};
+use nuvem_aws::{Core, config, runtime};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
@@ -16,9 +16,14 @@ async fn main() -> Result<(), Error> {
     };
     // The EventBridge scheduled event carries nothing the scheduler needs:
     // what is due is in the table.
-    lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let deps = &deps;
-        async move { Ok::<_, Error>(rpa_scheduler::handle(deps, Utc::now()).await) }
+        async move {
+            let now = Utc::now();
+            let deadline =
+                runtime::stop_by(event.context.deadline, now, rpa_scheduler::SAFETY_MARGIN);
+            Ok::<_, Error>(rpa_scheduler::handle(deps, now, deadline).await)
+        }
     }))
     .await
 }

@@ -5,10 +5,14 @@
 //! event.
 
 use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
 use nuvem_aws::Core;
 use nuvem_aws::invoices::Invoices;
 use nuvem_aws::rpa_jobs::{self, RpaJob, RpaJobQueue};
-use nuvem_aws::store::{ClientRecord, ProcessRecord, ScheduleRecord, Store, StoredLogLine};
+use nuvem_aws::store::{
+    ClientRecord, ProcessRecord, RunOutcome, ScheduleRecord, ScheduleRunRecord, Store,
+    StoredLogLine,
+};
 use nuvem_domain::ids;
 use nuvem_domain::keys::Actor;
 use nuvem_domain::rpa::execution::EXECUTION_ID_PREFIX;
@@ -85,10 +89,20 @@ impl World {
 
     async fn processes(&self, month: &str) -> Vec<nuvem_aws::store::ProcessRecord> {
         self.store()
-            .processes_of_month(&self.account, Month::parse(month).unwrap(), None, 1000)
+            .processes_of_month(&self.account, Month::parse(month).unwrap(), None, 10_000)
             .await
             .unwrap()
     }
+}
+
+/// One tick at `now`, with time for every page it finds.
+async fn tick(w: &World, now: DateTime<Utc>) -> rpa_scheduler::Report {
+    rpa_scheduler::handle(&w.deps, now, DateTime::<Utc>::MAX_UTC).await
+}
+
+/// One tick at `now` whose deadline has passed: it works one page.
+async fn short_tick(w: &World, now: DateTime<Utc>) -> rpa_scheduler::Report {
+    rpa_scheduler::handle(&w.deps, now, DateTime::<Utc>::MIN_UTC).await
 }
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -128,10 +142,7 @@ async fn a_due_run_creates_the_months_processes_once() {
     by_hand.manual_upload = true;
     assert!(w.store().create_process(&by_hand).await.unwrap());
     let now = due + Duration::seconds(20);
-    let (a, b) = tokio::join!(
-        rpa_scheduler::handle(&w.deps, now),
-        rpa_scheduler::handle(&w.deps, now)
-    );
+    let (a, b) = tokio::join!(tick(&w, now), tick(&w, now));
     assert_eq!(a.claimed + b.claimed, 1, "{a:?} {b:?}");
     assert_eq!(a.succeeded + b.succeeded, 1);
     let processes = w.processes("2026-11").await;
@@ -160,12 +171,7 @@ async fn a_due_run_creates_the_months_processes_once() {
         .unwrap();
     assert_eq!(stored.next_run, Some(at("2027-01-01T09:00:00Z")));
     assert_eq!(stored.last_run, Some(due));
-    assert_eq!(
-        rpa_scheduler::handle(&w.deps, now + Duration::minutes(1))
-            .await
-            .claimed,
-        0
-    );
+    assert_eq!(tick(&w, now + Duration::minutes(1)).await.claimed, 0);
 }
 
 #[tokio::test]
@@ -179,11 +185,7 @@ async fn a_schedule_that_keeps_failing_is_paused_and_its_owner_told() {
         .await;
     drain(&w.t.sqs, w.t.events_queue(), 100).await;
     for minute in 0..i64::from(MAX_CONSECUTIVE_FAILURES) + 3 {
-        rpa_scheduler::handle(
-            &w.deps,
-            start + Duration::minutes(minute) + Duration::seconds(5),
-        )
-        .await;
+        tick(&w, start + Duration::minutes(minute) + Duration::seconds(5)).await;
     }
     let stored = w
         .store()
@@ -236,7 +238,7 @@ async fn a_success_forgets_earlier_failures() {
             .await
             .unwrap()
     );
-    let report = rpa_scheduler::handle(&w.deps, start + Duration::seconds(30)).await;
+    let report = tick(&w, start + Duration::seconds(30)).await;
     assert_eq!(report.succeeded, 1);
     let stored = w
         .store()
@@ -259,7 +261,7 @@ impl World {
 
     async fn jobs_sent(&self) -> Vec<RpaJob> {
         let url = (self.t.env("RpaScheduler"))("RPA_JOBS_QUEUE_URL").unwrap();
-        drain(&self.t.sqs, &url, 100)
+        drain(&self.t.sqs, &url, 1_000)
             .await
             .iter()
             .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
@@ -292,10 +294,7 @@ async fn a_run_downloads_run_begins_one_download_per_waiting_process() {
     )
     .await;
     let now = due + Duration::seconds(5);
-    let (r1, r2) = tokio::join!(
-        rpa_scheduler::handle(&w.deps, now),
-        rpa_scheduler::handle(&w.deps, now)
-    );
+    let (r1, r2) = tokio::join!(tick(&w, now), tick(&w, now));
     assert_eq!(r1.succeeded + r2.succeeded, 1, "{r1:?} {r2:?}");
     let mut begun: Vec<String> = w
         .jobs_sent()
@@ -347,16 +346,11 @@ async fn an_execution_whose_message_was_lost_is_sent_again_once_overdue() {
     // The message is lost (taken and never handled).
     assert_eq!(w.jobs_sent().await.len(), 1);
     // Not yet overdue: nothing is sent.
-    assert_eq!(
-        rpa_scheduler::handle(&w.deps, began + Duration::seconds(30))
-            .await
-            .resent,
-        0
-    );
+    assert_eq!(tick(&w, began + Duration::seconds(30)).await.resent, 0);
     assert!(w.jobs_sent().await.is_empty());
     // Overdue: the same message again, naming the version that waits.
     let late = began + rpa_jobs::overdue_after() + Duration::seconds(1);
-    assert_eq!(rpa_scheduler::handle(&w.deps, late).await.resent, 1);
+    assert_eq!(tick(&w, late).await.resent, 1);
     assert_eq!(w.jobs_sent().await, vec![RpaJob::of(&e)]);
 }
 
@@ -404,10 +398,7 @@ async fn a_send_report_run_sends_the_months_report_once() {
         .schedule("0 8 1 * *", "send_report", json!({"month_offset": -1}), due)
         .await;
     let now = due + Duration::seconds(5);
-    let (r1, r2) = tokio::join!(
-        rpa_scheduler::handle(&w.deps, now),
-        rpa_scheduler::handle(&w.deps, now)
-    );
+    let (r1, r2) = tokio::join!(tick(&w, now), tick(&w, now));
     assert_eq!(r1.succeeded + r2.succeeded, 1, "{r1:?} {r2:?}");
     let reports = events_of(&w, "rpa.report.generated").await;
     assert_eq!(reports.len(), 1, "{reports:?}");
@@ -463,7 +454,7 @@ async fn a_purge_old_logs_run_deletes_only_the_logs_past_retention() {
         now,
     )
     .await;
-    let report = rpa_scheduler::handle(&w.deps, now + Duration::seconds(5)).await;
+    let report = tick(w, now + Duration::seconds(5)).await;
     assert_eq!(report.succeeded, 1, "{report:?}");
     assert_eq!(logs(old.clone()).await, 0);
     assert_eq!(logs(recent.clone()).await, 30);
@@ -488,7 +479,7 @@ async fn an_export_data_run_links_csv_files_that_import_back() {
     drain(&w.t.sqs, w.t.events_queue(), 100).await;
     let due = at("2026-11-29T09:00:00Z");
     w.schedule("0 6 * * *", "export_data", json!({}), due).await;
-    let report = rpa_scheduler::handle(&w.deps, due + Duration::seconds(5)).await;
+    let report = tick(&w, due + Duration::seconds(5)).await;
     assert_eq!(report.succeeded, 1, "{report:?}");
     let exports = events_of(&w, "rpa.export.completed").await;
     assert_eq!(exports.len(), 1, "{exports:?}");
@@ -518,4 +509,153 @@ async fn an_export_data_run_links_csv_files_that_import_back() {
     assert_eq!(back, ["Cliente Filial", "Padaria Pão Quente, Ltda"]);
     assert_eq!(bodies[2].matches(&a.id).count(), 2);
     assert_eq!(bodies[2].matches(&b.id).count(), 1);
+}
+
+impl World {
+    async fn run_of(&self, schedule: &ScheduleRecord, due: DateTime<Utc>) -> ScheduleRunRecord {
+        self.store()
+            .get_schedule_run(&self.account, &schedule.id, due)
+            .await
+            .unwrap()
+            .expect("the run's record")
+    }
+}
+
+/// Ticks two overlapping invocations at a time, a minute apart from `now`,
+/// each with its deadline passed, until one ends a run; the reports of
+/// every tick.
+async fn short_ticks_until_a_run_ends(
+    w: &World,
+    mut now: DateTime<Utc>,
+) -> Vec<rpa_scheduler::Report> {
+    let mut ticks = Vec::new();
+    loop {
+        let (a, b) = tokio::join!(short_tick(w, now), short_tick(w, now));
+        assert_eq!(a.failed + b.failed, 0, "{a:?} {b:?}");
+        let ended = a.succeeded + b.succeeded;
+        ticks.push(a);
+        ticks.push(b);
+        if ended > 0 {
+            return ticks;
+        }
+        assert!(ticks.len() < 20, "the run does not end: {ticks:?}");
+        now += Duration::minutes(1);
+    }
+}
+
+#[tokio::test]
+async fn a_big_run_goes_on_a_page_per_tick_and_does_each_client_once() {
+    let w = world().await;
+    w.carrier("VIVO").await;
+    // Three pages of a hundred clients.
+    let clients = 201;
+    futures::stream::iter(0..clients)
+        .for_each_concurrent(8, |i| {
+            let w = &w;
+            async move {
+                w.client("VIVO", &format!("Unidade {i}"), true).await;
+            }
+        })
+        .await;
+    let due = at("2026-12-01T09:00:00Z");
+    let create = w
+        .schedule(
+            "0 6 1 * *",
+            "create_monthly_processes",
+            json!({"month_offset": -1}),
+            due,
+        )
+        .await;
+    // The first tick's deadline has passed once it worked a page: it
+    // leaves the run with a page done.
+    let first = short_tick(&w, due + Duration::seconds(5)).await;
+    assert_eq!(
+        (first.claimed, first.unfinished, first.succeeded),
+        (1, 1, 0)
+    );
+    assert_eq!(w.processes("2026-11").await.len(), 100);
+    let run = w.run_of(&create, due).await;
+    assert_eq!(run.outcome, RunOutcome::Running);
+    assert_eq!((run.progress.done, run.progress.pages), (100, 1));
+    // Later ticks, two at a time, take it up where it stopped.
+    let ticks = short_ticks_until_a_run_ends(&w, due + Duration::minutes(1)).await;
+    let resumed: usize = ticks.iter().map(|r| r.resumed).sum();
+    assert!(resumed >= 2, "a page per tick: {ticks:?}");
+    let processes = w.processes("2026-11").await;
+    assert_eq!(processes.len(), clients);
+    let run = w.run_of(&create, due).await;
+    assert_eq!(run.outcome, RunOutcome::Succeeded);
+    assert_eq!(run.resumed as usize, resumed);
+    assert_eq!(run.progress.done, clients as u64, "{run:?}");
+    assert_eq!(run.progress.skipped, 0, "no page was written twice");
+    assert_eq!(
+        run.detail.as_deref(),
+        Some("201 processes of 2026-11 created, 0 existed")
+    );
+
+    // The same for the downloads of those processes.
+    let due = due + Duration::hours(1);
+    let downloads = w
+        .schedule(
+            "0 7 1 * *",
+            "run_downloads",
+            json!({"month_offset": -1}),
+            due,
+        )
+        .await;
+    let ticks = short_ticks_until_a_run_ends(&w, due + Duration::seconds(5)).await;
+    assert!(
+        ticks.iter().map(|r| r.resumed).sum::<usize>() >= 2,
+        "{ticks:?}"
+    );
+    let mut begun: Vec<String> = w
+        .jobs_sent()
+        .await
+        .into_iter()
+        .map(|j| j.process_id)
+        .collect();
+    begun.sort();
+    begun.dedup();
+    assert_eq!(begun.len(), clients, "one download per process");
+    let run = w.run_of(&downloads, due).await;
+    assert_eq!(run.outcome, RunOutcome::Succeeded);
+    assert_eq!(run.progress.done, clients as u64, "{run:?}");
+}
+
+#[tokio::test]
+async fn a_run_cut_short_by_a_crash_is_taken_up_once_its_lease_runs_out() {
+    let w = world().await;
+    w.client("VIVO", "Matriz", true).await;
+    let due = at("2026-12-01T09:00:00Z");
+    let schedule = w
+        .schedule(
+            "0 6 1 * *",
+            "create_monthly_processes",
+            json!({"month_offset": -1}),
+            due,
+        )
+        .await;
+    // An invocation claims the run and dies before it works a page.
+    let now = due + Duration::seconds(5);
+    let next = schedule.settings.schedule().unwrap().next_due(due, now);
+    w.store()
+        .claim_schedule_run(&schedule, next, now, rpa_scheduler::LEASE)
+        .await
+        .unwrap()
+        .expect("claimed");
+    // While its lease holds, later ticks leave it alone.
+    let report = tick(&w, now + Duration::minutes(1)).await;
+    assert_eq!((report.claimed, report.resumed), (0, 0));
+    assert!(w.processes("2026-11").await.is_empty());
+    // Once it runs out, one of two overlapping ticks takes it up.
+    let later = now + rpa_scheduler::LEASE + Duration::seconds(1);
+    let (a, b) = tokio::join!(tick(&w, later), tick(&w, later));
+    assert_eq!(a.resumed + b.resumed, 1, "{a:?} {b:?}");
+    assert_eq!(a.succeeded + b.succeeded, 1);
+    assert_eq!(w.processes("2026-11").await.len(), 1);
+    let run = w.run_of(&schedule, due).await;
+    assert_eq!((run.outcome, run.resumed), (RunOutcome::Succeeded, 1));
+    // A finished run is not taken up again.
+    let report = tick(&w, later + rpa_scheduler::LEASE * 2).await;
+    assert_eq!(report.resumed, 0);
 }

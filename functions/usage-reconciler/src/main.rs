@@ -1,7 +1,7 @@
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use nuvem_aws::blobs::Blobs;
-use nuvem_aws::{Core, config};
+use nuvem_aws::{Core, config, runtime};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
@@ -14,11 +14,8 @@ async fn main() -> Result<(), Error> {
         let deps = &deps;
         async move {
             let now = Utc::now();
-            let deadline = i64::try_from(event.context.deadline)
-                .ok()
-                .and_then(DateTime::from_timestamp_millis)
-                .unwrap_or(now + chrono::Duration::minutes(1))
-                - usage_reconciler::SAFETY_MARGIN;
+            let deadline =
+                runtime::stop_by(event.context.deadline, now, usage_reconciler::SAFETY_MARGIN);
             Ok::<_, Error>(usage_reconciler::handle(deps, now, deadline).await)
         }
     }))

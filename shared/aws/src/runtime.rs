@@ -75,3 +75,19 @@ where
     }
     response
 }
+
+/// When a scheduled function should stop taking on work: Lambda's deadline
+/// for the invocation (`context.deadline`, epoch milliseconds) less
+/// `margin`, kept back to save where it stopped; a minute from `now` when
+/// the deadline is unreadable.
+pub fn stop_by(
+    deadline_ms: u64,
+    now: chrono::DateTime<chrono::Utc>,
+    margin: chrono::Duration,
+) -> chrono::DateTime<chrono::Utc> {
+    i64::try_from(deadline_ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or(now + chrono::Duration::minutes(1))
+        - margin
+}

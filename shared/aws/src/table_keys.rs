@@ -296,7 +296,10 @@ pub fn rpa_watch_shard(shard: u32) -> String {
 }
 /// gsi1 partition of every active schedule by its next run.
 pub const RPA_DUE: &str = "RPADUE";
-/// One run of a schedule, by its due time (its claim and its outcome).
+/// gsi1 partition of every schedule run still under way, by when its lease
+/// runs out (`<lease until>#<account>#<schedule>#<due>`).
+pub const RPA_OPEN_RUNS: &str = "RPARUNS";
+/// One run of a schedule, by its due time (its claim, progress and outcome).
 pub fn rpa_schedule_run_sk(schedule_id: &str, due: &str) -> String {
     format!("RPARUN#{schedule_id}#{due}")
 }

@@ -52,7 +52,7 @@ async fn tick(store: &Store, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
         let when = due.next_run.unwrap();
         let next = cron.next_due(when, now);
         if store
-            .claim_schedule_run(&due, next, now)
+            .claim_schedule_run(&due, next, now, Duration::minutes(5))
             .await
             .unwrap()
             .is_some()

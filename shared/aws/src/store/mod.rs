@@ -17,6 +17,7 @@ mod rollups;
 mod rpa;
 mod rpa_executions;
 mod rpa_processes;
+mod rpa_runs;
 mod rpa_schedules;
 mod rpa_uploads;
 mod storage_keys;
@@ -39,6 +40,7 @@ pub use requests::Once;
 pub use rpa::{CarrierRecord, ClientFilter, ClientRecord, ClientWriteError, DeleteCarrierOutcome};
 pub use rpa_executions::{ErrorKind, ExecutionError, ExecutionRecord, StoredLogLine};
 pub use rpa_processes::{ProcessFilter, ProcessRecord};
+pub use rpa_runs::{RUN_ID_PREFIX, RunOutcome, RunProgress, ScheduleRunRecord};
 pub use rpa_schedules::{ScheduleRecord, ScheduleWriteError};
 pub use rpa_uploads::UploadRecord;
 pub use storage_keys::{StorageKeyRecord, StorageKeyStatus};
@@ -102,6 +104,17 @@ pub enum ListError {
     BadCursor,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ListError {
+    /// For a listing the store resumes from its own cursor: an unreadable
+    /// one is malformed data, not a client's mistake.
+    pub(crate) fn into_store(self) -> StoreError {
+        match self {
+            ListError::Store(e) => e,
+            ListError::BadCursor => StoreError::Malformed("own cursor".into()),
+        }
+    }
 }
 
 /// DynamoDB adapter bound to the table; cheap to clone.

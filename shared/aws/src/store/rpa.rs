@@ -365,6 +365,28 @@ impl Store {
 }
 
 impl Store {
+    /// One page of the clients a schedule's run goes through: the active
+    /// ones only with `active_only`, of `carrier` when given; the page's
+    /// cursor is this store's own (an unreadable one is malformed data,
+    /// not a client's mistake).
+    pub async fn clients_page(
+        &self,
+        account_id: &str,
+        carrier: Option<&CarrierCode>,
+        active_only: bool,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ClientRecord>, StoreError> {
+        let filter = ClientFilter {
+            carrier: carrier.cloned(),
+            active: active_only.then_some(true),
+            cnpj: None,
+        };
+        self.list_clients(account_id, &filter, limit, cursor)
+            .await
+            .map_err(ListError::into_store)
+    }
+
     /// Every client of an account (only the active ones with
     /// `active_only`), of `carriers` when some are named (one query per
     /// carrier through gsi1, else the account's clients), up to `cap`.
@@ -375,33 +397,18 @@ impl Store {
         active_only: bool,
         cap: usize,
     ) -> Result<Vec<ClientRecord>, StoreError> {
-        let active = active_only.then_some(true);
-        let filters: Vec<ClientFilter> = if carriers.is_empty() {
-            vec![ClientFilter {
-                active,
-                ..ClientFilter::default()
-            }]
+        let filters: Vec<Option<&CarrierCode>> = if carriers.is_empty() {
+            vec![None]
         } else {
-            carriers
-                .iter()
-                .map(|c| ClientFilter {
-                    carrier: Some(c.clone()),
-                    active,
-                    cnpj: None,
-                })
-                .collect()
+            carriers.iter().map(Some).collect()
         };
         let mut clients = Vec::new();
-        for filter in filters {
+        for carrier in filters {
             let mut cursor: Option<String> = None;
             loop {
                 let page = self
-                    .list_clients(account_id, &filter, 100, cursor.as_deref())
-                    .await
-                    .map_err(|e| match e {
-                        ListError::Store(e) => e,
-                        ListError::BadCursor => StoreError::Malformed("own cursor".into()),
-                    })?;
+                    .clients_page(account_id, carrier, active_only, 100, cursor.as_deref())
+                    .await?;
                 clients.extend(page.items);
                 if clients.len() >= cap {
                     clients.truncate(cap);

@@ -325,21 +325,47 @@ impl Store {
         cap: usize,
     ) -> Result<Vec<ProcessRecord>, StoreError> {
         let query = self
+            .month_query(account_id, month, status)
+            .index_name(k::GSI1);
+        self.query_all(query, cap).await
+    }
+
+    /// One page of [`Store::processes_of_month`], resumed from this
+    /// store's own cursor (a schedule run's).
+    pub async fn processes_page(
+        &self,
+        account_id: &str,
+        month: Month,
+        status: Option<ProcessStatus>,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ProcessRecord>, StoreError> {
+        let query = self.month_query(account_id, month, status);
+        self.page_of(query, Some(Index::Gsi1), limit, cursor)
+            .await
+            .map_err(ListError::into_store)
+    }
+
+    fn month_query(
+        &self,
+        account_id: &str,
+        month: Month,
+        status: Option<ProcessStatus>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let query = self
             .db
             .query()
             .table_name(&self.table)
-            .index_name(k::GSI1)
             .expression_attribute_values(
                 ":p",
                 s(k::processes_of_month(account_id, &month.to_string())),
             );
-        let query = match status {
+        match status {
             Some(status) => query
                 .key_condition_expression("gsi1pk = :p AND begins_with(gsi1sk, :st)")
                 .expression_attribute_values(":st", s(format!("{}#", status.as_str()))),
             None => query.key_condition_expression("gsi1pk = :p"),
-        };
-        self.query_all(query, cap).await
+        }
     }
 }
 

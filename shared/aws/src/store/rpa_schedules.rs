@@ -2,7 +2,8 @@
 //! claimed by `RPANAME#<name>` in the same transaction. An active
 //! schedule sits in gsi1's `RPADUE` partition by its next run
 //! (`<next run>#<account>#<id>`), the one query `rpa-scheduler` makes each
-//! minute; a paused or inactive one leaves it.
+//! minute; a paused or inactive one leaves it. Their runs are in
+//! `rpa_runs`.
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use chrono::{DateTime, Utc};
@@ -10,7 +11,7 @@ use nuvem_domain::keys::Actor;
 use nuvem_domain::rpa::schedule_settings::ScheduleSettings;
 use serde::{Deserialize, Serialize};
 
-use super::{Item, ListError, Listing, Page, Store, StoreError, n, outbox_time, s};
+use super::{Item, ListError, Listing, Page, Store, StoreError, outbox_time, s};
 use crate::table_keys as k;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,7 +49,7 @@ pub enum ScheduleWriteError {
 }
 
 impl Store {
-    fn schedule_item(&self, sch: &ScheduleRecord) -> Result<Item, StoreError> {
+    pub(super) fn schedule_item(&self, sch: &ScheduleRecord) -> Result<Item, StoreError> {
         let mut item: Item = serde_dynamo::to_item(sch)?;
         item.insert(k::PK.into(), s(k::account_pk(&sch.account_id)));
         item.insert(k::SK.into(), s(k::rpa_schedule_sk(&sch.id)));
@@ -201,75 +202,6 @@ impl Store {
             .expression_attribute_values(":p", s(k::RPA_DUE))
             .expression_attribute_values(":upper", s(upper));
         self.query_all(query, limit).await
-    }
-
-    /// Claims the run of `schedule` due at its `next_run`, moving its next
-    /// run to `next` and writing the run's record, both only if the
-    /// schedule is still as it was read: of two scheduler invocations that
-    /// read the same due run, one claims it and the other gets `None`.
-    pub async fn claim_schedule_run(
-        &self,
-        schedule: &ScheduleRecord,
-        next: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<ScheduleRecord>, StoreError> {
-        let Some(due) = schedule.next_run else {
-            return Ok(None);
-        };
-        let claimed = ScheduleRecord {
-            next_run: next,
-            last_run: Some(due),
-            version: schedule.version + 1,
-            ..schedule.clone()
-        };
-        let put = self.schedule_put_if_unchanged(schedule, &claimed)?;
-        let run: Item = [
-            (k::PK.to_owned(), s(k::account_pk(&schedule.account_id))),
-            (
-                k::SK.to_owned(),
-                s(k::rpa_schedule_run_sk(&schedule.id, &outbox_time(due))),
-            ),
-            ("schedule_id".to_owned(), s(&schedule.id)),
-            ("due".to_owned(), s(outbox_time(due))),
-            ("claimed_at".to_owned(), s(outbox_time(now))),
-            ("outcome".to_owned(), s("running")),
-            (
-                k::EXPIRES_AT.to_owned(),
-                n((now + self.retention).timestamp()),
-            ),
-        ]
-        .into();
-        let items = vec![put, self.put(run, Some("attribute_not_exists(pk)"))?];
-        Ok(match self.transact_checked(items).await? {
-            Ok(()) => Some(claimed),
-            Err(_) => None,
-        })
-    }
-
-    /// Writes how a claimed run ended on its run record.
-    pub async fn finish_schedule_run(
-        &self,
-        schedule: &ScheduleRecord,
-        due: DateTime<Utc>,
-        outcome: &str,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        self.db
-            .update_item()
-            .table_name(&self.table)
-            .key(k::PK, s(k::account_pk(&schedule.account_id)))
-            .key(
-                k::SK,
-                s(k::rpa_schedule_run_sk(&schedule.id, &outbox_time(due))),
-            )
-            .update_expression("SET outcome = :o, detail = :d")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":o", s(outcome))
-            .expression_attribute_values(":d", s(detail))
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        Ok(())
     }
 
     /// Replaces `current` by `next` if nobody changed it since it was read,
