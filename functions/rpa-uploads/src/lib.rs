@@ -6,9 +6,14 @@
 //! awaiting approval) and the file moves to the process's invoice key.
 //! Anything else is deleted and the upload refused with its reason.
 //!
-//! The decision is one conditional transaction, and the file follows it:
-//! a duplicate event, or the redelivery of one that failed half-way,
-//! finds the upload settled and only finishes moving or deleting the file.
+//! The presigned PUT stays usable for its 15 minutes, so the staged file
+//! can be replaced while it is being judged, or after: each check first
+//! copies it to a key of its own that the uploader cannot write
+//! (`checked/…`), judges that copy, and the copy that was accepted (named
+//! in the upload) is the one that becomes the invoice. The decision is one
+//! conditional transaction, and the files follow it: a duplicate event, a
+//! replaced file's event, or the redelivery of one that failed half-way,
+//! finds the upload settled and only finishes moving or deleting files.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
@@ -16,8 +21,11 @@ use nuvem_aws::Core;
 use nuvem_aws::invoices::Invoices;
 use nuvem_aws::rpa_jobs::{self, CloseError, UploadOutcome};
 use nuvem_aws::store::{ProcessRecord, UploadRecord};
+use nuvem_domain::ids;
 use nuvem_domain::rpa::process::{invoice_key, parse_process_id};
-use nuvem_domain::rpa::upload::{self, Refusal, judge_file, parse_staging_key, takes_upload};
+use nuvem_domain::rpa::upload::{
+    self, Refusal, checked_key, judge_file, parse_staging_key, takes_upload,
+};
 use nuvem_domain::s3_event::{Notification, decode_key};
 
 pub struct Deps {
@@ -75,31 +83,63 @@ pub async fn check(deps: &Deps, key: &str, now: DateTime<Utc>) -> Result<(), Str
     if upload.state != "pending" {
         return finish(deps, &upload, key).await;
     }
-    let Some(size) = deps.invoices.size(key).await.map_err(s3)? else {
+    let checked = checked_key(&upload.account_id, &upload.id, &ids::new_id("chk"));
+    if !deps.invoices.copy(key, &checked).await.map_err(s3)? {
+        // Gone: an earlier event of this upload settled it.
         return Ok(());
+    }
+    let judged = judge(deps, &upload, &checked, now).await;
+    let settled = match judged {
+        Ok(true) => deps
+            .core
+            .store
+            .get_upload(&upload.account_id, &upload.id)
+            .await
+            .map_err(store)?,
+        Ok(false) | Err(_) => None,
     };
+    // This check's copy is kept only when it is the accepted one.
+    if settled.as_ref().and_then(|u| u.checked_key.as_deref()) != Some(checked.as_str()) {
+        deps.invoices.delete(&checked).await.map_err(s3)?;
+    }
+    judged?;
+    match settled {
+        Some(settled) => finish(deps, &settled, key).await,
+        // Its process (or the upload) is gone.
+        None => deps.invoices.delete(key).await.map_err(s3),
+    }
+}
+
+/// Judges the checked copy of an upload's file and settles the upload;
+/// `true` when it settled it (either way), `false` when its process is
+/// gone.
+async fn judge(
+    deps: &Deps,
+    upload: &UploadRecord,
+    checked: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, String> {
+    let size = deps.invoices.size(checked).await.map_err(s3)?.unwrap_or(0);
     let head = if size <= upload::MAX_UPLOAD_BYTES {
-        deps.invoices.head_bytes(key, 1024).await.map_err(s3)?
+        deps.invoices.head_bytes(checked, 1024).await.map_err(s3)?
     } else {
         Vec::new()
     };
-    let process = process_of(deps, &upload).await?;
+    let process = process_of(deps, upload).await?;
     let outcome = match judge_file(size, &head).and_then(|()| takes(&process)) {
-        Ok(()) => UploadOutcome::Accepted { size },
+        Ok(()) => UploadOutcome::Accepted {
+            size,
+            checked_key: checked.to_owned(),
+        },
         Err(why) => UploadOutcome::Refused(why),
     };
-    match rpa_jobs::settle_upload(&deps.core, &upload, &process, outcome, now).await {
+    match rpa_jobs::settle_upload(&deps.core, upload, &process, outcome, now).await {
         Ok(execution) => {
             tracing::info!(upload_id = %upload.id, status = execution.status.as_str(), "upload settled");
-            let mut settled = upload.clone();
-            settled.state = match execution.status.as_str() {
-                "succeeded" => "accepted".into(),
-                _ => "refused".into(),
-            };
-            finish(deps, &settled, key).await
+            Ok(true)
         }
         Err(CloseError::Changed) => Err("the upload or its process changed; read again".into()),
-        Err(CloseError::NoProcess) => deps.invoices.delete(key).await.map_err(s3),
+        Err(CloseError::NoProcess) => Ok(false),
         Err(CloseError::Store(e)) => Err(store(e)),
     }
 }
@@ -126,12 +166,15 @@ async fn process_of(deps: &Deps, upload: &UploadRecord) -> Result<ProcessRecord,
         .ok_or_else(|| "the upload's process is gone".into())
 }
 
-/// Moves an accepted file to the process's invoice key, and deletes the
-/// staged file either way.
+/// Moves an accepted upload's checked copy to the process's invoice key,
+/// and deletes the staged file either way.
 async fn finish(deps: &Deps, upload: &UploadRecord, key: &str) -> Result<(), String> {
-    if upload.state == "accepted" && deps.invoices.size(key).await.map_err(s3)?.is_some() {
+    if let (true, Some(checked)) = (upload.state == "accepted", &upload.checked_key) {
         let target = invoice_key(&upload.account_id, &upload.client_id, upload.month);
-        deps.invoices.copy(key, &target).await.map_err(s3)?;
+        // Copied already when it is gone: it is deleted only after.
+        if deps.invoices.copy(checked, &target).await.map_err(s3)? {
+            deps.invoices.delete(checked).await.map_err(s3)?;
+        }
     }
     deps.invoices.delete(key).await.map_err(s3)
 }

@@ -72,6 +72,7 @@ impl World {
             requested_by: actor(),
             created_at: Utc::now(),
             state: "pending".into(),
+            checked_key: None,
             version: 1,
         };
         self.store().create_upload(&upload).await.unwrap();
@@ -275,4 +276,38 @@ async fn a_file_for_a_process_approved_meanwhile_or_for_no_upload_is_not_taken()
     w.handle_events().await;
     assert_eq!(w.object(&stray).await, None);
     assert_eq!(w.executions(&p).await.len(), 1);
+}
+
+/// The presigned PUT stays valid for 15 minutes: a file put again through
+/// it after the first was accepted never reaches the invoice, and the
+/// first event delivered late does not either.
+#[tokio::test]
+async fn a_file_replaced_through_the_same_link_never_becomes_the_invoice() {
+    let w = world().await;
+    let p = w.process("Matriz").await;
+    let (upload, url) = w.upload(&p).await;
+    w.put(&url, pdf()).await;
+    let first = w.handle_events().await;
+    let invoice = w.stored(&p).await.invoice.unwrap();
+    assert_eq!(w.object(&invoice.s3_key).await, Some(pdf()));
+    let settled = w
+        .store()
+        .get_upload(&w.account, &upload.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let checked = settled.checked_key.expect("the accepted copy");
+    assert_eq!(w.object(&checked).await, None, "moved, not left behind");
+
+    let html = b"<html><body>not an invoice</body></html>".to_vec();
+    w.put(&url, html).await;
+    w.handle_events().await;
+    let answer = rpa_uploads::handle(&w.deps, first).await;
+    assert!(answer.batch_item_failures.is_empty());
+    assert_eq!(w.object(&invoice.s3_key).await, Some(pdf()));
+    let staged = staging_key(&w.account, &p.id, &upload.id);
+    assert_eq!(w.object(&staged).await, None);
+    let process = w.stored(&p).await;
+    assert_eq!(process.status, ProcessStatus::AwaitingApproval);
+    assert_eq!(w.executions(&p).await.len(), 1, "settled once");
 }

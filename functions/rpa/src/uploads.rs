@@ -45,6 +45,7 @@ pub(crate) async fn create(deps: &Deps, req: &Request, who: &Principal) -> HttpR
         requested_by: who.actor(),
         created_at: now,
         state: "pending".into(),
+        checked_key: None,
         version: 1,
     };
     deps.core.store.create_upload(&upload).await?;

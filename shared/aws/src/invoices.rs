@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::blobs::Blobs;
@@ -201,9 +202,11 @@ impl Invoices {
         Ok(bytes)
     }
 
-    /// Copies the object at `from` to `to` (as a PDF), within the bucket.
-    pub async fn copy(&self, from: &str, to: &str) -> Result<(), InvoiceError> {
-        self.blobs
+    /// Copies the object at `from` to `to` (as a PDF), within the bucket;
+    /// `false` when there is nothing at `from`.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<bool, InvoiceError> {
+        let copied = self
+            .blobs
             .client()
             .copy_object()
             .bucket(self.bucket())
@@ -212,9 +215,12 @@ impl Invoices {
             .content_type(PDF)
             .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
             .send()
-            .await
-            .map_err(InvoiceError::sdk)?;
-        Ok(())
+            .await;
+        match copied {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().and_then(|e| e.code()) == Some("NoSuchKey") => Ok(false),
+            Err(e) => Err(InvoiceError::sdk(e)),
+        }
     }
 
     /// Deletes the object at `key` (nothing when there is none).

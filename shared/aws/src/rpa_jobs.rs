@@ -365,6 +365,8 @@ pub enum UploadOutcome {
     /// Stored as the process's invoice (at its invoice key).
     Accepted {
         size: u64,
+        /// The judged copy of the file (see `UploadRecord::checked_key`).
+        checked_key: String,
     },
     Refused(nuvem_domain::rpa::upload::Refusal),
 }
@@ -384,7 +386,7 @@ pub async fn settle_upload(
     use nuvem_domain::rpa::process::{Invoice, invoice_key};
 
     let (status, error, output, success) = match &outcome {
-        UploadOutcome::Accepted { size } => {
+        UploadOutcome::Accepted { size, .. } => {
             let invoice = Invoice {
                 s3_key: invoice_key(&upload.account_id, &upload.client_id, upload.month),
                 file_name: upload.file_name.clone(),
@@ -461,6 +463,9 @@ pub async fn settle_upload(
         ExecutionStatus::Succeeded => "accepted".into(),
         _ => "refused".into(),
     };
+    if let UploadOutcome::Accepted { checked_key, .. } = &outcome {
+        settled.checked_key = Some(checked_key.clone());
+    }
     settled.version += 1;
     let (process_change, event) = match &moved {
         Some((next, event)) => (Some((process, next)), event.as_ref()),

@@ -29,6 +29,10 @@ pub struct UploadRecord {
     pub created_at: DateTime<Utc>,
     /// `pending` until its file's event settles it: `accepted`, `refused`.
     pub state: String,
+    /// The copy of the file that was judged and accepted, moved to the
+    /// invoice key (never the staged file, which the uploader can replace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_key: Option<String>,
     pub version: u64,
 }
 

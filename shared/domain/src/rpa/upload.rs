@@ -95,6 +95,15 @@ pub fn staging_key(account_id: &str, process_id: &str, upload_id: &str) -> Strin
     format!("{STAGING_PREFIX}{account_id}/{process_id}/{upload_id}.pdf")
 }
 
+/// Where a staged file is copied before it is judged: a key the uploader
+/// cannot write, one per check (`check_id`), so the bytes judged are the
+/// bytes that become the invoice even if the presigned PUT is used again
+/// meanwhile.
+pub const CHECKED_PREFIX: &str = "checked/";
+pub fn checked_key(account_id: &str, upload_id: &str, check_id: &str) -> String {
+    format!("{CHECKED_PREFIX}{account_id}/{upload_id}/{check_id}.pdf")
+}
+
 /// The account, process and upload a staging key names.
 pub fn parse_staging_key(key: &str) -> Option<(&str, &str, &str)> {
     let rest = key.strip_prefix(STAGING_PREFIX)?;
