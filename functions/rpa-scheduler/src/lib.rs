@@ -113,6 +113,30 @@ pub(crate) enum Worked {
 }
 
 impl Worked {
+    /// A page of a run that goes through a listing: more from `next`, or
+    /// the last, summed up from the run's totals by `summary`.
+    fn page<C: Serialize>(
+        run: &ScheduleRunRecord,
+        next: Option<&C>,
+        done: u64,
+        skipped: u64,
+        summary: impl FnOnce(u64, u64) -> String,
+    ) -> Result<Self, String> {
+        Ok(match next {
+            Some(next) => Worked::More {
+                cursor: serde_json::to_string(next).map_err(|e| e.to_string())?,
+                done,
+                skipped,
+            },
+            None => Worked::Last {
+                summary: summary(run.progress.done + done, run.progress.skipped + skipped),
+                event: None,
+                done,
+                skipped,
+            },
+        })
+    }
+
     /// The last page of a run that is one step.
     fn only(summary: String, event: Option<Envelope>) -> Self {
         Worked::Last {
@@ -390,10 +414,6 @@ fn cursor_of<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-fn cursor_text<T: Serialize>(cursor: &T) -> Result<String, String> {
-    serde_json::to_string(cursor).map_err(|e| e.to_string())
-}
-
 /// The month's process for every active client (of the schedule's
 /// carriers) that has none, a page of clients at a time; a process that
 /// exists is left as it is.
@@ -449,22 +469,8 @@ async fn create_monthly_processes(
         }),
         None => None,
     };
-    Ok(match next {
-        Some(next) => Worked::More {
-            cursor: cursor_text(&next)?,
-            done: created,
-            skipped: existing,
-        },
-        None => Worked::Last {
-            summary: format!(
-                "{} processes of {month} created, {} existed",
-                run.progress.done + created,
-                run.progress.skipped + existing
-            ),
-            event: None,
-            done: created,
-            skipped: existing,
-        },
+    Worked::page(run, next.as_ref(), created, existing, |done, skipped| {
+        format!("{done} processes of {month} created, {skipped} existed")
     })
 }
 
@@ -557,23 +563,15 @@ async fn run_downloads(
     run_outcome(&results, &format!("downloads of {month} not begun"))?;
     let begun = jobs.len() as u64;
     let skipped = page.items.len() as u64 - begun;
-    Ok(match page.next_cursor {
-        Some(next) => Worked::More {
-            cursor: cursor_text(&Some(next))?,
-            done: begun,
-            skipped,
+    Worked::page(
+        run,
+        page.next_cursor.as_ref(),
+        begun,
+        skipped,
+        |done, skipped| {
+            format!("{done} downloads of {month} begun, {skipped} processes left as they were")
         },
-        None => Worked::Last {
-            summary: format!(
-                "{} downloads of {month} begun, {} processes left as they were",
-                run.progress.done + begun,
-                run.progress.skipped + skipped
-            ),
-            event: None,
-            done: begun,
-            skipped,
-        },
-    })
+    )
 }
 
 /// Sends again the job message of every execution that is overdue; how

@@ -184,16 +184,7 @@ impl Store {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<ScheduleRunRecord>, StoreError> {
-        let upper = outbox_time(now + Duration::microseconds(1));
-        let query = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .index_name(k::GSI1)
-            .key_condition_expression("gsi1pk = :p AND gsi1sk < :upper")
-            .expression_attribute_values(":p", s(k::RPA_OPEN_RUNS))
-            .expression_attribute_values(":upper", s(upper));
-        self.query_all(query, limit).await
+        self.gsi1_up_to(k::RPA_OPEN_RUNS, now, limit).await
     }
 
     /// Saves `run` (its next version) if nobody saved it since it was read,

@@ -190,7 +190,18 @@ impl Store {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<ScheduleRecord>, StoreError> {
-        // Fixed-width times sort as strings; everything due by `now` sorts
+        self.gsi1_up_to(k::RPA_DUE, now, limit).await
+    }
+
+    /// The items of a gsi1 partition sorted by time (their sort key begins
+    /// with one) up to `now`, soonest first, at most `limit`.
+    pub(super) async fn gsi1_up_to<T: serde::de::DeserializeOwned>(
+        &self,
+        partition: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        // Fixed-width times sort as strings; everything by `now` sorts
         // before the next microsecond.
         let upper = outbox_time(now + chrono::Duration::microseconds(1));
         let query = self
@@ -199,7 +210,7 @@ impl Store {
             .table_name(&self.table)
             .index_name(k::GSI1)
             .key_condition_expression("gsi1pk = :p AND gsi1sk < :upper")
-            .expression_attribute_values(":p", s(k::RPA_DUE))
+            .expression_attribute_values(":p", s(partition))
             .expression_attribute_values(":upper", s(upper));
         self.query_all(query, limit).await
     }
