@@ -90,6 +90,11 @@ async fn main() {
             let deadline = now + Duration::seconds(TIMEOUT_SECS) - rpa_scheduler::SAFETY_MARGIN;
             let report = rpa_scheduler::handle(&deps, now, deadline).await;
             ticks += 1;
+            eprintln!(
+                "{kind}: tick {ticks} ended at {:.1} s, {} DynamoDB requests so far",
+                started.elapsed().as_secs_f64(),
+                db.total()
+            );
             assert_eq!(report.failed, 0, "{report:?}");
             if report.succeeded == 1 {
                 break;

@@ -156,7 +156,7 @@ async fn main() {
     let download = rpa_jobs::begin_step(&store, &queue, &current, how(), Utc::now())
         .await
         .unwrap();
-    b.line("scheduler: begin its download (carrier read per process; run_downloads reads it once per run)");
+    b.line("scheduler: begin its download (carrier read per process; run_downloads reads them once per page of 100)");
     let n = b.run_to_end(&download).await;
     b.line(&format!("worker: download, {n} messages (start, 3 polls)"));
     assert_eq!(b.process(&p).await.status, ProcessStatus::AwaitingApproval);
