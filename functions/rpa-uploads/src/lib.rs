@@ -89,36 +89,26 @@ pub async fn check(deps: &Deps, key: &str, now: DateTime<Utc>) -> Result<(), Str
         return Ok(());
     }
     let judged = judge(deps, &upload, &checked, now).await;
-    let settled = match judged {
-        Ok(true) => deps
-            .core
-            .store
-            .get_upload(&upload.account_id, &upload.id)
-            .await
-            .map_err(store)?,
-        Ok(false) | Err(_) => None,
-    };
+    let settled = judged.as_ref().ok().and_then(Option::as_ref);
     // This check's copy is kept only when it is the accepted one.
-    if settled.as_ref().and_then(|u| u.checked_key.as_deref()) != Some(checked.as_str()) {
+    if settled.and_then(|u| u.checked_key.as_deref()) != Some(checked.as_str()) {
         deps.invoices.delete(&checked).await.map_err(s3)?;
     }
-    judged?;
-    match settled {
+    match judged? {
         Some(settled) => finish(deps, &settled, key).await,
-        // Its process (or the upload) is gone.
+        // Its process is gone.
         None => deps.invoices.delete(key).await.map_err(s3),
     }
 }
 
 /// Judges the checked copy of an upload's file and settles the upload;
-/// `true` when it settled it (either way), `false` when its process is
-/// gone.
+/// the upload as settled (either way), `None` when its process is gone.
 async fn judge(
     deps: &Deps,
     upload: &UploadRecord,
     checked: &str,
     now: DateTime<Utc>,
-) -> Result<bool, String> {
+) -> Result<Option<UploadRecord>, String> {
     let size = deps.invoices.size(checked).await.map_err(s3)?.unwrap_or(0);
     let head = if size <= upload::MAX_UPLOAD_BYTES {
         deps.invoices.head_bytes(checked, 1024).await.map_err(s3)?
@@ -134,12 +124,12 @@ async fn judge(
         Err(why) => UploadOutcome::Refused(why),
     };
     match rpa_jobs::settle_upload(&deps.core, upload, &process, outcome, now).await {
-        Ok(execution) => {
+        Ok((execution, settled)) => {
             tracing::info!(upload_id = %upload.id, status = execution.status.as_str(), "upload settled");
-            Ok(true)
+            Ok(Some(settled))
         }
         Err(CloseError::Changed) => Err("the upload or its process changed; read again".into()),
-        Err(CloseError::NoProcess) => Ok(false),
+        Err(CloseError::NoProcess) => Ok(None),
         Err(CloseError::Store(e)) => Err(store(e)),
     }
 }

@@ -375,13 +375,14 @@ pub enum UploadOutcome {
 /// succeeded, with the process holding the invoice and awaiting approval
 /// (`rpa.process.status_changed`), or failed with the reason the file was
 /// refused. `process` is the process as read when the file was judged.
+/// Answers the execution and the upload as settled.
 pub async fn settle_upload(
     core: &crate::Core,
     upload: &crate::store::UploadRecord,
     process: &ProcessRecord,
     outcome: UploadOutcome,
     now: DateTime<Utc>,
-) -> Result<ExecutionRecord, CloseError> {
+) -> Result<(ExecutionRecord, crate::store::UploadRecord), CloseError> {
     use crate::store::{ErrorKind, ExecutionError};
     use nuvem_domain::rpa::process::{Invoice, invoice_key};
 
@@ -481,5 +482,5 @@ pub async fn settle_upload(
     if let Some(event) = event {
         core.emit(event, None).await;
     }
-    Ok(execution)
+    Ok((execution, settled))
 }

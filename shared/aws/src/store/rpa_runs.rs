@@ -27,16 +27,6 @@ pub enum RunOutcome {
     Failed,
 }
 
-impl RunOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::Running => "running",
-            RunOutcome::Succeeded => "succeeded",
-            RunOutcome::Failed => "failed",
-        }
-    }
-}
-
 /// What a run has done so far, over all its pages. What counts as done or
 /// skipped is the schedule type's (processes created and found existing,
 /// downloads begun and left alone).
