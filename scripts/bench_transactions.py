@@ -4,9 +4,10 @@
 Benchmark (default): creates a table shaped like template.yaml's Table (pk/sk
 and its GSIs), fills it to each size with ~300-byte items, and at each size
 prints the median latency of GetItem, of a 4-item TransactWriteItems that
-succeeds (Put, Update, Delete, ConditionCheck) and of one that is cancelled
-by its last item's condition (after moto has applied the first three), as a
-markdown table.
+succeeds (Put, Update, Delete, ConditionCheck), of one that is cancelled by
+its last item's condition (after moto has applied the first three), of a
+Query of one account's partition and of a Query of the sparse gsi2 (the
+outbox's shape: a tenth of the items, the first 10), as a markdown table.
 
 The table is filled with BatchWriteItem in batches of --batch items (moto
 does not enforce DynamoDB's 25-item limit), from --threads threads: ~0.3 ms
@@ -20,9 +21,11 @@ table, a too-large item, more than 100 items, an entry with two operations)
 and transactions that succeed, on both tables' shapes (with and without a
 sort key, one with a stream), and checks after each that every item, every
 GSI's contents and the stream records are exactly as before a cancelled
-transaction and exactly as expected after a successful one. It then runs the
-same steps on moto's own server and requires the same answers and states
-(errors, CancellationReasons, items, indexes, stream records) from both.
+transaction and exactly as expected after a successful one, and queries the
+tables and indexes after each (partitions, key ranges, both directions,
+pages, filters). It then runs the same steps on moto's own server and
+requires the same answers and states (errors, CancellationReasons, items,
+indexes, query pages, stream records) from both.
 
 The emulator is started on a free 127.0.0.1 port (from scripts/emulator.py,
 or --emulator SCRIPT), unless NUVEM_EMULATOR_URL names a running one.
@@ -249,7 +252,23 @@ def bench(args, url):
             else:
                 raise AssertionError("the transaction was not cancelled")
 
-        medians = medians_ms({"get": get, "ok": ok, "cancelled": cancelled}, args.reps)
+        def query():
+            partition = f"ACCOUNT#{rng.randrange(size // 10):08d}"
+            items = dynamodb.query(
+                TableName=table, KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": partition}})["Items"]
+            assert len(items) == 10, (partition, len(items))
+
+        def query_index():
+            items = dynamodb.query(
+                TableName=table, IndexName="gsi2", Limit=10,
+                KeyConditionExpression="gsi2pk = :p AND gsi2sk >= :from",
+                ExpressionAttributeValues={":p": {"S": "OUTBOX"},
+                                           ":from": {"S": "2026-11-24"}})["Items"]
+            assert len(items) == 10, len(items)
+
+        medians = medians_ms({"get": get, "ok": ok, "cancelled": cancelled,
+                              "query": query, "query_index": query_index}, args.reps)
         rows.append((size, fill_s, medians))
 
         # What the transactions left (no Scan: moto's takes seconds a page here).
@@ -266,11 +285,12 @@ def bench(args, url):
     print(f"\nMedian of {args.reps} calls, ms (items of ~{ITEM_BYTES} bytes, "
           "table shaped as template.yaml's Table):\n")
     print("| items | GetItem | TransactWriteItems, 4 items | "
-          "TransactWriteItems, 4 items, cancelled by the 4th | fill from the previous size |")
-    print("|---:|---:|---:|---:|---:|")
+          "TransactWriteItems, 4 items, cancelled by the 4th | Query, a 10-item partition | "
+          "Query of gsi2, first 10 | fill from the previous size |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for size, fill_s, m in rows:
         print(f"| {size:,} | {m['get']:.1f} | {m['ok']:.1f} | {m['cancelled']:.1f} "
-              f"| {fill_s:.1f} s |")
+              f"| {m['query']:.1f} | {m['query_index']:.1f} | {fill_s:.1f} s |")
 
 
 # --------------------------------------------------------------------- check
@@ -354,6 +374,7 @@ class Check:
             TableName=a, IndexName="gsi2", KeyConditionExpression="gsi2pk = :p",
             ExpressionAttributeValues={":p": s("OUTBOX")},
         )["Items"]
+        state |= self.queries()
         # The indexes hold exactly the table's items that carry their keys.
         for index in ("gsi1", "gsi2"):
             keyed = [i for i in state["a"] if f"{index}pk" in i and f"{index}sk" in i]
@@ -363,6 +384,56 @@ class Check:
             if dumped(keyed) != dumped(state[f"a.{index}"]):
                 self.failures.append(f"{index} does not hold the table's items with its keys")
         return state
+
+    def query_pages(self, limit=None, **params):
+        """Every page of a Query (of `limit` items each), as a list of pages."""
+        pages, start = [], {}
+        while True:
+            answer = self.dynamodb.query(**params, **start, **({"Limit": limit} if limit else {}))
+            pages.append({k: answer.get(k) for k in ("Items", "Count", "ScannedCount",
+                                                     "LastEvaluatedKey")})
+            if "LastEvaluatedKey" not in answer:
+                return pages
+            start = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}
+
+    def queries(self):
+        """Queries of both tables and of the indexes, as the functions make
+        them: partitions (present and missing), key ranges, both directions,
+        pages, filters and projections."""
+        a, b, q = self.a, self.b, self.query_pages
+
+        def of(partition, condition="", index=None, **values):
+            params = {"TableName": a, "KeyConditionExpression": f"{index or ''}pk = :p" +
+                      (f" AND {condition}" if condition else ""),
+                      "ExpressionAttributeValues": {":p": s(partition)} | {
+                          f":{k}": s(v) for k, v in values.items()}}
+            return params | ({"IndexName": index} if index else {})
+
+        answers = {}
+        for partition in ("ACCOUNT#0", "ACCOUNT#1", "ACCOUNT#3", "ACCOUNT#97", "ACCOUNT#missing"):
+            answers[f"a {partition}"] = q(**of(partition))
+            answers[f"a {partition} reversed, pages of 3"] = q(
+                limit=3, ScanIndexForward=False, **of(partition))
+        answers["a range"] = q(limit=4, **of("ACCOUNT#2", "sk BETWEEN :lo AND :hi",
+                                             lo="EVENT#21", hi="EVENT#27"))
+        answers["a prefix"] = q(**of("ACCOUNT#0", "begins_with(sk, :x)", x="NEW"))
+        answers["a after"] = q(ScanIndexForward=False, **of("ACCOUNT#4", "sk > :x", x="EVENT#44"))
+        filtered = of("ACCOUNT#5")
+        filtered["ExpressionAttributeValues"][":n"] = {"N": "52"}
+        answers["a filtered, projected"] = q(
+            limit=2, FilterExpression="n > :n", ProjectionExpression="sk, n", **filtered)
+        answers["a count"] = q(Select="COUNT", **of("ACCOUNT#1"))
+        for partition in ("TYPE#0", "TYPE#2", "MOVED", "TYPE#missing"):
+            answers[f"a.gsi1 {partition} pages of 2"] = q(limit=2, **of(partition, index="gsi1"))
+            answers[f"a.gsi1 {partition} reversed, up to 30"] = q(
+                ScanIndexForward=False, **of(partition, "gsi1sk <= :x", index="gsi1", x="30"))
+        answers["a.gsi2 OUTBOX from 10, pages of 4"] = q(
+            limit=4, **of("OUTBOX", "gsi2sk >= :x", index="gsi2", x="10"))
+        for i in (1, 5, "new", "s1", "missing"):
+            answers[f"b B#{i}"] = q(
+                TableName=b, KeyConditionExpression="id = :p",
+                ExpressionAttributeValues={":p": s(f"B#{i}")})
+        return answers
 
     def transact(self, name, items):
         try:
