@@ -62,11 +62,20 @@ emails:
 fmt:
 	cargo fmt --all
 
+## checkov has a virtualenv of its own, $(VENV)/checkov: it pins boto3 to one
+## version (1.35.49), which in $(VENV) would hold back the emulator's boto3 and
+## botocore. --skip-download and CKV_SKIP_PACKAGE_UPDATE_CHECK keep it offline;
+## it exits non-zero on any failed check (see README, "Template checks").
 lint: venv
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/openapi-spec-validator openapi.yaml
+	test -f $(VENV)/checkov/.installed-3.3.30 || { python3 -m venv $(VENV)/checkov \
+	  && $(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30 \
+	  && touch $(VENV)/checkov/.installed-3.3.30; }
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(VENV)/checkov/bin/checkov -f template.yaml \
+	  --framework cloudformation --skip-download --compact --quiet
 
 test: venv lint
 	cargo build --workspace --bins
