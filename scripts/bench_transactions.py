@@ -25,7 +25,9 @@ transaction and exactly as expected after a successful one, and queries the
 tables and indexes after each (partitions, key ranges, both directions,
 pages, filters). It then runs the same steps on moto's own server and
 requires the same answers and states (errors, CancellationReasons, items,
-indexes, query pages, stream records) from both.
+indexes, query pages, stream records) from both, and the same answers and
+queue counts for sends to standard and FIFO queues (see emulator.py's SQS
+note).
 
 The emulator is started on a free 127.0.0.1 port (from scripts/emulator.py,
 or --emulator SCRIPT), unless NUVEM_EMULATOR_URL names a running one.
@@ -626,12 +628,74 @@ class Check:
         self.transcript.append(("final state", self.state()))
 
 
+def sqs_steps(url, run):
+    """Sends to a standard and a FIFO queue (content-based deduplication, a
+    duplicate, delays, batches), receives some, and records each answer
+    (ids and receipt handles left out: they are random) and the queues'
+    counts after each step."""
+    sqs = client(url, "sqs")
+    transcript = []
+    standard = sqs.create_queue(QueueName=f"check-{run}")["QueueUrl"]
+    fifo = sqs.create_queue(QueueName=f"check-{run}.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    explicit = sqs.create_queue(QueueName=f"check-x-{run}.fifo", Attributes={
+        "FifoQueue": "true"})["QueueUrl"]
+
+    def record(name, call):
+        try:
+            answer = call()
+            answer = {k: v for k, v in answer.items() if k != "ResponseMetadata"}
+            for key in ("MessageId", "SequenceNumber"):
+                answer.pop(key, None)
+            for entry in answer.get("Successful", []):
+                entry.pop("MessageId", None)
+                entry.pop("SequenceNumber", None)
+            for message in answer.get("Messages", []):
+                message.pop("MessageId", None)
+                message.pop("ReceiptHandle", None)
+            outcome = {"ok": answer}
+        except ClientError as e:
+            outcome = {"error": e.response["Error"].get("Code")}
+        counts = {
+            queue: sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+            for queue in (standard, fifo, explicit)
+        }
+        transcript.append((name, outcome, {q.rsplit("/", 1)[1].replace(run, "R"): c
+                                           for q, c in counts.items()}))
+
+    for i in range(30):
+        record(f"standard {i}", lambda i=i: sqs.send_message(
+            QueueUrl=standard, MessageBody=f"m{i}", DelaySeconds=600 if i % 5 == 0 else 0))
+    record("standard batch", lambda: sqs.send_message_batch(QueueUrl=standard, Entries=[
+        {"Id": f"b{i}", "MessageBody": f"b{i}"} for i in range(10)]))
+    record("standard receive", lambda: sqs.receive_message(
+        QueueUrl=standard, MaxNumberOfMessages=7, VisibilityTimeout=600))
+    for i in (1, 2, 1, 3):
+        record(f"fifo {i}", lambda i=i: sqs.send_message(
+            QueueUrl=fifo, MessageBody=f"f{i}", MessageGroupId="g"))
+    record("fifo delayed", lambda: sqs.send_message(
+        QueueUrl=fifo, MessageBody="late", MessageGroupId="g", DelaySeconds=5))
+    record("fifo without group", lambda: sqs.send_message(QueueUrl=fifo, MessageBody="x"))
+    record("explicit without id", lambda: sqs.send_message(
+        QueueUrl=explicit, MessageBody="x", MessageGroupId="g"))
+    record("explicit with id", lambda: sqs.send_message(
+        QueueUrl=explicit, MessageBody="x", MessageGroupId="g", MessageDeduplicationId="d"))
+    record("explicit duplicate", lambda: sqs.send_message(
+        QueueUrl=explicit, MessageBody="y", MessageGroupId="g", MessageDeduplicationId="d"))
+    record("fifo receive", lambda: sqs.receive_message(
+        QueueUrl=fifo, MaxNumberOfMessages=10, VisibilityTimeout=600))
+    return transcript
+
+
 def check(args, url):
     run = uuid.uuid4().hex[:8]
     with Emulator(url=url) as emulator:
         patched = Check(emulator.url, run)
         patched.setup()
         patched.run()
+        patched.transcript += sqs_steps(emulator.url, run)
     print(f"emulator: {len(patched.transcript)} answers and states recorded, "
           f"{len(patched.failures)} failures")
     for failure in patched.failures:
@@ -643,6 +707,7 @@ def check(args, url):
             reference = Check(reference_server.url, run)
             reference.setup()
             reference.run()
+            reference.transcript += sqs_steps(reference_server.url, run)
         differences = [
             (mine[0], mine[1], theirs[1])
             for mine, theirs in zip(patched.transcript, reference.transcript)
