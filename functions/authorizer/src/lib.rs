@@ -21,6 +21,11 @@ pub type AuthorizerResponse = ApiGatewayV2CustomAuthorizerSimpleResponse<Value>;
 
 pub struct Deps {
     pub store: Store,
+    /// How long API Gateway keeps this function's answers
+    /// (`AUTHORIZER_CACHE_SECONDS`, the template's `AuthorizerCacheSeconds`):
+    /// an answer that the key could not be checked is kept as long, so the
+    /// route's 503 asks the client to wait that long.
+    pub cache_seconds: u32,
 }
 
 pub async fn handle(deps: &Deps, req: AuthorizerRequest) -> AuthorizerResponse {
@@ -32,9 +37,31 @@ pub async fn handle(deps: &Deps, req: AuthorizerRequest) -> AuthorizerResponse {
     response.is_authorized = true;
     response.context = match authenticate(deps, header, Utc::now()).await {
         Ok(ctx) => ctx,
-        Err(reason) => json!({ "authenticated": false, "reason": reason }),
+        Err(Refusal::Invalid(reason)) => json!({ "authenticated": false, "reason": reason }),
+        Err(Refusal::Unchecked) => json!({
+            "authenticated": false,
+            "unavailable": true,
+            "retry_after": deps.cache_seconds.max(nuvem_aws::http::RETRY_AFTER_SECS),
+            "reason": "the access key could not be checked; try again",
+        }),
     };
     response
+}
+
+/// Why a request is anonymous.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No usable credential: the route answers 401 with this reason.
+    Invalid(&'static str),
+    /// The key store did not answer (slow, busy or failing): the route
+    /// answers 503 with `Retry-After`, never the gateway's bare 500.
+    Unchecked,
+}
+
+impl From<&'static str> for Refusal {
+    fn from(reason: &'static str) -> Self {
+        Refusal::Invalid(reason)
+    }
 }
 
 const INVALID: &str = "the access key is invalid, expired or revoked";
@@ -62,21 +89,21 @@ pub fn admit(key: &KeyRecord, secret: &str, now: DateTime<Utc>) -> Result<Value,
     }))
 }
 
-/// The principal behind a credential, or why there is none. Store faults
-/// are reported as a reason too: the authorizer must never answer 500, and
-/// a caller cannot tell them from a bad key (the log can).
+/// The principal behind a credential, or why there is none. A store fault
+/// is a refusal too: the authorizer must never fail, or API Gateway answers
+/// a bare 500 for the route.
 pub async fn authenticate(
     deps: &Deps,
     header: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Value, &'static str> {
+) -> Result<Value, Refusal> {
     let credential = credential(header)?;
     let key = match deps.store.get_key(&credential.key_id).await {
         Ok(Some(key)) => key,
-        Ok(None) => return Err(INVALID),
+        Ok(None) => return Err(INVALID.into()),
         Err(e) => {
             tracing::error!(error = %e, "key lookup failed");
-            return Err("the access key could not be checked; try again");
+            return Err(Refusal::Unchecked);
         }
     };
     let context = admit(&key, &credential.secret, now)?;

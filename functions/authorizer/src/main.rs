@@ -8,6 +8,11 @@ async fn main() -> Result<(), Error> {
     let sdk = config::lambda_sdk_config();
     let deps = authorizer::Deps {
         store: Store::new(&sdk, config::env("TABLE_NAME")?),
+        cache_seconds: config::optional(
+            &|name| std::env::var(name).ok(),
+            "AUTHORIZER_CACHE_SECONDS",
+            30,
+        )?,
     };
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<authorizer::AuthorizerRequest>| {

@@ -12,6 +12,7 @@ async fn deps() -> Deps {
     let t = TestStack::new("authz").await;
     Deps {
         store: Store::new(&t.sdk, t.table()),
+        cache_seconds: 30,
     }
 }
 
@@ -166,4 +167,44 @@ async fn last_use_is_written_at_most_once_a_minute() {
         .last_used_at
         .unwrap();
     assert!(third > first);
+}
+
+/// DynamoDB that does not answer (overloaded, or the network to it down):
+/// the key lookup gives up at the SDK's operation timeout, the authorizer
+/// still answers, and the route turns its answer into a 503 that asks the
+/// client to come back once API Gateway's cached copy of it is gone.
+#[tokio::test]
+async fn a_key_store_that_does_not_answer_is_a_503_with_retry_after_never_a_500() {
+    let t = TestStack::new("authz-slow").await;
+    let slow = nuvem_testkit::unresponsive::unresponsive_sdk(
+        &t.sdk,
+        std::time::Duration::from_millis(300),
+    )
+    .await;
+    let deps = Deps {
+        store: Store::new(&slow, t.table()),
+        cache_seconds: 20,
+    };
+    let credential = format!(
+        "Bearer key_01jd0000000000000000000077.{}",
+        keys::generate_secret().expose()
+    );
+    let ctx = context(&deps, &credential).await;
+    assert_eq!(ctx["authenticated"], false);
+    assert_eq!(ctx["unavailable"], true);
+    assert!(ctx.get("account_id").is_none());
+
+    let req = nuvem_testkit::fixtures::with_authorizer(
+        nuvem_testkit::fixtures::http_event("keys/list-keys.json"),
+        ctx,
+    );
+    let problem = nuvem_aws::http::require(&req, &[Role::Owner, Role::Admin]).unwrap_err();
+    let answer = problem.into_response();
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["retry-after"], "20");
+    assert_eq!(answer.headers()["content-type"], "application/problem+json");
+
+    // A bad credential stays a 401 (no lookup is needed to refuse it).
+    let ctx = context(&deps, "Bearer nonsense").await;
+    assert!(ctx.get("unavailable").is_none());
 }

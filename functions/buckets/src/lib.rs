@@ -150,7 +150,7 @@ async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
             ));
         }
         // The claim stays `creating`; the same request again finishes the job.
-        Err(e) => return Err(Problem::internal(e)),
+        Err(e) => return Err(Problem::fault(e)),
     }
     deps.store.bucket_ready(&record.bucket).await?;
     record.state = BucketState::Ready;
@@ -214,7 +214,7 @@ async fn delete(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {
                 "the bucket is not empty; delete its objects first",
             ));
         }
-        Err(e) => return Err(Problem::internal(e)),
+        Err(e) => return Err(Problem::fault(e)),
     }
     // Before the name is given back: while the claim stands nobody can
     // make a bucket of that name that an old grant would reach.

@@ -331,3 +331,32 @@ async fn admins_manage_the_platforms_admin_keys_only() {
     let (_, listed) = call(&env, as_admin(http_event("keys/list-keys.json"))).await;
     assert_eq!(listed["items"][1]["status"], "revoked");
 }
+
+/// The table does not answer (DynamoDB overloaded, or the network to it
+/// down): every call gives up at the SDK's operation timeout and the route
+/// answers 503 problem+json with `Retry-After`, well before Lambda's own
+/// timeout would leave API Gateway to answer a bare 500.
+#[tokio::test]
+async fn a_table_that_does_not_answer_is_a_503_with_retry_after() {
+    let t = TestStack::new("keys-slow").await;
+    let slow = nuvem_testkit::unresponsive::unresponsive_sdk(
+        &t.sdk,
+        std::time::Duration::from_millis(300),
+    )
+    .await;
+    let deps = keys::Deps {
+        core: Core::from_lookup(&slow, &t.env("Keys")).unwrap(),
+    };
+    let req = as_principal(
+        http_event("keys/list-keys.json"),
+        "acc_01jd0000000000000000000000",
+        "key_01jd0000000000000000000001",
+        "owner",
+    );
+    let answer = keys::handle(&deps, req).await;
+    assert_eq!(answer.headers()["retry-after"], "2");
+    let (status, content_type, problem) = reply(&answer);
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(problem["status"], 503);
+}

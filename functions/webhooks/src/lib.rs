@@ -146,7 +146,7 @@ async fn create(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
     let secret = secret.unwrap_or_else(WebhookSecret::generate);
     let sealed = secrets::seal(&deps.sealer, &who.account_id, &id, &secret)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::fault)?;
     let record = EndpointRecord::new(id, &who.account_id, settings, sealed, now);
     match deps.core.store.create_endpoint(&record).await? {
         Ok(()) => http::json(
@@ -233,7 +233,7 @@ impl SecretView {
     async fn of(deps: &Deps, e: &EndpointRecord, now: DateTime<Utc>) -> Result<Self, Problem> {
         let open = secrets::open(&deps.sealer, e, now)
             .await
-            .map_err(Problem::internal)?;
+            .map_err(Problem::fault)?;
         Ok(SecretView {
             secret: open.current.to_string_form(),
             previous_secret: open.previous.as_ref().map(|(s, _)| s.to_string_form()),
@@ -266,7 +266,7 @@ async fn rotate(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
     let now = Utc::now();
     let sealed = secrets::seal(&deps.sealer, &who.account_id, &current.id, &secret)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::fault)?;
     let rotated = deps
         .core
         .store
@@ -337,7 +337,7 @@ async fn test(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
     let delivery_id = ids::new_id(ids::DELIVERY);
     let secrets = secrets::open(&deps.sealer, &endpoint, now)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::fault)?;
     let attempted = webhook::attempt(
         &deps.sender,
         &endpoint,

@@ -296,7 +296,7 @@ async fn put_number(deps: &Deps, req: &Request, who: &Principal) -> HttpResult {
         .sealer
         .seal(token.expose(), &context)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::fault)?;
     // Saved even when Meta cannot say now: `unchecked`, checked again later.
     let status = checked_status(deps, &settings.phone_number_id, &token)
         .await
@@ -357,7 +357,7 @@ async fn check_number(deps: &Deps, req: &Request, who: &Principal) -> HttpResult
         .sealer
         .open(&number.sealed_token, &context)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::fault)?;
     let token = AccessToken::parse(&token).map_err(|_| Problem::internal("stored token"))?;
     let status = checked_status(deps, &number.settings.phone_number_id, &token)
         .await

@@ -126,6 +126,10 @@ fn operations_are_the_template_routes_with_the_same_auth() {
         let roles = op["x-nuvem-roles"]
             .as_array()
             .unwrap_or_else(|| panic!("{method} {path}: x-nuvem-roles"));
+        assert!(
+            op["responses"].get("503").is_some(),
+            "{method} {path}: every route answers 503 when a dependency is slow"
+        );
         if public {
             assert_eq!(
                 op.get("security"),

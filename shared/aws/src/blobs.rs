@@ -19,10 +19,23 @@ pub enum BlobError {
     NotEmpty,
     #[error("s3: {0}")]
     S3(String),
+    /// S3 was slow, unreachable, throttling or failing: the same call may
+    /// pass later.
+    #[error("s3 unavailable: {0}")]
+    Unavailable(String),
 }
 
-fn s3_error<E: std::error::Error + 'static>(e: aws_sdk_s3::error::SdkError<E>) -> BlobError {
-    BlobError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+fn s3_error<E>(e: aws_sdk_s3::error::SdkError<E>) -> BlobError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    crate::sdk_error::classify(e, BlobError::Unavailable, BlobError::S3)
+}
+
+impl crate::sdk_error::Unavailable for BlobError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, BlobError::Unavailable(_))
+    }
 }
 
 /// The notifications that keep usage exact (see `nuvem_domain::usage`).

@@ -56,7 +56,30 @@ pub fn lambda_sdk_config_from(lookup: &dyn Fn(&str) -> Option<String>) -> aws_co
             .map(aws_config::Region::new),
     );
     config.set_endpoint_url(set("AWS_ENDPOINT_URL"));
+    config.set_timeout_config(Some(sdk_timeouts(
+        set("SDK_TIMEOUT_MS").and_then(|v| v.trim().parse().ok()),
+    )));
     config.build()
+}
+
+/// The longest an AWS call of a function may take, retries included, when
+/// `SDK_TIMEOUT_MS` does not say: well under the template's default
+/// function timeout (10 s), so that a slow dependency fails the call, and
+/// the request answers 503 with `Retry-After`, before Lambda kills the
+/// invocation and API Gateway answers a bare 500.
+pub const DEFAULT_SDK_TIMEOUT_MS: u64 = 2_000;
+
+/// The SDK's connect timeout for the behavior version (3.1 s), or the
+/// operation's when that is shorter; the operation timeout (`SDK_TIMEOUT_MS`)
+/// bounds every attempt and retry together. No attempt timeout: on a loaded
+/// machine a slow first attempt would otherwise be abandoned and repeated.
+fn sdk_timeouts(operation_ms: Option<u64>) -> aws_config::timeout::TimeoutConfig {
+    let operation =
+        std::time::Duration::from_millis(operation_ms.unwrap_or(DEFAULT_SDK_TIMEOUT_MS).max(1));
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(operation.min(std::time::Duration::from_millis(3_100)))
+        .operation_timeout(operation)
+        .build()
 }
 
 /// The SDK's default HTTPS client (rustls on aws-lc, the platform's trust
@@ -213,6 +236,24 @@ mod tests {
             None,
             "empty means AWS's own endpoint"
         );
+    }
+
+    #[test]
+    fn every_call_has_an_operation_timeout_under_the_functions() {
+        let timeout = |value: Option<&str>| {
+            let value = value.map(str::to_owned);
+            let vars =
+                move |name: &str| (name == "SDK_TIMEOUT_MS").then(|| value.clone()).flatten();
+            let config = lambda_sdk_config_from(&vars);
+            let t = config.timeout_config().expect("a timeout config");
+            (t.operation_timeout(), t.connect_timeout())
+        };
+        let ms = |ms| Some(std::time::Duration::from_millis(ms));
+        assert_eq!(timeout(None), (ms(2_000), ms(2_000)));
+        assert_eq!(timeout(Some("1000")), (ms(1_000), ms(1_000)));
+        assert_eq!(timeout(Some("10000")), (ms(10_000), ms(3_100)));
+        assert_eq!(timeout(Some("soon")), (ms(2_000), ms(2_000)));
+        assert_eq!(timeout(Some("")), (ms(2_000), ms(2_000)));
     }
 
     #[test]

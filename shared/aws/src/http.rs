@@ -144,9 +144,29 @@ impl Problem {
     }
 }
 
+/// How long a client should wait before repeating a request that a slow or
+/// busy dependency failed.
+pub const RETRY_AFTER_SECS: u32 = 2;
+
+impl Problem {
+    /// A failed call of a dependency: 503 with `Retry-After` when the same
+    /// request may pass later (the dependency was slow, busy or failing),
+    /// else a server fault. The cause goes to the log, never to the client.
+    pub fn fault<E: std::fmt::Display + crate::sdk_error::Unavailable>(e: E) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "dependency unavailable");
+            return Problem::unavailable(
+                "the service is busy or a dependency did not answer in time; try again",
+                RETRY_AFTER_SECS,
+            );
+        }
+        Problem::internal(e)
+    }
+}
+
 impl From<crate::store::StoreError> for Problem {
     fn from(e: crate::store::StoreError) -> Self {
-        Problem::internal(e)
+        Problem::fault(e)
     }
 }
 
@@ -475,6 +495,20 @@ pub fn require(req: &Request, allowed: &[Role]) -> Result<Principal, Problem> {
     };
     let Some(principal) = principal else {
         let reason = field("reason").unwrap_or_else(|| "a valid access key is required".into());
+        let unavailable = ctx
+            .and_then(|c| c.get("unavailable"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        if unavailable {
+            // The authorizer could not reach the key store; its answer is
+            // cached for `retry_after` seconds, so asking sooner gets the same.
+            let retry_after = ctx
+                .and_then(|c| c.get("retry_after"))
+                .and_then(|v| v.as_u64())
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(RETRY_AFTER_SECS);
+            return Err(Problem::unavailable(reason, retry_after));
+        }
         return Err(Problem::unauthorized(reason));
     };
     if allowed.contains(&principal.role) {

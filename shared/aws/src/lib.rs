@@ -21,6 +21,7 @@ pub mod rpa_api;
 pub mod rpa_jobs;
 pub mod runtime;
 pub mod s3_links;
+pub mod sdk_error;
 pub mod secrets;
 pub mod storage_access;
 pub mod store;

@@ -29,8 +29,27 @@ const OPENED_CAPACITY: usize = 1024;
 pub enum SealError {
     #[error("kms: {0}")]
     Kms(String),
+    /// KMS was slow, unreachable, throttling or failing: the same call may
+    /// pass later.
+    #[error("kms unavailable: {0}")]
+    Unavailable(String),
     #[error("sealed value is malformed: {0}")]
     Malformed(String),
+}
+
+fn kms_error<E>(
+    e: aws_sdk_kms::error::SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
+) -> SealError
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    crate::sdk_error::classify(e, SealError::Unavailable, SealError::Kms)
+}
+
+impl crate::sdk_error::Unavailable for SealError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, SealError::Unavailable(_))
+    }
 }
 
 /// The purpose of sealed WhatsApp access tokens (the template's KMS policy
@@ -139,7 +158,7 @@ impl Sealer {
             .set_encryption_context(Some(context.pairs()))
             .send()
             .await
-            .map_err(|e| SealError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(kms_error)?;
         let blob = out
             .ciphertext_blob
             .ok_or_else(|| SealError::Kms("no ciphertext".into()))?;
@@ -164,7 +183,7 @@ impl Sealer {
             .set_encryption_context(Some(context.pairs()))
             .send()
             .await
-            .map_err(|e| SealError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(kms_error)?;
         let plaintext = out
             .plaintext
             .ok_or_else(|| SealError::Kms("no plaintext".into()))?;

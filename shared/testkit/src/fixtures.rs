@@ -128,7 +128,9 @@ pub fn without_authorizer(req: Request) -> Request {
     with_context(req, |ctx| ctx.authorizer = None)
 }
 
-fn with_authorizer(req: Request, fields: Value) -> Request {
+/// The request as the authorizer labelled it with this context (what
+/// `authorizer::handle` answered).
+pub fn with_authorizer(req: Request, fields: Value) -> Request {
     let mut authorizer = ApiGatewayRequestAuthorizer::default();
     authorizer.fields = serde_json::from_value(fields).expect("context");
     with_context(req, |ctx| ctx.authorizer = Some(authorizer))

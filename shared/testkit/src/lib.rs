@@ -27,6 +27,7 @@ pub mod rpa_records;
 pub mod stack;
 pub mod template;
 pub mod tenants;
+pub mod unresponsive;
 pub mod wait;
 
 pub use emulator::{Emulator, SentEmail, emulator, moto_server_path};

@@ -77,11 +77,44 @@ pub enum StoreError {
     /// A transaction refused by a condition its caller did not expect.
     #[error("transaction refused by its conditions: {0:?}")]
     Refused(Vec<bool>),
+    /// DynamoDB was slow (past the operation timeout), unreachable,
+    /// throttling or failing: the same request may pass later.
+    #[error("dynamodb unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
-    pub(crate) fn sdk<E: std::error::Error>(e: E) -> Self {
-        StoreError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+    /// A failed DynamoDB call, or a request that could not be built.
+    pub(crate) fn sdk(e: impl IntoStoreError) -> Self {
+        e.into_store_error()
+    }
+}
+
+/// What [`StoreError::sdk`] takes: the SDK's errors.
+pub(crate) trait IntoStoreError {
+    fn into_store_error(self) -> StoreError;
+}
+
+impl<E, R> IntoStoreError for aws_sdk_dynamodb::error::SdkError<E, R>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    fn into_store_error(self) -> StoreError {
+        crate::sdk_error::classify(self, StoreError::Unavailable, StoreError::Dynamo)
+    }
+}
+
+/// A request missing a required field: a fault of the code, never of AWS.
+impl IntoStoreError for aws_sdk_dynamodb::error::BuildError {
+    fn into_store_error(self) -> StoreError {
+        StoreError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(self).to_string())
+    }
+}
+
+impl crate::sdk_error::Unavailable for StoreError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
     }
 }
 
