@@ -75,6 +75,9 @@ pub struct Options {
     /// timeouts as they are). Tests on a loaded machine set one, so that a
     /// call that only waited for a CPU does not time out.
     pub min_function_timeout: Option<Duration>,
+    /// Start only this function (by logical id): no HTTP API, queue
+    /// consumers or schedules, as `nuvem-local invoke` needs.
+    pub only: Option<String>,
     /// When an SQS batch's invocation fails for want of a working process
     /// (timeout, crash, no process), its messages become visible again after
     /// this long (default: none, the queue's visibility timeout, as on
@@ -101,6 +104,7 @@ impl Default for Options {
             ready_timeout: Duration::from_secs(20),
             init_timeout: host::INIT_TIMEOUT,
             min_function_timeout: None,
+            only: None,
             sqs_infra_failure_visibility: None,
         }
     }
@@ -384,9 +388,28 @@ async fn start(
     let template = Template::load(&options.template, &options.params)?;
     let routes = template.routes()?;
 
+    if let Some(only) = &options.only
+        && !template.functions.contains_key(only)
+    {
+        bail!(
+            "no function {only} in the template (its functions: {})",
+            template
+                .functions
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let wanted = |id: &str| options.only.as_deref().is_none_or(|only| only == id);
+
     // Every binary first: one clear error for all that are missing.
     let mut missing = Vec::new();
-    for f in template.functions.values() {
+    for f in template
+        .functions
+        .values()
+        .filter(|f| wanted(&f.logical_id))
+    {
         let bin = options.bin_dir.join(&f.binary);
         if !bin.is_file() {
             missing.push(format!("  {} needs {}", f.logical_id, bin.display()));
@@ -424,7 +447,7 @@ async fn start(
 
     let mut tasks = Vec::new();
     let mut hosts = BTreeMap::new();
-    for f in t.functions.values() {
+    for f in t.functions.values().filter(|f| wanted(&f.logical_id)) {
         let mut env = stack.try_function_env(&f.logical_id)?;
         let name = stack.function_name(&f.logical_id);
         let fixed = [
@@ -464,26 +487,10 @@ async fn start(
     let hosts = Arc::new(hosts);
 
     // HTTP API
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
-        .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{}", options.port))?;
-    let base_url = format!("http://{}", listener.local_addr()?);
-    let gw = Arc::new(gateway::Gateway::new(
-        routes.clone(),
-        hosts.clone(),
-        log.clone(),
-    ));
-    let app = gw
-        .router()
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let mut stop = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-    }));
+    let base_url = match options.only {
+        Some(_) => String::new(),
+        None => serve_http_api(options.port, &routes, &hosts, log, &shutdown, &mut tasks).await?,
+    };
 
     // SQS event sources
     let sdk = emulator.sdk_config().await;
@@ -496,7 +503,7 @@ async fn start(
             s.batch_size as i32,
             s.report_batch_item_failures,
         ));
-        if !s.enabled {
+        if !s.enabled || options.only.is_some() {
             continue;
         }
         let consumer = sqs::Consumer {
@@ -527,7 +534,7 @@ async fn start(
             event.clone(),
             def.enabled,
         ));
-        if !(def.enabled && options.schedules) {
+        if !(def.enabled && options.schedules) || options.only.is_some() {
             continue;
         }
         let host = hosts[&function].clone();
@@ -615,6 +622,39 @@ async fn start(
             hosts,
         },
     ))
+}
+
+/// Serves the template's HTTP API on 127.0.0.1:`port` until shutdown; its
+/// base URL.
+async fn serve_http_api(
+    port: u16,
+    routes: &[nuvem_testkit::template::Route],
+    hosts: &Arc<BTreeMap<String, host::Host>>,
+    log: &log::Log,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<String> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let gw = Arc::new(gateway::Gateway::new(
+        routes.to_vec(),
+        hosts.clone(),
+        log.clone(),
+    ));
+    let app = gw
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let mut stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+    }));
+    Ok(base_url)
 }
 
 #[cfg(test)]

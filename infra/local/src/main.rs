@@ -14,6 +14,12 @@ nuvem-local: run template.yaml locally against the AWS emulator
 
 USAGE:
   nuvem-local [OPTIONS]
+  nuvem-local invoke <LogicalId> [-e <event.json>] [OPTIONS]
+      one invocation of one function, as `sam local invoke` does: its answer
+      on stdout, its output and REPORT line on stderr; exit status 1 when the
+      function fails. The event comes from the file (`-` for stdin), else {}.
+      Against a fresh emulator unless --emulator-url names one (make dev's:
+      http://127.0.0.1:4566, where the stack already exists).
 
 OPTIONS:
   --template <file>        SAM template [default: template.yaml]
@@ -42,6 +48,8 @@ OPTIONS:
 /// serve.
 struct Cli {
     options: Options,
+    /// `invoke <LogicalId>`: the function and the event file, if any.
+    invoke: Option<(String, Option<PathBuf>)>,
     fake_graph: Option<String>,
     fake_chat: Option<String>,
     fake_rpa: Option<String>,
@@ -101,6 +109,15 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
     let mut params = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     let mut args = args.peekable();
+    let mut invoke = None;
+    if args.peek().map(String::as_str) == Some("invoke") {
+        args.next();
+        let function = args
+            .next()
+            .filter(|f| !f.starts_with('-'))
+            .context("invoke needs a function's logical id (see --help)")?;
+        invoke = Some((function, None));
+    }
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
@@ -138,6 +155,12 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
             "--fake-graph" => fake_graph = Some(value("--fake-graph")?),
             "--fake-chat" => fake_chat = Some(value("--fake-chat")?),
             "--fake-rpa" => fake_rpa = Some(value("--fake-rpa")?),
+            "-e" | "--event" if invoke.is_some() => {
+                let file = value("--event")?;
+                if let Some((_, event)) = invoke.as_mut() {
+                    *event = Some(PathBuf::from(file));
+                }
+            }
             other => bail!("unknown argument {other} (see --help)"),
         }
     }
@@ -159,8 +182,13 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
     }
     o.params = params;
     o.secrets = secrets;
+    if let Some((function, _)) = &invoke {
+        o.only = Some(function.clone());
+        o.schedules = false;
+    }
     Ok(Some(Cli {
         options: o,
+        invoke,
         fake_graph,
         fake_chat,
         fake_rpa,
@@ -170,6 +198,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
 fn main() -> Result<()> {
     let Some(Cli {
         mut options,
+        invoke,
         fake_graph,
         fake_chat,
         fake_rpa,
@@ -232,6 +261,9 @@ fn main() -> Result<()> {
             }
             None => None,
         };
+        if let Some((function, event)) = invoke {
+            return invoke_once(options, &function, event.as_deref()).await;
+        }
         let runner = Runner::start(options).await?;
         let mut out = std::io::stdout().lock();
         write!(out, "{}", runner.describe())?;
@@ -284,6 +316,48 @@ fn main() -> Result<()> {
     })
 }
 
+/// `nuvem-local invoke`: starts the one function, invokes it once with the
+/// event, prints its answer (stdout) and exits 1 if it failed.
+async fn invoke_once(
+    options: Options,
+    function: &str,
+    event: Option<&std::path::Path>,
+) -> Result<()> {
+    let event: serde_json::Value = match event {
+        None => serde_json::json!({}),
+        Some(path) => {
+            let text = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading the event from stdin")?
+            } else {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the event {}", path.display()))?
+            };
+            serde_json::from_str(&text)
+                .with_context(|| format!("the event {} is not JSON", path.display()))?
+        }
+    };
+    let runner = Runner::start(options).await?;
+    let answer = runner.invoke(function, &event).await;
+    drop(runner);
+    let mut out = std::io::stdout().lock();
+    match answer {
+        Ok(value) => {
+            writeln!(out, "{value}")?;
+            Ok(())
+        }
+        Err(nuvem_local::InvokeError::Function {
+            error_type,
+            message,
+        }) => {
+            let failure = serde_json::json!({"errorType": error_type, "errorMessage": message});
+            writeln!(out, "{failure}")?;
+            out.flush()?;
+            std::process::exit(1)
+        }
+        Err(e) => bail!("{function}: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +395,24 @@ mod tests {
             "http://127.0.0.1:3003/api/v1"
         );
         assert!(cli.options.secrets["ChatApiSecret"].contains(DEV_CHAT_KEY));
+        let cli = parse(args(
+            "invoke Signup -e events/signup/signup.json --stack-name s",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            cli.invoke,
+            Some((
+                "Signup".to_owned(),
+                Some(PathBuf::from("events/signup/signup.json"))
+            ))
+        );
+        assert_eq!(cli.options.only.as_deref(), Some("Signup"));
+        assert!(!cli.options.schedules);
+        assert_eq!(cli.options.stack_name, "s");
+        assert!(parse(args("invoke")).is_err(), "which function?");
+        assert!(parse(args("invoke --port 1")).is_err());
+        assert!(parse(args("-e x.json")).is_err(), "-e is invoke's");
         let cli = parse(args(
             "--fake-graph 127.0.0.1:3002 --param GraphApiUrl=http://127.0.0.1:9",
         ))

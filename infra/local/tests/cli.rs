@@ -115,3 +115,66 @@ fn gone(pid: i32) -> bool {
     let state = stat[close + 1..].trim_start().chars().next();
     comm != "echo" || matches!(state, Some('Z' | 'X'))
 }
+
+/// `nuvem-local invoke`, as SAM users run `sam local invoke`: one
+/// invocation of one function with an event file; its answer on stdout, the
+/// REPORT line on stderr, exit status 1 when the function fails.
+#[test]
+fn invoke_runs_one_function_once_with_an_event_file() {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let emulator = rt.block_on(nuvem_testkit::emulator()).endpoint().to_owned();
+    let dir = std::env::temp_dir().join(format!("nuvem-invoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let invoke = |function: &str, event: &serde_json::Value| {
+        let file = dir.join(format!("{function}.json"));
+        std::fs::write(&file, event.to_string()).unwrap();
+        let examples = std::env::current_exe().unwrap();
+        let examples = examples
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("examples");
+        Command::new(env!("CARGO_BIN_EXE_nuvem-local"))
+            .args(["invoke", function, "-e"])
+            .arg(&file)
+            .arg("--template")
+            .arg(manifest.join("tests/fixtures/template.yaml"))
+            .arg("--bin-dir")
+            .arg(&examples)
+            .args(["--stack-name", "cli-invoke", "--emulator-url", &emulator])
+            .output()
+            .unwrap()
+    };
+
+    let out = invoke("Echo", &serde_json::json!({"rawPath": "/public/hello"}));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON answer");
+    assert_eq!(answer["statusCode"], 200);
+    let body: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["event"]["rawPath"], "/public/hello",
+        "the file's event"
+    );
+    assert!(stderr.contains("REPORT Echo RequestId:"), "{stderr}");
+
+    let out = invoke("Echo", &serde_json::json!({"rawPath": "/fail"}));
+    assert_eq!(out.status.code(), Some(1));
+    let failure: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failure["errorMessage"], "handler failed on purpose");
+
+    let out = invoke("Nope", &serde_json::json!({}));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no function Nope in the template"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
