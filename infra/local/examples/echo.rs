@@ -60,6 +60,12 @@ async fn http(event: Value, ctx: &lambda_runtime::Context) -> Result<Value, Erro
         "crash" => std::process::exit(3),
         "fail" => Err("handler failed on purpose".into()),
         "bare" => Ok(json!({"hello": "world"})),
+        "say" => {
+            let words = event["rawQueryString"].as_str().unwrap_or_default();
+            println!("said {words}");
+            eprintln!("said {words} (stderr)");
+            Ok(json!({"statusCode": 204}))
+        }
         "cookies" => Ok(json!({
             "statusCode": 201,
             "headers": {"content-type": "text/plain", "x-one": "1"},

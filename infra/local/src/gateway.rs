@@ -623,6 +623,7 @@ mod tests {
             Log {
                 runner: false,
                 functions: false,
+                capture: None,
             },
         )
     }

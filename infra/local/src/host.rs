@@ -211,7 +211,7 @@ async fn spawn_instance(spec: &FunctionSpec, log: &Log) -> Result<Instance, Stri
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .process_group(0);
-    if log.functions {
+    if log.functions || log.capture.is_some() {
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
     } else {

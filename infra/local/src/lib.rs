@@ -37,6 +37,7 @@ mod sqs;
 mod util;
 
 pub use host::{INIT_TIMEOUT, InvokeError, Readiness};
+pub use log::FunctionOutput;
 
 /// How to run the stack.
 #[derive(Clone, Debug)]
@@ -75,6 +76,8 @@ pub struct Options {
     /// timeouts as they are). Tests on a loaded machine set one, so that a
     /// call that only waited for a CPU does not time out.
     pub min_function_timeout: Option<Duration>,
+    /// Keep every line the functions print here, printed or not.
+    pub capture_output: Option<FunctionOutput>,
     /// Start only this function (by logical id): no HTTP API, queue
     /// consumers or schedules, as `nuvem-local invoke` needs.
     pub only: Option<String>,
@@ -105,6 +108,7 @@ impl Default for Options {
             init_timeout: host::INIT_TIMEOUT,
             min_function_timeout: None,
             only: None,
+            capture_output: None,
             sqs_infra_failure_visibility: None,
         }
     }
@@ -355,6 +359,7 @@ fn run_thread(
         let log = log::Log {
             runner: options.log_runner,
             functions: options.log_functions,
+            capture: options.capture_output.clone(),
         };
         let (tasks, started) = match start(&options, &emulator, &log, shutdown.clone()).await {
             Ok(s) => s,

@@ -1,14 +1,33 @@
 //! The runner's output: its own lines, the functions' lines and REPORT lines.
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Where output goes. `runner`: start-up, restarts, REPORT lines;
-/// `functions`: what the function processes print.
+/// `functions`: what the function processes print; `capture`: every line
+/// the functions print, printed or not (what CloudWatch would keep).
 #[derive(Clone, Debug)]
 pub struct Log {
     pub runner: bool,
     pub functions: bool,
+    pub capture: Option<FunctionOutput>,
+}
+
+/// Every line the functions of a runner printed, as `[LogicalId] line`: for
+/// tests that check what a deployment would log (no secret, say).
+#[derive(Clone, Debug, Default)]
+pub struct FunctionOutput(Arc<Mutex<Vec<String>>>);
+
+impl FunctionOutput {
+    /// The lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn push(&self, line: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
 }
 
 impl Log {
@@ -19,6 +38,9 @@ impl Log {
     }
 
     pub fn function_line(&self, function: &str, line: &str, _stderr: bool) {
+        if let Some(capture) = &self.capture {
+            capture.push(format!("[{function}] {line}"));
+        }
         if self.functions {
             let _ = writeln!(std::io::stderr().lock(), "[{function}] {line}");
         }

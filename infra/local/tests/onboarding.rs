@@ -91,6 +91,7 @@ async fn onboarding_from_signup_to_a_revoked_operator_key() {
             .0,
         StatusCode::FORBIDDEN
     );
+    common::assert_no_secret_logged();
 }
 
 /// The `$default` route answers what no other route does, as a deployed API
@@ -198,4 +199,5 @@ async fn a_key_of_one_account_cannot_read_or_change_another() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(still.to_string().contains(&key_b));
+    common::assert_no_secret_logged();
 }

@@ -920,26 +920,19 @@ async fn every_operation_answers_as_documented() {
     };
     // Meta's app secret, as an operator puts it in after deploying (the
     // function reads it at its first webhook).
-    runner
-        .stack()
-        .put_secret(
-            emulator().await,
-            "WhatsAppSecret",
-            &json!({"app_secret": META_APP_SECRET, "verify_token": "token-de-verificacao"})
-                .to_string(),
-        )
-        .await
-        .unwrap();
+    common::put_secret(
+        &runner,
+        "WhatsAppSecret",
+        json!({"app_secret": META_APP_SECRET, "verify_token": "token-de-verificacao"}),
+    )
+    .await;
     // ... and the chat API's key, for the bot.
-    runner
-        .stack()
-        .put_secret(
-            emulator().await,
-            "ChatApiSecret",
-            &json!({"api_key": "sk-or-v1-fluxo"}).to_string(),
-        )
-        .await
-        .unwrap();
+    common::put_secret(
+        &runner,
+        "ChatApiSecret",
+        json!({"api_key": "sk-or-v1-fluxo"}),
+    )
+    .await;
     let handshake = [
         ("hub.mode", "subscribe"),
         ("hub.verify_token", "token-de-verificacao"),
@@ -1687,4 +1680,5 @@ async fn every_operation_answers_as_documented() {
     for status in [400, 401, 403, 404, 409, 413, 415, 422, 429] {
         assert!(statuses.contains(&status), "no call answered {status}");
     }
+    common::assert_no_secret_logged();
 }

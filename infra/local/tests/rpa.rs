@@ -59,15 +59,7 @@ async fn a_month_runs_from_schedule_to_filing() {
         &[("WebhookAllowLoopback", "true"), ("RpaApiUrl", &rpa.url())],
     )
     .await;
-    runner
-        .stack()
-        .put_secret(
-            emulator().await,
-            "RpaApiSecret",
-            &json!({"token": TOKEN}).to_string(),
-        )
-        .await
-        .unwrap();
+    common::put_secret(&runner, "RpaApiSecret", json!({"token": TOKEN})).await;
     let api = Api {
         http: Client::new(),
         runner: &runner,
@@ -261,4 +253,5 @@ async fn a_month_runs_from_schedule_to_filing() {
         .map(|e| e["step"].as_str().unwrap())
         .collect();
     assert_eq!(steps, vec!["tax_filing", "download_invoice"]);
+    common::assert_no_secret_logged();
 }

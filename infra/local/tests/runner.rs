@@ -547,3 +547,35 @@ async fn a_missing_binary_is_a_clear_error() {
     assert!(err.contains("cargo build --bins"), "{err}");
     assert!(err.contains("/nonexistent/echo"), "{err}");
 }
+
+/// What the functions print is kept, printed or not, for the tests that
+/// check what a deployment would log (no secret).
+#[tokio::test]
+async fn every_line_a_function_prints_is_captured() {
+    let output = nuvem_local::FunctionOutput::default();
+    let r = Runner::start(nuvem_local::Options {
+        capture_output: Some(output.clone()),
+        log_functions: false,
+        ..options(&unique_name("cap"), emulator().await.endpoint())
+    })
+    .await
+    .expect("runner starts");
+    let event = json!({"rawPath": "/say", "rawQueryString": "ola=mundo"});
+    assert_eq!(r.invoke("Echo", &event).await.unwrap()["statusCode"], 204);
+    let lines = nuvem_testkit::eventually_some("both lines to be captured", || {
+        let output = output.clone();
+        async move {
+            let lines = output.lines();
+            (lines.len() >= 2).then_some(lines)
+        }
+    })
+    .await;
+    assert!(
+        lines.contains(&"[Echo] said ola=mundo".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"[Echo] said ola=mundo (stderr)".to_owned()),
+        "{lines:?}"
+    );
+}

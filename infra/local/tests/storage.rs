@@ -133,6 +133,7 @@ async fn uploads_reach_80_and_100_percent_alerts_and_a_raised_quota_is_quiet() {
         2,
         "exactly two alert emails in all"
     );
+    common::assert_no_secret_logged();
 }
 
 /// The onboarding guide's steps 2 to 4 as a tenant takes them: a bucket, a
@@ -204,4 +205,5 @@ async fn a_backup_client_with_a_storage_key_uploads_in_parts_and_usage_follows()
         alerts_to(email).await.iter().any(|s| s.contains("80%"))
     })
     .await;
+    common::assert_no_secret_logged();
 }

@@ -142,4 +142,5 @@ async fn an_event_reaches_the_tenants_endpoint_signed_after_a_retry() {
             .any(|e| e["id"] == event["id"]),
         "{events}"
     );
+    common::assert_no_secret_logged();
 }

@@ -88,11 +88,7 @@ async fn a_customer_talks_to_the_bot_until_a_person_takes_over() {
         ),
         ("ChatApiSecret", json!({"api_key": CHAT_KEY})),
     ] {
-        runner
-            .stack()
-            .put_secret(emulator().await, secret, &value.to_string())
-            .await
-            .unwrap();
+        common::put_secret(&runner, secret, value).await;
     }
     let http = Client::new();
     let base = runner.base_url().trim_end_matches('/').to_owned();
@@ -271,4 +267,5 @@ async fn a_customer_talks_to_the_bot_until_a_person_takes_over() {
         .await;
     assert_eq!(waiting["items"][0]["id"], conversation.as_str());
     assert_eq!(chat.requests().len(), 2, "no model call past the limit");
+    common::assert_no_secret_logged();
 }

@@ -6,9 +6,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use nuvem_local::{Options, Runner};
+use nuvem_local::{FunctionOutput, Options, Runner};
 use nuvem_testkit::{emulator, eventually_some, unique_name};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -34,13 +35,19 @@ pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
             "http://127.0.0.1:9/api/v1".to_owned(),
         ),
         ("RpaApiUrl".to_owned(), "http://127.0.0.1:9/rpa".to_owned()),
+        // The most a deployment would log: what `assert_no_secret_logged`
+        // searches.
+        ("LogLevel".to_owned(), "debug".to_owned()),
     ]);
     all.extend(
         params
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
+    let output = FunctionOutput::default();
+    OUTPUTS.lock().unwrap().push(output.clone());
     Runner::start(Options {
+        capture_output: Some(output),
         emulator_url: Some(emu.endpoint().to_owned()),
         stack_name: unique_name(name),
         params: all,
@@ -54,6 +61,90 @@ pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
     })
     .await
     .expect("the local stack starts (build the functions first: cargo build --workspace --bins)")
+}
+
+/// The secrets the end-to-end tests of this test binary saw (sent or
+/// answered through the API, or given to the stack), and everything the
+/// functions of their stacks printed: no line may hold a secret.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static OUTPUTS: Mutex<Vec<FunctionOutput>> = Mutex::new(Vec::new());
+
+/// Fields whose string values are secrets, in request and answer bodies.
+const SECRET_FIELDS: &[&str] = &[
+    "credential",
+    "secret",
+    "secret_access_key",
+    "token",
+    "access_token",
+    "password",
+    "portal_password",
+    "app_secret",
+    "verify_token",
+    "api_key",
+];
+
+/// Remembers a secret, to be looked for in the functions' output.
+pub fn secret(value: &str) {
+    // Short values (a test's "x") would match by accident.
+    if value.len() >= 12 {
+        SECRETS.lock().unwrap().push(value.to_owned());
+    }
+}
+
+/// Remembers every secret field's value in `value` (any depth).
+pub fn secrets_in(value: &Value) {
+    match value {
+        Value::Object(fields) => {
+            for (name, v) in fields {
+                match v {
+                    Value::String(text) if SECRET_FIELDS.contains(&name.as_str()) => secret(text),
+                    Value::String(text) => {
+                        // Secrets Manager values are JSON text.
+                        if let Ok(inner @ Value::Object(_)) = serde_json::from_str(text) {
+                            secrets_in(&inner);
+                        }
+                    }
+                    other => secrets_in(other),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(secrets_in),
+        _ => {}
+    }
+}
+
+/// No line any function of this binary's stacks printed holds a secret
+/// the tests saw: the key secrets, activation tokens, webhook signing
+/// secrets, access tokens and passwords that went through the API.
+pub fn assert_no_secret_logged() {
+    let secrets = SECRETS.lock().unwrap().clone();
+    assert!(
+        !secrets.is_empty(),
+        "the tests saw no secret: are they remembered?"
+    );
+    for output in OUTPUTS.lock().unwrap().iter() {
+        for line in output.lines() {
+            for secret in &secrets {
+                // The secret part of a credential `<key id>.<secret>` too.
+                let part = secret.rsplit_once('.').map_or(secret.as_str(), |(_, s)| s);
+                assert!(
+                    !line.contains(secret.as_str()) && (part.len() < 12 || !line.contains(part)),
+                    "a function logged a secret: {line}"
+                );
+            }
+        }
+    }
+}
+
+/// Gives the stack's Secrets Manager secret `logical_id` its value, as an
+/// operator does after deploying (and remembers its secrets).
+pub async fn put_secret(runner: &Runner, logical_id: &str, value: Value) {
+    secrets_in(&value);
+    runner
+        .stack()
+        .put_secret(emulator().await, logical_id, &value.to_string())
+        .await
+        .unwrap();
 }
 
 /// A platform admin credential, minted by the operator CLI as `make admin-key` does.
@@ -72,7 +163,9 @@ pub fn admin_key(runner: &Runner) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    let credential = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    secret(&credential);
+    credential
 }
 
 /// Waits for the activation email to `to` and returns the token of its link.
@@ -115,15 +208,15 @@ impl Api<'_> {
             req = req.header("authorization", format!("Bearer {c}"));
         }
         if let Some(b) = body {
+            secrets_in(&b);
             req = req.json(&b);
         }
         let resp = req.send().await.expect("HTTP call");
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let answer = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        secrets_in(&answer);
+        (status, answer)
     }
 }
 
@@ -171,6 +264,7 @@ pub async fn onboard(api: &Api<'_>, admin: &str, document: &str, email: &str) ->
     assert_eq!(status, StatusCode::OK, "{approved}");
 
     let token = activation_token(email).await;
+    secret(&token);
     let (status, key) = api
         .call(
             Method::POST,
