@@ -62,6 +62,12 @@ moto's own server. The rest is moto's own query: its ordering,
 conditions, paging, filters and projections. `--check` compares queries of
 the table and its indexes (ranges, both directions, pages) with moto's too.
 
+One fix: moto's `/moto-api/data.json` (the sent emails that `make emails` and
+the tests read) answered 500 once an IAM user had been deleted (a storage
+key revoked): moto keeps the deleted user among the instances it reports,
+and its `group_list` then raises NoSuchEntity, which data.json does not
+catch. Here a deleted user's groups are none.
+
 Usage: the same arguments as `moto_server` (installed as .venv/bin/nuvem-emulator).
 """
 import collections
@@ -71,6 +77,8 @@ import inspect
 import threading
 
 import moto.dynamodb.models as dynamodb_models
+import moto.iam.exceptions as iam_exceptions
+import moto.iam.models as iam_models
 import moto.sqs.models as sqs_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
@@ -292,6 +300,22 @@ def _index_partition(table, index_name, hash_key):
 
 Table.query = functools.wraps(_moto_query)(_query)
 Table.all_items = functools.wraps(_moto_all_items)(_all_items)
+
+# ---------------------------------------------------------------------------
+# data.json after an IAM user is deleted (see the docstring).
+
+_moto_group_list = iam_models.User.group_list.fget
+
+
+@functools.wraps(_moto_group_list)
+def _group_list(user):
+    try:
+        return _moto_group_list(user)
+    except iam_exceptions.NoSuchEntity:
+        return []
+
+
+iam_models.User.group_list = property(_group_list)
 
 # ---------------------------------------------------------------------------
 # SendMessage: no count of the queue's messages (see the docstring).

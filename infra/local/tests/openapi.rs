@@ -291,6 +291,19 @@ struct Contract {
     base: String,
     /// (operationId, status, credential) of every answer seen.
     seen: Mutex<BTreeSet<(String, u16, Option<String>)>>,
+    /// Every call that succeeded, to be replayed with another account's key.
+    succeeded: Mutex<Vec<Succeeded>>,
+}
+
+/// A call that answered 2xx: what another account's key tries again.
+#[derive(Clone, Debug)]
+struct Succeeded {
+    method: Method,
+    path: String,
+    args: Vec<String>,
+    query: Vec<(String, String)>,
+    credential: Option<String>,
+    body: Option<Value>,
 }
 
 impl Contract {
@@ -349,6 +362,20 @@ impl Contract {
             }
         }
 
+        let replay = Succeeded {
+            method: method.clone(),
+            path: path.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            query: query
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            credential: credential.map(str::to_owned),
+            body: match &body {
+                Body::Json(b) | Body::Keyed(_, Some(b)) => Some(b.clone()),
+                _ => None,
+            },
+        };
         let mut segments = Vec::new();
         let mut args = args.iter();
         for s in path.split('/') {
@@ -405,6 +432,9 @@ impl Contract {
             });
         let text = resp.text().await.unwrap_or_default();
         assert_eq!(status, expected, "{what}: got {status} {text}");
+        if (200..300).contains(&status) {
+            self.succeeded.lock().unwrap().push(replay);
+        }
         self.seen
             .lock()
             .unwrap()
@@ -442,6 +472,69 @@ impl Contract {
             );
         }
         body
+    }
+}
+
+/// An answer without what a presigned link adds at each reading (its
+/// signature, date and expiry).
+fn unsigned(value: Value) -> Value {
+    match value {
+        Value::Object(fields) => {
+            let presigned = fields
+                .get("url")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.contains("X-Amz-Signature="));
+            Value::Object(
+                fields
+                    .into_iter()
+                    .filter(|(name, _)| !(presigned && name == "expires_at"))
+                    .map(|(name, v)| (name, unsigned(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(unsigned).collect()),
+        Value::String(text) if text.contains("X-Amz-Signature=") => {
+            Value::String(text.split('?').next().unwrap_or_default().to_owned())
+        }
+        other => other,
+    }
+}
+
+impl Contract {
+    /// `call` made again with `credential`, unchecked: its status and body.
+    async fn raw(&self, call: &Succeeded, credential: Option<&str>) -> (u16, String) {
+        let mut args = call.args.iter();
+        let path: Vec<&str> = call
+            .path
+            .split('/')
+            .map(|s| {
+                if s.starts_with('{') {
+                    args.next().unwrap().as_str()
+                } else {
+                    s
+                }
+            })
+            .collect();
+        let mut req = self
+            .http
+            .request(
+                call.method.clone(),
+                format!("{}{}", self.base, path.join("/")),
+            )
+            .query(&call.query);
+        if let Some(c) = credential {
+            req = req.header("authorization", format!("Bearer {c}"));
+        }
+        if let Some(body) = &call.body {
+            req = req
+                .json(body)
+                .header("idempotency-key", unique_name("replay"));
+        }
+        let resp = req.send().await.expect("HTTP call");
+        (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        )
     }
 }
 
@@ -623,6 +716,7 @@ async fn every_operation_answers_as_documented() {
         http: Client::new(),
         base: runner.base_url().trim_end_matches('/').to_owned(),
         seen: Mutex::new(BTreeSet::new()),
+        succeeded: Mutex::new(Vec::new()),
     };
     let admin_credential = admin_key(&runner);
     let admin = Some(admin_credential.as_str());
@@ -1679,6 +1773,114 @@ async fn every_operation_answers_as_documented() {
     let statuses: BTreeSet<u16> = seen.iter().map(|(_, s, _)| *s).collect();
     for status in [400, 401, 403, 404, 409, 413, 415, 422, 429] {
         assert!(statuses.contains(&status), "no call answered {status}");
+    }
+
+    // ------------------------------------------------------------ isolation
+    let tenant: BTreeSet<&str> = keys
+        .iter()
+        .filter(|(role, _)| *role != "admin")
+        .map(|(_, credential)| *credential)
+        .collect();
+    // From another address: this one has used up its signups for the hour.
+    let elsewhere = Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().ok())
+        .build()
+        .unwrap();
+    let intruder = common::onboard(
+        &common::Api {
+            http: elsewhere,
+            runner: &runner,
+        },
+        &admin_credential,
+        "529.982.247-25",
+        &format!("intruso+{tag}@concorrente.com.br"),
+    )
+    .await
+    .1;
+    let owner_view = |calls: &[Succeeded]| {
+        let calls = calls.to_vec();
+        let owner = owner_credential.clone();
+        let api = &api;
+        async move {
+            let mut view = BTreeMap::new();
+            for c in calls.iter().filter(|c| c.method == Method::GET) {
+                let (status, text) = api.raw(c, Some(&owner)).await;
+                let answer = serde_json::from_str(&text).map_or(Value::String(text), unsigned);
+                view.insert(
+                    format!("{} {:?} {:?}", c.path, c.args, c.query),
+                    (status, answer),
+                );
+            }
+            view
+        }
+    };
+    let calls = api.succeeded.lock().unwrap().clone();
+    let tenants_calls: Vec<Succeeded> = calls
+        .into_iter()
+        .filter(|c| c.credential.as_deref().is_some_and(|k| tenant.contains(k)))
+        .collect();
+    let on_ids: Vec<&Succeeded> = tenants_calls
+        .iter()
+        .filter(|c| !c.args.is_empty())
+        .collect();
+    let ids: BTreeSet<&str> = on_ids
+        .iter()
+        .flat_map(|c| c.args.iter().map(String::as_str))
+        .filter(|id| id.len() >= 8)
+        .collect();
+    // Every tenant operation on an id is tried.
+    let tried: BTreeSet<(String, String)> = on_ids
+        .iter()
+        .map(|c| (c.method.as_str().to_owned(), c.path.clone()))
+        .collect();
+    for ((method, path), op) in operations() {
+        let tenants = op["x-nuvem-roles"]
+            .as_array()
+            .is_some_and(|roles| roles.iter().any(|r| r != "admin"));
+        if tenants && path.contains('{') {
+            assert!(
+                tried.contains(&(method.clone(), path.clone())),
+                "{method} {path} is not tried with another account's key"
+            );
+        }
+    }
+    let before = owner_view(&tenants_calls).await;
+    // Every call the tenant's keys made on its own ids, made with the key of
+    // another account: refused, whatever the method.
+    for c in &on_ids {
+        let (status, text) = api.raw(c, Some(&intruder)).await;
+        assert!(
+            status == 404 || status == 403,
+            "{} {} {:?} with another account's key: {status} {text}",
+            c.method,
+            c.path,
+            c.args
+        );
+    }
+    // Its listings show none of the tenant's ids.
+    for c in tenants_calls
+        .iter()
+        .filter(|c| c.args.is_empty() && c.method == Method::GET)
+    {
+        let (status, text) = api.raw(c, Some(&intruder)).await;
+        assert!(status < 500, "{} {}: {status} {text}", c.method, c.path);
+        for id in &ids {
+            assert!(
+                !text.contains(id),
+                "{} {} shows {id} to another account: {text}",
+                c.method,
+                c.path
+            );
+        }
+    }
+    // And nothing the tenant reads changed.
+    let after = owner_view(&tenants_calls).await;
+    for (call, answer) in &before {
+        assert_eq!(
+            Some(answer),
+            after.get(call),
+            "{call} changed after another account's calls"
+        );
     }
     common::assert_no_secret_logged();
 }

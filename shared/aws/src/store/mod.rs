@@ -587,7 +587,8 @@ pub(crate) fn n(v: impl ToString) -> AttributeValue {
 /// checked on the way back in so that a forged cursor is a 400, not a 500.
 pub(crate) fn encode_cursor(key: Option<&Item>) -> Option<String> {
     let key = key?;
-    let map: HashMap<&str, &str> = key
+    // Ordered, so that the same page always has the same cursor.
+    let map: std::collections::BTreeMap<&str, &str> = key
         .iter()
         .filter_map(|(name, v)| v.as_s().ok().map(|v| (name.as_str(), v.as_str())))
         .collect();
