@@ -262,7 +262,7 @@ def _query(self, *args, **kwargs):
 
 def _all_items(self):
     query = getattr(_QUERY, "current", None)
-    if query is None or query[0] is not self or (query[2] is None and query[1] is None):
+    if query is None or query[0] is not self:
         return _moto_all_items(self)
     _, hash_key, index_name = query
     if index_name is not None:  # moto sorts the matches by their full key

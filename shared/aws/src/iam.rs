@@ -24,10 +24,10 @@ pub enum IamError {
 }
 
 fn iam_error<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError<E>) -> IamError {
-    let busy = matches!(
-        e.code(),
-        Some("Throttling" | "ThrottlingException" | "LimitExceeded" | "ServiceFailure")
-    ) || matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_));
+    // IAM's own words for "at capacity" and "failing", besides the ones
+    // every service uses.
+    let busy = crate::sdk_error::is_unavailable(&e)
+        || matches!(e.code(), Some("LimitExceeded" | "ServiceFailure"));
     let text = aws_sdk_iam::error::DisplayErrorContext(e).to_string();
     if busy {
         IamError::Unavailable(text)
