@@ -11,7 +11,7 @@ RPA_PORT ?= 3004
 STACK ?= nuvem
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv build dev admin-key emails test lint fmt measure bench-emulator
+.PHONY: venv build dev admin-key emails test lint fmt measure bench-emulator schemathesis
 
 venv: $(VENV)/.installed $(VENV)/bin/nuvem-emulator
 $(VENV)/.installed: requirements-dev.txt
@@ -80,8 +80,23 @@ lint: venv
 test: venv lint
 	cargo build --workspace --bins
 	$(PY) scripts/bench_transactions.py --check
+	$(MAKE) --no-print-directory schemathesis SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES_TEST)
 	$(PY) scripts/init_time.py --check-no-cert-reads $(addprefix target/debug/,$(notdir $(wildcard functions/*)))
 	cargo test --workspace
+
+## schemathesis against `make dev` from openapi.yaml, with a key of each role
+## (scripts/schemathesis_run.py; figures in the README). It has a virtualenv
+## of its own, like checkov, so its pins never move the emulator's.
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS_EXAMPLES ?= 50
+SCHEMATHESIS_EXAMPLES_TEST ?= 10
+$(VENV)/schemathesis/.installed-$(SCHEMATHESIS_VERSION):
+	python3 -m venv $(VENV)/schemathesis
+	$(VENV)/schemathesis/bin/pip install --quiet --disable-pip-version-check schemathesis==$(SCHEMATHESIS_VERSION)
+	touch $@
+
+schemathesis: venv build $(VENV)/schemathesis/.installed-$(SCHEMATHESIS_VERSION)
+	$(PY) scripts/schemathesis_run.py --examples $(SCHEMATHESIS_EXAMPLES)
 
 ## Release sizes, cold-start init time and authorizer CPU (see README).
 measure: venv

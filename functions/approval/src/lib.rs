@@ -86,11 +86,11 @@ struct RejectBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AdjustBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nuvem_domain::validation::not_null")]
     quota_gb: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nuvem_domain::validation::not_null")]
     imperius_licenses: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nuvem_domain::validation::not_null")]
     enforce_quota: Option<bool>,
 }
 

@@ -4,7 +4,6 @@
 //! does, in `application/problem+json`: 405 with `Allow` when the path is
 //! ours and only the method is wrong, 404 otherwise.
 
-use http::HeaderValue;
 use nuvem_aws::http::{Problem, Request, RequestExt, Response};
 
 /// Every `(method, path)` route of `template.yaml`, other than `$default`.
@@ -128,10 +127,24 @@ pub fn fits(pattern: &str, path: &str) -> bool {
 }
 
 /// The methods the routes at `path` accept, sorted; empty for no route.
+/// Where a path fits both a literal route and a `{name}` one
+/// (`/v1/rpa/clients/import` and `/v1/rpa/clients/{id}`), the resource is
+/// the literal one: only its methods count.
 pub fn allowed_methods(path: &str) -> Vec<&'static str> {
-    let mut methods: Vec<&'static str> = ROUTES
+    let fitting: Vec<_> = ROUTES
         .iter()
         .filter(|(_, pattern)| fits(pattern, path))
+        .collect();
+    let literal_segments =
+        |pattern: &str| pattern.split('/').filter(|s| !s.starts_with('{')).count();
+    let most = fitting
+        .iter()
+        .map(|(_, pattern)| literal_segments(pattern))
+        .max()
+        .unwrap_or(0);
+    let mut methods: Vec<&'static str> = fitting
+        .iter()
+        .filter(|(_, pattern)| literal_segments(pattern) == most)
         .map(|(method, _)| *method)
         .collect();
     methods.sort_unstable();
@@ -148,12 +161,5 @@ pub fn handle(req: &Request) -> Response {
     if allowed.is_empty() {
         return Problem::not_found("no route of this API matches the path").into_response();
     }
-    let list = allowed.join(", ");
-    let mut problem = Problem::method_not_allowed();
-    problem.detail = Some(format!("this path accepts {list}"));
-    let mut response = problem.into_response();
-    if let Ok(value) = HeaderValue::from_str(&list) {
-        response.headers_mut().insert("allow", value);
-    }
-    response
+    Problem::method_not_allowed(&allowed).into_response()
 }

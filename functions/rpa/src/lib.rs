@@ -46,7 +46,13 @@ pub async fn handle(deps: &Deps, req: Request) -> Response {
 }
 
 async fn route(deps: &Deps, req: &Request) -> HttpResult {
-    match http::route(req) {
+    let route = http::route(req);
+    // `/v1/rpa/clients/import` also fits the `{id}` routes, so API Gateway
+    // sends its other methods here: the path exists, only POST does not.
+    if route.ends_with(" /v1/rpa/clients/{id}") && http::path_param(req, "id")? == "import" {
+        return Err(Problem::method_not_allowed(&["POST"]));
+    }
+    match route {
         "POST /v1/rpa/carriers" => carriers::create(deps, req, &http::require(req, OWNER)?).await,
         "GET /v1/rpa/carriers" => carriers::list(deps, req, &http::require(req, TEAM)?).await,
         "GET /v1/rpa/carriers/{code}" => {

@@ -666,6 +666,27 @@ async fn unusable_files_are_refused_whole() {
     assert!(w.stored_clients(&w.account).await.is_empty());
 }
 
+/// `/v1/rpa/clients/import` fits the `{id}` routes too; their methods on it
+/// are refused as methods the path does not take, not read as a client id.
+#[tokio::test]
+async fn the_import_path_takes_only_post() {
+    let w = world().await;
+    for route in [
+        "GET /v1/rpa/clients/{id}",
+        "PATCH /v1/rpa/clients/{id}",
+        "DELETE /v1/rpa/clients/{id}",
+    ] {
+        let call = Call {
+            params: &[("id", "import")],
+            csv: Some(("text/csv", b"legal_name,cnpj,carrier\n".to_vec())),
+            ..Call::default()
+        };
+        let (status, body) = w.owner(route, call).await;
+        assert_eq!(status, 405, "{route}: {body}");
+        assert_eq!(body["detail"], "this path accepts POST", "{route}");
+    }
+}
+
 /// Two imports of one file at the same moment still make each client once.
 #[tokio::test]
 async fn concurrent_imports_make_each_client_once() {

@@ -702,6 +702,39 @@ async fn custom_events_are_kept_listed_and_replayed() {
     assert_eq!(status, 404, "another account's event");
 }
 
+/// A tenant's `data` is theirs, whatever its shape: keys named like
+/// DynamoDB's type tags, empty maps and lists, nulls, numbers beyond what a
+/// DynamoDB number holds. It is kept and listed as sent, and never breaks
+/// the listing of the account's other events.
+#[tokio::test]
+async fn custom_event_data_of_any_shape_is_kept_and_listed_as_sent() {
+    let w = world().await;
+    let shapes = [
+        json!({"N": 1, "S": "s", "L": [{}, ["x"], [null]], "M": {"N": {"N": "5"}}, "BOOL": true}),
+        json!({"big": 1.2345678901234568e39, "tiny": 1e-130, "neg": -7764603974021746i64}),
+        json!({"": {}, "empty": [], "null": null, "nested": {"a": {"b": {"c": []}}}}),
+        json!({"ü ✓": "Pão de açúcar \u{1F35E}", "NS": ["1"], "SS": [], "B": "AA=="}),
+    ];
+    let mut sent = Vec::new();
+    for data in &shapes {
+        let body = json!({"type": "custom.shape.test", "data": data});
+        let (status, event) = w.call("POST /v1/events", None, Some(body)).await;
+        assert_eq!(status, 202, "{data}: {event}");
+        sent.push((event["id"].as_str().unwrap().to_owned(), data.clone()));
+    }
+    let (status, events) = w.call("GET /v1/events", None, None).await;
+    assert_eq!(status, 200, "{events}");
+    for (id, data) in &sent {
+        let listed = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} is listed"));
+        assert_eq!(&listed["data"], data);
+    }
+}
+
 #[tokio::test]
 async fn a_custom_event_sent_again_with_its_idempotency_key_fires_once() {
     let w = world().await;

@@ -30,7 +30,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
-    pub title: String,
+    pub title: &'static str,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -39,17 +39,21 @@ pub struct Problem {
     /// Seconds for the `Retry-After` header (503s).
     #[serde(skip)]
     pub retry_after: Option<u32>,
+    /// The methods for the `Allow` header (405s).
+    #[serde(skip)]
+    pub allow: Option<Box<str>>,
 }
 
 impl Problem {
-    fn new(status: u16, slug: &str, title: &str, detail: Option<String>) -> Self {
+    fn new(status: u16, slug: &str, title: &'static str, detail: Option<String>) -> Self {
         Problem {
             kind: format!("https://nuvem.example/problems/{slug}"),
-            title: title.to_owned(),
+            title,
             status,
             detail,
             errors: Vec::new(),
             retry_after: None,
+            allow: None,
         }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -74,8 +78,18 @@ impl Problem {
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(404, "not-found", "Not found", Some(detail.into()))
     }
-    pub fn method_not_allowed() -> Self {
-        Self::new(405, "method-not-allowed", "Method not allowed", None)
+    /// The path exists, but not with this method; `allowed` (sorted) goes
+    /// to the `Allow` header.
+    pub fn method_not_allowed(allowed: &[&str]) -> Self {
+        let list = allowed.join(", ");
+        let mut p = Self::new(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            Some(format!("this path accepts {list}")),
+        );
+        p.allow = Some(list.into());
+        p
     }
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(409, "conflict", "Conflict", Some(detail.into()))
@@ -133,6 +147,12 @@ impl Problem {
         if let Some(secs) = self.retry_after {
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(value) = self
+            .allow
+            .and_then(|list| HeaderValue::from_str(&list).ok())
+        {
+            r.headers_mut().insert(http::header::ALLOW, value);
         }
         if self.status == 401 {
             r.headers_mut().insert(

@@ -64,7 +64,7 @@ pub struct NewStorageKeyRequest {
     pub name: String,
     /// Names of the account's buckets; absent for all of them, present and
     /// future.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub buckets: Option<Vec<String>>,
     #[serde(default)]
     pub access: Access,

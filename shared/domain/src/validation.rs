@@ -145,6 +145,23 @@ where
     <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
+/// An optional field that, when sent, must hold a value: the API documents
+/// it as not nullable, so `null` is refused (a 422 on the field) instead of
+/// being read as "absent". Use as
+/// `#[serde(default, deserialize_with = "not_null")]`.
+pub fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    match <Option<T> as serde::Deserialize>::deserialize(deserializer)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(serde::de::Error::custom(
+            "must not be null (leave the field out instead)",
+        )),
+    }
+}
+
 /// Text as people compare it by eye: case and runs of spaces do not count
 /// (`" Filial  Norte"` and `"filial norte"` are the same unit).
 pub(crate) fn fold_case_and_spacing(text: &str) -> String {
@@ -157,6 +174,31 @@ pub(crate) fn fold_case_and_spacing(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Optional {
+        #[serde(default, deserialize_with = "not_null")]
+        active: Option<bool>,
+        #[serde(default, deserialize_with = "not_null")]
+        settings: Option<serde_json::Value>,
+    }
+
+    #[test]
+    fn not_null_tells_absent_from_null() {
+        let absent: Optional = serde_json::from_str("{}").unwrap();
+        assert_eq!((absent.active, absent.settings), (None, None));
+        let given: Optional =
+            serde_json::from_str(r#"{"active": false, "settings": {"a": 1}}"#).unwrap();
+        assert_eq!(given.active, Some(false));
+        assert_eq!(given.settings, Some(serde_json::json!({"a": 1})));
+        for body in [r#"{"active": null}"#, r#"{"settings": null}"#] {
+            let err = serde_json::from_str::<Optional>(body).unwrap_err();
+            assert!(
+                err.to_string().contains("must not be null"),
+                "{body}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn text_field_trims_and_counts_chars() {

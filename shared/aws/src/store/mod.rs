@@ -383,7 +383,7 @@ impl Store {
     /// the change that caused it and kept for the retention period (it
     /// backs `GET /v1/events` and replays).
     pub fn event_record(&self, event: &Envelope) -> Result<TransactWriteItem, StoreError> {
-        let mut item: Item = serde_dynamo::to_item(event)?;
+        let mut item: Item = serde_dynamo::to_item(outbox::StoredEvent::from(event))?;
         item.insert(k::PK.into(), s(k::account_pk(&event.account_id)));
         item.insert(k::SK.into(), s(k::event_sk(&event.id)));
         item.insert(

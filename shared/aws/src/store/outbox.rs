@@ -3,10 +3,53 @@
 //! an event whose send failed is found and sent again by `outbox-relay`.
 
 use chrono::{DateTime, Utc};
-use nuvem_domain::events::Envelope;
+use nuvem_domain::events::{Envelope, EventName};
+use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, condition_failed, outbox_time, s};
 use crate::table_keys as k;
+
+/// An event as the table keeps it: its `data` (a tenant's free-form JSON for
+/// custom events) as JSON text, which DynamoDB stores whatever it holds
+/// (attribute maps refuse numbers beyond 38 digits and empty sets). Events
+/// written before as attribute maps are still read.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredEvent {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: EventName,
+    account_id: String,
+    occurred_at: DateTime<Utc>,
+    #[serde(
+        serialize_with = "nuvem_domain::json_text::serialize",
+        deserialize_with = "nuvem_domain::json_text::deserialize_text_or_value"
+    )]
+    data: serde_json::Value,
+}
+
+impl From<&Envelope> for StoredEvent {
+    fn from(e: &Envelope) -> Self {
+        StoredEvent {
+            id: e.id.clone(),
+            event_type: e.event_type.clone(),
+            account_id: e.account_id.clone(),
+            occurred_at: e.occurred_at,
+            data: e.data.clone(),
+        }
+    }
+}
+
+impl From<StoredEvent> for Envelope {
+    fn from(e: StoredEvent) -> Self {
+        Envelope {
+            id: e.id,
+            event_type: e.event_type,
+            account_id: e.account_id,
+            occurred_at: e.occurred_at,
+            data: e.data,
+        }
+    }
+}
 
 impl Store {
     /// Takes a sent event out of the outbox.
@@ -46,7 +89,8 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::sdk)?;
-        Ok(serde_dynamo::from_items(out.items.unwrap_or_default())?)
+        let stored: Vec<StoredEvent> = serde_dynamo::from_items(out.items.unwrap_or_default())?;
+        Ok(stored.into_iter().map(Envelope::from).collect())
     }
 }
 
@@ -64,7 +108,11 @@ impl Store {
             sk_prefix: k::EVENT_PREFIX,
             newest_first: true,
         };
-        self.page(listing, limit, cursor).await
+        let page: super::Page<StoredEvent> = self.page(listing, limit, cursor).await?;
+        Ok(super::Page {
+            items: page.items.into_iter().map(Envelope::from).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// One of the account's events, if it is still kept.
@@ -73,8 +121,10 @@ impl Store {
         account_id: &str,
         event_id: &str,
     ) -> Result<Option<Envelope>, StoreError> {
-        self.get(k::account_pk(account_id), &k::event_sk(event_id))
-            .await
+        let stored: Option<StoredEvent> = self
+            .get(k::account_pk(account_id), &k::event_sk(event_id))
+            .await?;
+        Ok(stored.map(Envelope::from))
     }
 
     /// Stores a new event (a tenant's custom event) in the outbox.

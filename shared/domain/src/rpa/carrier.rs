@@ -85,17 +85,17 @@ impl From<CarrierCode> for String {
 pub struct CarrierRequest {
     pub code: String,
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub has_rpa: Option<bool>,
     #[serde(default)]
     pub portal_url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub rpa_settings: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub active: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub job_timeout_minutes: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub max_attempts: Option<u32>,
 }
 
@@ -105,19 +105,19 @@ pub struct CarrierRequest {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CarrierPatch {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub has_rpa: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     pub portal_url: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub rpa_settings: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub active: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub job_timeout_minutes: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub max_attempts: Option<u32>,
 }
 

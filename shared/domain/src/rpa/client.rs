@@ -84,7 +84,7 @@ pub struct ClientRequest {
     pub portal_password: Option<String>,
     #[serde(default)]
     pub cpf: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub active: Option<bool>,
 }
 
@@ -94,13 +94,13 @@ pub struct ClientRequest {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientPatch {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub legal_name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub sat_name: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub cnpj: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub carrier: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub filter: Option<Option<String>>,
@@ -116,7 +116,7 @@ pub struct ClientPatch {
     pub portal_password: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub cpf: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub active: Option<bool>,
 }
 

@@ -82,13 +82,13 @@ fn default_retention() -> u32 {
 pub struct ScheduleRequest {
     pub name: String,
     pub cron: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub time_zone: Option<String>,
     #[serde(rename = "type")]
     pub kind: ScheduleKind,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub parameters: Option<ScheduleParameters>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub active: Option<bool>,
 }
 
@@ -97,15 +97,15 @@ pub struct ScheduleRequest {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulePatch {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub cron: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub time_zone: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub parameters: Option<ScheduleParameters>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub active: Option<bool>,
 }
 

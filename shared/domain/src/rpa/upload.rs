@@ -25,9 +25,9 @@ pub struct UploadRequest {
     /// `YYYY-MM-DD`: the tax filing needs it.
     pub due_date: String,
     /// BRL cents.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub amount_cents: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub file_name: Option<String>,
 }
 

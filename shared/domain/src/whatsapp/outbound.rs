@@ -47,13 +47,13 @@ pub struct SendRequest {
     /// A phone number (WhatsApp id; `+`, spaces, dashes and brackets are
     /// ignored) or a business-scoped user id (`BR.1349…`).
     pub to: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub text: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub template: Option<TemplateRequest>,
     /// Which of the store's numbers sends it; default: the first slot with
     /// a number that is not in `error`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validation::not_null")]
     pub slot: Option<u8>,
 }
 
