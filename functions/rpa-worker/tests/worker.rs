@@ -177,7 +177,14 @@ impl World {
                     .map(String::as_str)
                     == Some("rpa.process.status_changed")
             })
-            .map(|i| serde_dynamo::from_item::<_, Value>(i).unwrap())
+            .map(|i| {
+                let mut event = serde_dynamo::from_item::<_, Value>(i).unwrap();
+                // The table keeps an event's `data` as JSON text.
+                if let Some(text) = event["data"].as_str() {
+                    event["data"] = serde_json::from_str(text).unwrap();
+                }
+                event
+            })
             .collect()
     }
 
