@@ -9,9 +9,13 @@ GRAPH_PORT ?= 3002
 CHAT_PORT ?= 3003
 RPA_PORT ?= 3004
 STACK ?= nuvem
+# Instances of each function at once in `make dev` (nuvem-local --concurrency),
+# and more nuvem-local arguments (e.g. DEV_ARGS="--param LogLevel=debug").
+CONCURRENCY ?= 1
+DEV_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv build dev admin-key emails test lint fmt measure bench-emulator schemathesis
+.PHONY: venv sam-venv build dev admin-key emails test lint fmt measure bench-emulator schemathesis package load
 
 venv: $(VENV)/.installed $(VENV)/bin/nuvem-emulator
 $(VENV)/.installed: requirements-dev.txt
@@ -46,7 +50,8 @@ dev: venv build
 	    --param WebhookAllowLoopback=true \
 	    --fake-graph 127.0.0.1:$(GRAPH_PORT) \
 	    --fake-chat 127.0.0.1:$(CHAT_PORT) \
-	    --fake-rpa 127.0.0.1:$(RPA_PORT)
+	    --fake-rpa 127.0.0.1:$(RPA_PORT) \
+	    --concurrency $(CONCURRENCY) $(DEV_ARGS)
 
 ## A new platform admin credential for the running `make dev` stack.
 admin-key:
@@ -76,6 +81,38 @@ lint: venv
 	  && touch $(VENV)/checkov/.installed-3.3.30; }
 	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(VENV)/checkov/bin/checkov -f template.yaml \
 	  --framework cloudformation --skip-download --compact --quiet
+	$(MAKE) --no-print-directory sam-venv
+	$(SAM_OFFLINE) $(SAM) validate --lint -t template.yaml
+	$(SAM_OFFLINE) $(SAM) validate -t template.yaml --region us-east-1
+
+## The AWS SAM CLI has a virtualenv of its own, like checkov: it pins boto3
+## and cfn-lint to versions of its own.
+SAM_VERSION := 1.170.0
+SAM := $(VENV)/sam/bin/sam
+## `sam validate` offline: no telemetry, no EC2 metadata probe for a region,
+## and any AWS call it would make goes to a closed port on 127.0.0.1.
+SAM_OFFLINE := SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLED=true \
+  AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline \
+  HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY=
+sam-venv: $(VENV)/sam/.installed-$(SAM_VERSION)
+$(VENV)/sam/.installed-$(SAM_VERSION):
+	python3 -m venv $(VENV)/sam
+	$(VENV)/sam/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION)
+	touch $@
+
+## Every function for arm64 (provided.al2023), as a deployment runs them:
+## `sam build` with the template's rust-cargolambda metadata, which runs
+## `cargo lambda build --release --arm64 --bin <function>` for each; zig
+## (PyPI's ziglang, in $(VENV)) links, no Docker. Output in .aws-sam/build
+## (bootstraps and the built template); sizes printed at the end.
+package: venv sam-venv
+	rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
+	  || rustup target add aarch64-unknown-linux-gnu
+	SAM_CLI_TELEMETRY=0 CARGO_ZIGBUILD_ZIG_PATH=$(CURDIR)/$(VENV)/bin/python-zig \
+	  $(SAM) build -t template.yaml --build-dir .aws-sam/build
+	@for f in .aws-sam/build/*/bootstrap; do \
+	  printf '%-24s %s\n' "$$(basename $$(dirname $$f))" "$$(stat -c %s $$f)"; \
+	done; file .aws-sam/build/Authorizer/bootstrap
 
 test: venv lint
 	cargo build --workspace --bins
@@ -97,6 +134,14 @@ $(VENV)/schemathesis/.installed-$(SCHEMATHESIS_VERSION):
 
 schemathesis: venv build $(VENV)/schemathesis/.installed-$(SCHEMATHESIS_VERSION)
 	$(PY) scripts/schemathesis_run.py --examples $(SCHEMATHESIS_EXAMPLES)
+
+## A bounded load test of make dev on 127.0.0.1 (scripts/load.py; figures in
+## the README): LOAD_RATE requests a second for LOAD_SECONDS.
+LOAD_RATE ?= 10
+LOAD_SECONDS ?= 60
+LOAD_CONCURRENCY ?= 4
+load: venv build
+	$(PY) scripts/load.py --rate $(LOAD_RATE) --seconds $(LOAD_SECONDS) --concurrency $(LOAD_CONCURRENCY)
 
 ## Release sizes, cold-start init time and authorizer CPU (see README).
 measure: venv

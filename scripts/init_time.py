@@ -97,6 +97,7 @@ def lambda_env(binary, port):
         "RPA_JOBS_QUEUE_URL": "http://127.0.0.1:9/123456789012/bench-RpaJobsQueue",
         "INVOICES_BUCKET": "bench-invoicesbucket",
         "RUST_LOG": "info",
+        "METRICS_NAMESPACE": "nuvem/bench",
     }
 
 

@@ -359,7 +359,11 @@ async fn apply(
 ) -> HttpResult {
     change.after.version = before.version + 1;
     let (after, event) = (change.after.clone(), change.event.clone());
+    let action = change.action;
     commit(deps, admin, before, change).await?;
+    if matches!(action, "approve" | "reject") {
+        nuvem_aws::metrics::account_review(action);
+    }
     deps.core.emit(&event, secret).await;
     http::json(200, &after)
 }

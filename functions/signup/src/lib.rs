@@ -93,6 +93,7 @@ async fn signup(deps: &Deps, req: &Request) -> HttpResult {
         Err(CreateAccountError::Store(e)) => return Err(e.into()),
     }
     deps.core.emit(&event, None).await;
+    nuvem_aws::metrics::signup();
     http::json(201, &json!({ "id": account.id, "status": account.status }))
 }
 

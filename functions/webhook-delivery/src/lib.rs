@@ -236,6 +236,10 @@ async fn attempt_and_record(
         .record_attempt(&attempted.record, status)
         .await
         .map_err(|e| e.to_string())?;
+    nuvem_aws::metrics::delivery_attempt(status == DeliveryStatus::Succeeded);
+    if status == DeliveryStatus::Exhausted {
+        nuvem_aws::metrics::delivery_exhausted();
+    }
     if let Some(lane) = lane {
         match attempted.record.next_attempt_at {
             Some(due) => lane.retry_at(deps, due).await?,

@@ -142,6 +142,13 @@ pub enum Outcome {
 pub async fn answer(deps: &Deps, job: &BotJob, now: DateTime<Utc>) -> Result<(), String> {
     let outcome = decide_and_act(deps, job, now).await?;
     tracing::info!(wamid = %job.wamid, outcome = ?outcome, "bot");
+    if let Outcome::Decided(decision) = outcome {
+        nuvem_aws::metrics::bot_decision(match decision {
+            BotDecision::Reply => "reply",
+            BotDecision::Handoff(_) => "handoff",
+            BotDecision::Skip(_) => "skip",
+        });
+    }
     Ok(())
 }
 

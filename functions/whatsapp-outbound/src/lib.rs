@@ -122,6 +122,7 @@ pub async fn send(deps: &Deps, job: &OutboundJob, now: DateTime<Utc>) -> Result<
                 .outbound_sent(&message, &sent.wamid, now)
                 .await
                 .map_err(store_error)?;
+            nuvem_aws::metrics::whatsapp_outbound(true);
             Ok(())
         }
         Err(failure) => failed_attempt(deps, &message, &number, failure, now).await,
@@ -252,6 +253,7 @@ async fn failed_attempt(
             for event in &told {
                 deps.core.emit(event, None).await;
             }
+            nuvem_aws::metrics::whatsapp_outbound(false);
             Ok(())
         }
     }
@@ -296,6 +298,7 @@ async fn fail(
         .map_err(store_error)?
     {
         deps.core.emit(&event, None).await;
+        nuvem_aws::metrics::whatsapp_outbound(false);
     }
     Ok(())
 }

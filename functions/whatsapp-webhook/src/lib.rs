@@ -295,6 +295,7 @@ async fn receive_message(
         .await?;
     if recorded {
         deps.core.emit(&event, None).await;
+        nuvem_aws::metrics::whatsapp_inbound();
     }
     if let Some(change) = identity_move(message) {
         store.move_customer(&conversation, &change).await?;

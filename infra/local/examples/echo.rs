@@ -58,6 +58,18 @@ async fn http(event: Value, ctx: &lambda_runtime::Context) -> Result<Value, Erro
             Ok(json!({"statusCode": 200}))
         }
         "crash" => std::process::exit(3),
+        // Creates `<path>.entered`, then answers its pid once the file
+        // `?file=<path>` exists: a test holds this instance busy for as long
+        // as it needs, without a clock.
+        "gate" => {
+            let query = event["rawQueryString"].as_str().unwrap_or_default();
+            let file = query.strip_prefix("file=").unwrap_or_default().to_owned();
+            let _ = std::fs::write(format!("{file}.entered"), b"");
+            while !std::path::Path::new(&file).exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Ok(json!({"statusCode": 200, "body": std::process::id().to_string()}))
+        }
         "fail" => Err("handler failed on purpose".into()),
         "bare" => Ok(json!({"hello": "world"})),
         "say" => {

@@ -1,5 +1,7 @@
-//! One function = one process speaking the Lambda Runtime API to a small
-//! server of ours, one invocation at a time (like one Lambda instance).
+//! One function = up to N processes speaking the Lambda Runtime API to a
+//! small server of ours, each one invocation at a time (like Lambda
+//! instances): the first starts with the runner, the others on demand, when
+//! an invocation arrives while every started one is busy.
 //!
 //! Each process instance gets its own Runtime API listener, so nothing from a
 //! killed instance (a pending long-poll, a late response) can reach the next.
@@ -100,18 +102,32 @@ pub enum Readiness {
 }
 
 impl Host {
-    /// Starts the process and its supervisor on the current runtime.
-    /// The supervisor task ends (and kills the process) when `shutdown` turns true.
+    /// Starts the first process and the supervisors of up to `instances`
+    /// (at least one) on the current runtime. The supervisor tasks end (and
+    /// kill their processes) when `shutdown` turns true.
     pub fn start(
         spec: FunctionSpec,
         log: Log,
         shutdown: watch::Receiver<bool>,
-    ) -> (Host, tokio::task::JoinHandle<()>) {
+        instances: usize,
+    ) -> (Host, Vec<tokio::task::JoinHandle<()>>) {
         let spec = Arc::new(spec);
         let (jobs, jobs_rx) = mpsc::channel(1024);
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         let (ready_tx, ready) = watch::channel(Readiness::Starting);
-        let task = tokio::spawn(supervise(spec.clone(), jobs_rx, ready_tx, log, shutdown));
-        (Host { spec, jobs, ready }, task)
+        let tasks = (0..instances.max(1))
+            .map(|slot| {
+                let supervisor = Supervisor {
+                    spec: spec.clone(),
+                    jobs: jobs_rx.clone(),
+                    // Only the first instance tells start-up it is ready.
+                    ready: (slot == 0).then(|| ready_tx.clone()),
+                    log: log.clone(),
+                };
+                tokio::spawn(supervisor.run(shutdown.clone()))
+            })
+            .collect();
+        (Host { spec, jobs, ready }, tasks)
     }
 
     /// Invokes the function synchronously with a JSON payload; the raw
@@ -272,92 +288,137 @@ async fn spawn_instance(spec: &FunctionSpec, log: &Log) -> Result<Instance, Stri
     })
 }
 
-async fn supervise(
+/// One instance slot of a function: starts a process (the first slot at
+/// once, the others on their first invocation), feeds it invocations from
+/// the function's queue one at a time, restarts it when it dies.
+struct Supervisor {
     spec: Arc<FunctionSpec>,
-    mut jobs: mpsc::Receiver<Job>,
-    ready: watch::Sender<Readiness>,
+    /// Shared by the function's slots: an idle slot takes the next job.
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    ready: Option<watch::Sender<Readiness>>,
     log: Log,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut instance: Option<Instance> = None;
-    let mut backoff = Duration::ZERO;
-    loop {
-        if *shutdown.borrow() {
-            break;
+}
+
+impl Supervisor {
+    async fn next_job(&self) -> Option<Job> {
+        self.jobs.lock().await.recv().await
+    }
+
+    fn set_ready(&self, readiness: Readiness) {
+        if let Some(ready) = &self.ready {
+            ready.send_replace(readiness);
         }
-        if instance.is_none() {
-            match spawn_instance(&spec, &log).await {
-                Ok(i) => {
-                    let mut first = i.shared.first_next.subscribe();
-                    let ready = ready.clone();
-                    let spawned = i.spawned;
-                    tokio::spawn(async move {
-                        if let Ok(at) = first.wait_for(Option::is_some).await {
-                            let init = at.expect("some").duration_since(spawned);
-                            ready.send_replace(Readiness::Ready(init));
-                        }
-                    });
-                    instance = Some(i);
-                }
-                Err(e) => {
-                    log.runner(&format!("{}: {e}", spec.logical_id));
-                    ready.send_replace(Readiness::Failed(e.clone()));
-                    backoff =
-                        (backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(5));
-                    let until = tokio::time::Instant::now() + backoff;
-                    // Answer what arrives meanwhile, without a process.
-                    loop {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(until) => break,
-                            _ = shutdown.changed() => break,
-                            job = jobs.recv() => match job {
-                                Some(job) => { let _ = job.reply.send(Err(InvokeError::Unavailable(e.clone()))); }
-                                None => return,
-                            },
-                        }
-                    }
-                    continue;
-                }
+    }
+
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let spec = &self.spec;
+        let log = &self.log;
+        let mut instance: Option<Instance> = None;
+        // A job taken before this slot had a process (slots after the first).
+        let mut pending: Option<Job> = None;
+        let mut backoff = Duration::ZERO;
+        loop {
+            if *shutdown.borrow() {
+                break;
             }
-        }
-        let inst = instance.as_mut().expect("instance");
-        tokio::select! {
-            status = inst.child.wait() => {
-                // Died while idle (e.g. failed init): restart, slower if it keeps dying.
-                let why = exit_reason(status, &inst.shared);
-                log.runner(&format!("{}: process {} exited while idle: {why}", spec.logical_id, inst.pid));
-                if inst.invoked == 0 {
-                    ready.send_replace(Readiness::Failed(why));
-                }
-                let quick = inst.spawned.elapsed() < Duration::from_secs(2);
-                instance = None;
-                backoff = if quick { (backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(5)) } else { Duration::ZERO };
+            if instance.is_none() && self.ready.is_none() && pending.is_none() {
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => {}
+                    job = self.next_job() => match job {
+                        Some(job) => pending = Some(job),
+                        None => break,
+                    },
+                }
+                continue;
+            }
+            if instance.is_none() {
+                match spawn_instance(spec, log).await {
+                    Ok(i) => {
+                        if let Some(ready) = self.ready.clone() {
+                            let mut first = i.shared.first_next.subscribe();
+                            let spawned = i.spawned;
+                            tokio::spawn(async move {
+                                if let Ok(at) = first.wait_for(Option::is_some).await {
+                                    let init = at.expect("some").duration_since(spawned);
+                                    ready.send_replace(Readiness::Ready(init));
+                                }
+                            });
+                        }
+                        instance = Some(i);
+                    }
+                    Err(e) => {
+                        log.runner(&format!("{}: {e}", spec.logical_id));
+                        self.set_ready(Readiness::Failed(e.clone()));
+                        if let Some(job) = pending.take() {
+                            let _ = job.reply.send(Err(InvokeError::Unavailable(e.clone())));
+                        }
+                        backoff =
+                            (backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(5));
+                        let until = tokio::time::Instant::now() + backoff;
+                        // Answer what arrives meanwhile, without a process.
+                        loop {
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(until) => break,
+                                _ = shutdown.changed() => break,
+                                job = self.next_job() => match job {
+                                    Some(job) => { let _ = job.reply.send(Err(InvokeError::Unavailable(e.clone()))); }
+                                    None => return,
+                                },
+                            }
+                        }
+                        continue;
+                    }
                 }
             }
-            _ = shutdown.changed() => {}
-            job = jobs.recv() => {
-                let Some(job) = job else { break };
-                let (result, keep) = run(&spec, inst, job.payload, &log).await;
-                let _ = job.reply.send(result);
-                if keep {
-                    backoff = Duration::ZERO;
-                } else {
-                    instance = None;
-                }
+            let inst = instance.as_mut().expect("instance");
+            let job = match pending.take() {
+                Some(job) => job,
+                None => tokio::select! {
+                    status = inst.child.wait() => {
+                        // Died while idle (e.g. failed init): restart, slower if it keeps dying.
+                        let why = exit_reason(status, &inst.shared);
+                        log.runner(&format!("{}: process {} exited while idle: {why}", spec.logical_id, inst.pid));
+                        if inst.invoked == 0 {
+                            self.set_ready(Readiness::Failed(why));
+                        }
+                        let quick = inst.spawned.elapsed() < Duration::from_secs(2);
+                        instance = None;
+                        backoff = if quick { (backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(5)) } else { Duration::ZERO };
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        continue;
+                    }
+                    _ = shutdown.changed() => continue,
+                    job = self.next_job() => match job {
+                        Some(job) => job,
+                        None => break,
+                    },
+                },
+            };
+            let (result, keep) = run(spec, inst, job.payload, log).await;
+            let _ = job.reply.send(result);
+            if keep {
+                backoff = Duration::ZERO;
+            } else {
+                instance = None;
             }
         }
-    }
-    if let Some(mut inst) = instance.take() {
-        let _ = inst.child.start_kill();
-        let _ = inst.child.wait().await;
-    }
-    while let Ok(job) = jobs.try_recv() {
-        let _ = job.reply.send(Err(InvokeError::Unavailable(
-            "the runner is stopping".into(),
-        )));
+        if let Some(mut inst) = instance.take() {
+            let _ = inst.child.start_kill();
+            let _ = inst.child.wait().await;
+        }
+        if let Some(job) = pending.take() {
+            let _ = job.reply.send(Err(InvokeError::Unavailable(
+                "the runner is stopping".into(),
+            )));
+        }
+        while let Ok(job) = self.jobs.lock().await.try_recv() {
+            let _ = job.reply.send(Err(InvokeError::Unavailable(
+                "the runner is stopping".into(),
+            )));
+        }
     }
 }
 

@@ -86,6 +86,12 @@ pub struct Options {
     /// this long (default: none, the queue's visibility timeout, as on
     /// Lambda). Tests set it: their waits are shorter than those timeouts.
     pub sqs_infra_failure_visibility: Option<Duration>,
+    /// The most instances of each function at once (at least 1, the
+    /// default), within its `ReservedConcurrentExecutions`; an SQS event
+    /// source polls as many batches at once, within its
+    /// `ScalingConfig.MaximumConcurrency`. Instances after the first start
+    /// when an invocation finds every started one busy.
+    pub concurrency: usize,
 }
 
 impl Default for Options {
@@ -110,8 +116,16 @@ impl Default for Options {
             only: None,
             capture_output: None,
             sqs_infra_failure_visibility: None,
+            concurrency: 1,
         }
     }
+}
+
+/// How many instances of a function may run at once: the runner's
+/// `concurrency`, within the function's reserved concurrency.
+fn instances(concurrency: usize, reserved: Option<u32>) -> usize {
+    let reserved = reserved.map_or(usize::MAX, |r| r as usize);
+    concurrency.max(1).min(reserved.max(1))
 }
 
 /// `$CARGO_TARGET_DIR/debug`, else `<workspace>/target/debug`.
@@ -485,9 +499,10 @@ async fn start(
             init_timeout: options.init_timeout,
             memory_mb: f.memory_mb,
         };
-        let (host, supervisor) = host::Host::start(spec, log.clone(), shutdown.clone());
+        let instances = instances(options.concurrency, f.reserved_concurrency);
+        let (host, supervisors) = host::Host::start(spec, log.clone(), shutdown.clone(), instances);
         hosts.insert(f.logical_id.clone(), host);
-        tasks.push(supervisor);
+        tasks.extend(supervisors);
     }
     let hosts = Arc::new(hosts);
 
@@ -521,13 +536,17 @@ async fn start(
                 .sqs_infra_failure_visibility
                 .map(|d| d.as_secs().min(sqs::MAX_VISIBILITY_SECS) as i32),
         };
-        tasks.push(sqs::spawn(
-            consumer,
-            hosts[&f.logical_id].clone(),
-            sqs_client.clone(),
-            log.clone(),
-            shutdown.clone(),
-        ));
+        let pollers = instances(options.concurrency, f.reserved_concurrency)
+            .min(s.max_concurrency.map_or(usize::MAX, |m| m.max(1) as usize));
+        for _ in 0..pollers {
+            tasks.push(sqs::spawn(
+                consumer.clone(),
+                hosts[&f.logical_id].clone(),
+                sqs_client.clone(),
+                log.clone(),
+                shutdown.clone(),
+            ));
+        }
     }
 
     // Schedules

@@ -28,6 +28,9 @@ OPTIONS:
   --emulator-url <url>     use this emulator [default: $NUVEM_EMULATOR_URL, else start moto]
   --stack-name <name>      resources are named <name>-<LogicalId> [default: nuvem]
   --param <Name=Value>     template parameter override (repeatable)
+  --concurrency <n>        up to <n> instances of each function at once (within its
+                           ReservedConcurrentExecutions), and as many batches at
+                           once per queue (within MaximumConcurrency) [default: 1]
   --no-schedules           do not fire schedules
   --quiet-functions        do not print the functions' output
   --secret <Id=Value>      value of the template's secret <Id> (repeatable)
@@ -149,6 +152,9 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
                     .split_once('=')
                     .with_context(|| format!("--secret {p}: expected Id=Value"))?;
                 secrets.insert(k.to_owned(), v.to_owned());
+            }
+            "--concurrency" => {
+                o.concurrency = value("--concurrency")?.parse().context("--concurrency")?;
             }
             "--no-schedules" => o.schedules = false,
             "--quiet-functions" => o.log_functions = false,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 mod echo;
 
 use echo::options;
-use nuvem_local::{InvokeError, Runner};
+use nuvem_local::{InvokeError, Options, Runner};
 use nuvem_testkit::{emulator, eventually, unique_name};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -578,4 +578,40 @@ async fn every_line_a_function_prints_is_captured() {
         lines.contains(&"[Echo] said ola=mundo (stderr)".to_owned()),
         "{lines:?}"
     );
+}
+
+/// With `concurrency: 2`, a second instance answers while the first is
+/// held busy; with the default, calls wait for the one instance.
+#[tokio::test]
+async fn a_second_instance_answers_while_the_first_is_busy() {
+    let emu = emulator().await;
+    let r = Runner::start(Options {
+        concurrency: 2,
+        ..options(&unique_name("rt-conc"), emu.endpoint())
+    })
+    .await
+    .expect("runner starts");
+    let dir = std::env::temp_dir().join(unique_name("gate"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gate = dir.join("open");
+    let url = format!("{}/public/gate?file={}", r.base_url(), gate.display());
+    let held =
+        tokio::spawn(async move { http().get(url).send().await.unwrap().text().await.unwrap() });
+    let entered = dir.join("open.entered");
+    eventually("the first call is being handled", || {
+        let entered = entered.clone();
+        async move { entered.exists() }
+    })
+    .await;
+
+    let (status, _, other) = get_on(&r, "/public/other", None).await;
+    assert_eq!(status, 200, "answered while the first instance is busy");
+    std::fs::write(&gate, b"").unwrap();
+    let first_pid: u64 = held.await.unwrap().parse().unwrap();
+    assert_ne!(
+        other["pid"].as_u64().unwrap(),
+        first_pid,
+        "by another process"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -142,5 +142,27 @@ async fn an_event_reaches_the_tenants_endpoint_signed_after_a_retry() {
             .any(|e| e["id"] == event["id"]),
         "{events}"
     );
+
+    // The business metrics, as CloudWatch reads them from the functions'
+    // EMF lines: the signup and its approval, one failed and one succeeded
+    // attempt (the owner's key event goes to no endpoint).
+    let metric = |name: &str, dims: &[(&str, &str)]| common::metric_sum(&runner, name, dims);
+    eventually_some("the attempts' metrics", || async {
+        let ok = metric("WebhookDeliveryAttempts", &[("outcome", "succeeded")]);
+        let failed = metric("WebhookDeliveryAttempts", &[("outcome", "failed")]);
+        (ok >= 1.0 && failed >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric("WebhookDeliveryAttempts", &[("outcome", "succeeded")]),
+        1.0
+    );
+    assert_eq!(
+        metric("WebhookDeliveryAttempts", &[("outcome", "failed")]),
+        1.0
+    );
+    assert_eq!(metric("WebhookDeliveriesExhausted", &[]), 0.0);
+    assert_eq!(metric("Signups", &[]), 1.0);
+    assert_eq!(metric("AccountReviews", &[("decision", "approve")]), 1.0);
     common::assert_no_secret_logged();
 }

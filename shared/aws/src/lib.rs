@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod invoices;
 pub mod lazy;
 pub mod mail;
+pub mod metrics;
 pub mod queue;
 pub mod quota;
 pub mod rpa_api;

@@ -58,6 +58,9 @@ impl Core {
             .await?;
         if moved && let Some(event) = event {
             self.emit(&event, None).await;
+            if let Some(alert) = alert {
+                crate::metrics::quota_alert(alert.percent());
+            }
         }
         Ok(())
     }

@@ -277,6 +277,7 @@ pub async fn close(
     if let Some(event) = &event {
         core.emit(event, None).await;
     }
+    crate::metrics::rpa_execution(closed.step.as_str(), closed.status.as_str());
     Ok(closed)
 }
 

@@ -16,11 +16,16 @@ where
     F: Fn(Request) -> Fut,
     Fut: Future<Output = Response> + Send,
 {
+    crate::metrics::install();
     lambda_http::run(service_fn(|request: Request| {
         // Boxed: a handler's future nests one future per route and SDK call,
         // deep enough to overflow the compiler's layout query depth inline.
         let fut: Pin<Box<dyn Future<Output = Response> + Send + '_>> = Box::pin(handler(request));
-        async move { Ok::<_, Error>(Finished(fut.await)) }
+        async move {
+            let response = fut.await;
+            crate::metrics::flush();
+            Ok::<_, Error>(Finished(response))
+        }
     }))
     .await
 }
@@ -44,11 +49,16 @@ where
     F: Fn(SqsEvent) -> Fut,
     Fut: Future<Output = SqsBatchResponse>,
 {
+    crate::metrics::install();
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         // Boxed for the same reason as in `serve_http`.
         let fut: Pin<Box<dyn Future<Output = SqsBatchResponse> + '_>> =
             Box::pin(handler(event.payload));
-        async move { Ok::<_, Error>(fut.await) }
+        async move {
+            let response = fut.await;
+            crate::metrics::flush();
+            Ok::<_, Error>(response)
+        }
     }))
     .await
 }

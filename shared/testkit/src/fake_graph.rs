@@ -561,14 +561,18 @@ fn new_wamid() -> String {
     )
 }
 
-/// `GET /_fake/requests`: the latest 50 requests, newest first, as a
-/// developer reads them (never the bearer token).
-fn inspect(state: &GraphState) -> axum::Json<Value> {
+/// How many requests `GET /_fake/requests` shows unless `?limit=` says.
+const INSPECT_DEFAULT: usize = 50;
+
+/// `GET /_fake/requests[?limit=N]`: the latest requests (50, or N of the
+/// last 10,000 kept), newest first, as a developer reads them (never the
+/// bearer token).
+fn inspect(state: &GraphState, limit: usize) -> axum::Json<Value> {
     let latest: Vec<Value> = state
         .requests
         .iter()
         .rev()
-        .take(50)
+        .take(limit)
         .map(|r| {
             serde_json::json!({
                 "method": r.method,
@@ -945,7 +949,12 @@ async fn answer(
     body: Bytes,
 ) -> Response {
     if method == Method::GET && uri.path() == INSPECT_PATH {
-        return inspect(&state.lock().unwrap()).into_response();
+        let limit = uri
+            .query()
+            .and_then(|q| q.strip_prefix("limit="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(INSPECT_DEFAULT);
+        return inspect(&state.lock().unwrap(), limit).into_response();
     }
     let mut request = GraphRequest {
         method: method.to_string(),
@@ -1128,6 +1137,20 @@ mod tests {
         assert_eq!(reads.len(), 1);
         assert!(reads[0].typing());
         assert_eq!(reads[0].message_id(), Some(first.as_str()));
+
+        // What a developer reads: newest first, as many as asked.
+        let inspect = |query: &'static str| {
+            let url = format!("{}/_fake/requests{query}", graph.url());
+            async move {
+                let got: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+                got["requests"].as_array().unwrap().clone()
+            }
+        };
+        assert_eq!(inspect("").await.len(), 5);
+        let two = inspect("?limit=2").await;
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[0]["body"]["status"], "read");
+        assert_eq!(two[1]["body"]["template"]["name"], "aviso_cota");
     }
 
     #[tokio::test]

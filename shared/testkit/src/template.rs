@@ -56,6 +56,8 @@ pub struct Function {
     pub code_uri: Option<String>,
     pub timeout_secs: u64,
     pub memory_mb: u64,
+    /// `ReservedConcurrentExecutions`: the most instances at once.
+    pub reserved_concurrency: Option<u32>,
     /// Environment variables, unresolved (long-form intrinsics); see
     /// [`Resolver`] and `Stack::function_env`.
     pub env: BTreeMap<String, Value>,
@@ -101,6 +103,8 @@ pub struct SqsEvent {
     pub batch_size: u32,
     pub report_batch_item_failures: bool,
     pub enabled: bool,
+    /// `ScalingConfig.MaximumConcurrency`: the most batches at once.
+    pub max_concurrency: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -543,6 +547,15 @@ fn function(
     };
     let timeout_secs = number("Timeout", 3)?;
     let memory_mb = number("MemorySize", 128)?;
+    let reserved_concurrency = props
+        .get("ReservedConcurrentExecutions")
+        .map(|v| {
+            params
+                .resolve(v)?
+                .parse()
+                .context("ReservedConcurrentExecutions")
+        })
+        .transpose()?;
     let mut env = BTreeMap::new();
     for source in [globals, props] {
         if let Some(vars) = source
@@ -569,6 +582,7 @@ fn function(
         code_uri,
         timeout_secs,
         memory_mb,
+        reserved_concurrency,
         env,
         events,
     })
@@ -620,11 +634,17 @@ fn event(ev: &Value, params: &Resolver) -> Result<EventSource> {
                     s.iter()
                         .any(|v| scalar(v).as_deref() == Some("ReportBatchItemFailures"))
                 });
+            let max_concurrency = p
+                .get("ScalingConfig")
+                .and_then(|s| s.get("MaximumConcurrency"))
+                .map(|v| params.resolve(v)?.parse().context("MaximumConcurrency"))
+                .transpose()?;
             EventSource::Sqs(SqsEvent {
                 queue,
                 batch_size,
                 report_batch_item_failures: report,
                 enabled,
+                max_concurrency,
             })
         }
         "Schedule" | "ScheduleV2" => {
@@ -1150,6 +1170,10 @@ mod tests {
         assert_eq!(sqs.queue, "EventsQueue");
         assert_eq!(sqs.batch_size, 10);
         assert!(sqs.report_batch_item_failures);
+        // QueueConsumerConcurrency's default, resolved.
+        assert_eq!(f.reserved_concurrency, Some(5));
+        assert_eq!(sqs.max_concurrency, Some(5));
+        assert_eq!(t.function("Webhooks").unwrap().reserved_concurrency, None);
 
         let q = &t.queues["EventsQueue"];
         assert_eq!(q.visibility_timeout, Some(180));

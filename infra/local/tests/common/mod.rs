@@ -46,10 +46,15 @@ pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
     );
     let output = FunctionOutput::default();
     OUTPUTS.lock().unwrap().push(output.clone());
+    let stack_name = unique_name(name);
+    STACK_OUTPUTS
+        .lock()
+        .unwrap()
+        .insert(stack_name.clone(), output.clone());
     Runner::start(Options {
         capture_output: Some(output),
         emulator_url: Some(emu.endpoint().to_owned()),
-        stack_name: unique_name(name),
+        stack_name,
         params: all,
         schedules: false,
         sqs_wait_secs: 1,
@@ -68,6 +73,53 @@ pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
 /// functions of their stacks printed: no line may hold a secret.
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static OUTPUTS: Mutex<Vec<FunctionOutput>> = Mutex::new(Vec::new());
+/// Each stack's output, by stack name.
+static STACK_OUTPUTS: Mutex<BTreeMap<String, FunctionOutput>> = Mutex::new(BTreeMap::new());
+
+/// The sum of the CloudWatch EMF values of `metric` with exactly the
+/// dimensions `dims` that the functions of `runner`'s stack printed so far,
+/// in the stack's namespace (`nuvem/<stack>`).
+pub fn metric_sum(runner: &Runner, metric: &str, dims: &[(&str, &str)]) -> f64 {
+    let name = &runner.stack().name;
+    let output = STACK_OUTPUTS.lock().unwrap()[name].clone();
+    let namespace = format!("nuvem/{name}");
+    let mut sum = 0.0;
+    for line in output.lines() {
+        let Some(doc) = line
+            .split_once("] ")
+            .and_then(|(_, json)| serde_json::from_str::<Value>(json).ok())
+        else {
+            continue;
+        };
+        let Some(directive) = doc["_aws"]["CloudWatchMetrics"].get(0) else {
+            continue;
+        };
+        let names: BTreeSet<&str> = directive["Dimensions"][0]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let wanted: BTreeSet<&str> = dims.iter().map(|(k, _)| *k).collect();
+        let emitted = directive["Metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["Name"] == metric);
+        if directive["Namespace"] != namespace.as_str()
+            || !emitted
+            || names != wanted
+            || dims.iter().any(|(k, v)| doc[*k] != *v)
+        {
+            continue;
+        }
+        sum += match &doc[metric] {
+            Value::Array(values) => values.iter().filter_map(Value::as_f64).sum(),
+            value => value.as_f64().unwrap_or(0.0),
+        };
+    }
+    sum
+}
 
 /// Fields whose string values are secrets, in request and answer bodies.
 const SECRET_FIELDS: &[&str] = &[
