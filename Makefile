@@ -15,7 +15,7 @@ CONCURRENCY ?= 1
 DEV_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv sam-venv build dev admin-key emails test lint fmt measure bench-emulator schemathesis package load
+.PHONY: venv sam-venv build dev admin-key emails test lint fmt measure bench-emulator schemathesis package load fuzz
 
 venv: $(VENV)/.installed $(VENV)/bin/nuvem-emulator
 $(VENV)/.installed: requirements-dev.txt
@@ -134,6 +134,13 @@ $(VENV)/schemathesis/.installed-$(SCHEMATHESIS_VERSION):
 
 schemathesis: venv build $(VENV)/schemathesis/.installed-$(SCHEMATHESIS_VERSION)
 	$(PY) scripts/schemathesis_run.py --examples $(SCHEMATHESIS_EXAMPLES)
+
+## Property-based fuzzing (proptest) of every parser of outside bytes: the
+## targets of fuzz/tests, FUZZ_CASES cases each (make test runs them with
+## proptest's default of 256, in debug, as part of cargo test).
+FUZZ_CASES ?= 1000000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test -p nuvem-fuzz --profile fuzz
 
 ## A bounded load test of make dev on 127.0.0.1 (scripts/load.py; figures in
 ## the README): LOAD_RATE requests a second for LOAD_SECONDS.

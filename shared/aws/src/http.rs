@@ -365,20 +365,19 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
             Err(e) => Problem::bad_request(format!("the body is not valid JSON: {e}")),
         });
     }
-    let de = &mut serde_json::Deserializer::from_slice(raw);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         // serde stops at the first problem it meets: in `{"unknown": ` that is
         // the field, but the body is not JSON at all, which is the client's
-        // first mistake. Only failing bodies pay for the second parse.
-        let syntax = if inner.is_syntax() || inner.is_eof() {
-            Some(inner.to_string())
-        } else {
-            serde_json::from_slice::<serde::de::IgnoredAny>(raw)
-                .err()
-                .map(|e| e.to_string())
-        };
+        // first mistake. And serde calls some mismatches syntax errors (an
+        // array where an enum's string goes, `1e400` for a number): whether
+        // the body is JSON is asked of the bytes alone. Only failing bodies
+        // pay for the second parse.
+        let syntax = serde_json::from_slice::<serde::de::IgnoredAny>(raw)
+            .err()
+            .map(|e| e.to_string());
         if let Some(syntax) = syntax {
             Problem::bad_request(format!("the body is not valid JSON: {syntax}"))
         } else {
@@ -388,7 +387,11 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
                 strip_position(&inner.to_string()),
             )])
         }
-    })
+    })?;
+    // The object may be followed by whitespace only: `{…}x` is not JSON.
+    de.end()
+        .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
 }
 
 /// A body that is not JSON (a CSV file, say): its size limit and, when the

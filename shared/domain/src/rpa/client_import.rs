@@ -193,9 +193,13 @@ impl<'a> LineCounter<'a> {
         while matches!(self.text.get(offset), Some(b'\r' | b'\n')) {
             offset += 1;
         }
-        let newlines = self.text[self.offset..offset]
+        // A line ends at `\n`, `\r\n` or a lone `\r` (Excel's "CSV
+        // (Macintosh)"), as the csv crate reads it.
+        let segment = &self.text[self.offset..offset];
+        let newlines = segment
             .iter()
-            .filter(|b| **b == b'\n')
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && segment.get(i + 1) != Some(&b'\n')))
             .count();
         self.line += newlines as u64;
         self.offset = offset;
@@ -227,7 +231,7 @@ fn decode(bytes: &[u8]) -> Result<String, ImportError> {
 /// The separator the header row uses most: `;` (Excel in Brazil, where `,`
 /// is the decimal mark), `,` or a tab.
 fn delimiter(text: &str) -> u8 {
-    let header = text.lines().next().unwrap_or("");
+    let header = text.split(['\r', '\n']).next().unwrap_or("");
     [b';', b',', b'\t']
         .into_iter()
         .max_by_key(|d| header.bytes().filter(|b| b == d).count())

@@ -374,11 +374,15 @@ const FIELDS: [FieldSpec; 5] = [
 
 impl FieldSpec {
     /// `field` is uppercased. Each comma-separated item is `*`, `*/step`,
-    /// a value, `a-b`, `a-b/step`, or (day-of-month only) `L`.
+    /// a value, `a-b`, `a-b/step`, or (day-of-month only) `L`; a bare `*`
+    /// stands alone (croner refuses it in a list).
     fn check(&self, field: &str) -> Result<(), String> {
         for item in field.split(',') {
             if item.is_empty() {
                 return Err("empty item in list".to_owned());
+            }
+            if item == "*" && field != "*" {
+                return Err("* already means every value; it cannot be part of a list".to_owned());
             }
             if item == "L" {
                 if self.last_day {
