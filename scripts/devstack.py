@@ -152,6 +152,19 @@ def activation_token(emulator, email):
     return wait_for(f"the activation email to {email}", token)
 
 
+def onboard(api, emulator, admin, name, document, email, licenses=1):
+    """An account as a company gets one: signup, the admin's approval, the
+    emailed activation token; its first owner key's credential."""
+    account = api.call("POST", "/v1/signup", {
+        "organization_name": name, "document": document,
+        "phone": "(11) 98765-4321", "email": email, "imperius_licenses": licenses,
+    }, expect=201)
+    api.call("POST", f"/v1/admin/accounts/{account['id']}/approve",
+             {"quota_gb": 5, "imperius_licenses": licenses}, admin, expect=200)
+    return api.call("POST", "/v1/activate", {"token": activation_token(emulator, email)},
+                    expect=201)["credential"]
+
+
 def signed_inbound(api, text, sender="5511912345678", name="Ana"):
     body = json.dumps({
         "object": "whatsapp_business_account",

@@ -34,7 +34,7 @@ import urllib.request
 from pathlib import Path
 
 from devstack import (
-    PHONE_NUMBER_ID, RECEIVED, RECEIVED_LOCK, Api, activation_token, admin_key, dev_stack,
+    PHONE_NUMBER_ID, RECEIVED, RECEIVED_LOCK, Api, admin_key, dev_stack, onboard,
     signed_inbound, start_receiver, wait_for,
 )
 
@@ -55,15 +55,8 @@ def cpf(rng):
 
 def seed(api, emulator):
     admin = admin_key(emulator, STACK)
-    email = "carga@example.com"
-    account = api.call("POST", "/v1/signup", {
-        "organization_name": "Carga Ltda", "document": "11.222.333/0001-81",
-        "phone": "(11) 98765-4321", "email": email, "imperius_licenses": 1,
-    }, expect=201)
-    api.call("POST", f"/v1/admin/accounts/{account['id']}/approve",
-             {"quota_gb": 5, "imperius_licenses": 1}, admin, expect=200)
-    owner = api.call("POST", "/v1/activate", {"token": activation_token(emulator, email)},
-                     expect=201)["credential"]
+    owner = onboard(api, emulator, admin, "Carga Ltda", "11.222.333/0001-81",
+                    "carga@example.com")
     base = start_receiver().rsplit("/", 2)[0]
     for path in ("/a", "/b"):
         api.call("POST", "/v1/webhooks", {

@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from devstack import (
-    PHONE_NUMBER_ID, ROOT, Api, activation_token, admin_key, dev_stack, signed_inbound,
+    PHONE_NUMBER_ID, ROOT, Api, admin_key, dev_stack, onboard, signed_inbound,
     start_receiver, wait_for,
 )
 
@@ -49,15 +49,8 @@ def seed(api, emulator):
     by role and the path parameters by path prefix."""
     admin = admin_key(emulator, STACK)
     spare_admin = admin_key(emulator, STACK)
-    email = "schemathesis@example.com"
-    account = api.call("POST", "/v1/signup", {
-        "organization_name": "Schemathesis Ltda", "document": "11.222.333/0001-81",
-        "phone": "(11) 98765-4321", "email": email, "imperius_licenses": 2,
-    }, expect=201)
-    api.call("POST", f"/v1/admin/accounts/{account['id']}/approve",
-             {"quota_gb": 5, "imperius_licenses": 2}, admin, expect=200)
-    owner = api.call("POST", "/v1/activate", {"token": activation_token(emulator, email)},
-                     expect=201)["credential"]
+    owner = onboard(api, emulator, admin, "Schemathesis Ltda", "11.222.333/0001-81",
+                    "schemathesis@example.com", licenses=2)
     # A second account, pending, for the admin's review operations.
     pending = api.call("POST", "/v1/signup", {
         "organization_name": "Oficina do João", "document": "123.456.789-09",
