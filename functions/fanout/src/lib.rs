@@ -59,9 +59,9 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 }
 
 async fn process(deps: &Deps, record: &SqsMessage) -> Result<(), String> {
-    let body = record.body.as_deref().unwrap_or("");
-    let event: Envelope =
-        serde_json::from_str(body).map_err(|e| format!("not an event envelope: {e}"))?;
+    let Some(event) = nuvem_aws::runtime::read_body::<Envelope>(record, "event envelope") else {
+        return Ok(());
+    };
     let token = record
         .message_attributes
         .get(ACTIVATION_TOKEN_ATTRIBUTE)

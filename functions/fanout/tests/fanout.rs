@@ -159,8 +159,11 @@ async fn rejection_is_emailed_in_the_accounts_language_with_the_reason() {
     );
 }
 
+/// A record whose body is not an event is set aside for the dead-letter
+/// queue (see whatsapp-outbound's test of `set_aside`), not failed; the
+/// others are handled, and one that fails fails alone.
 #[tokio::test]
-async fn a_poison_record_fails_alone() {
+async fn a_poison_record_is_set_aside_and_a_failing_one_fails_alone() {
     let (deps, emu) = deps().await;
     let account = account(&deps, Locale::PtBr, AccountStatus::Active).await;
     let good = record("good", &approved(&account), Some("nvm_at_tok"));
@@ -178,8 +181,20 @@ async fn a_poison_record_fails_alone() {
         .map(|f| f.item_identifier.clone())
         .collect();
     failed.sort();
-    assert_eq!(failed, vec!["orphan".to_owned(), "poison".to_owned()]);
+    assert_eq!(failed, vec!["orphan".to_owned()]);
     assert_eq!(mails_to(emu, &account.email).await.len(), 1);
+    let unset = std::sync::OnceLock::from(None);
+    let answer = nuvem_aws::runtime::set_aside(answer, &unset).await;
+    let failed: Vec<_> = answer
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["orphan", "poison"],
+        "without a queue to go to, it comes back"
+    );
 }
 
 #[tokio::test]

@@ -58,14 +58,8 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 }
 
 async fn process(deps: &Deps, record: &SqsMessage) -> Result<(), String> {
-    let body = record.body.as_deref().unwrap_or("");
-    let job: RpaJob = match serde_json::from_str(body) {
-        Ok(job) => job,
-        Err(e) => {
-            // Not retried: the same bytes never parse.
-            tracing::error!(error = %e, "not an RPA job message; dropped");
-            return Ok(());
-        }
+    let Some(job) = nuvem_aws::runtime::read_body::<RpaJob>(record, "RPA job") else {
+        return Ok(());
     };
     run(deps, &job, Utc::now()).await
 }

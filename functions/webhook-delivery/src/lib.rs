@@ -60,12 +60,11 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     let mut failed: Vec<(&SqsMessage, String)> = Vec::new();
     let mut lines: BTreeMap<String, Vec<(&SqsMessage, DeliveryTask)>> = BTreeMap::new();
     for record in &event.records {
-        match serde_json::from_str::<DeliveryTask>(record.body.as_deref().unwrap_or("")) {
-            Ok(task) => lines
+        if let Some(task) = nuvem_aws::runtime::read_body::<DeliveryTask>(record, "delivery task") {
+            lines
                 .entry(task.endpoint_id.clone())
                 .or_default()
-                .push((record, task)),
-            Err(e) => failed.push((record, format!("not a delivery task: {e}"))),
+                .push((record, task));
         }
     }
     let results = futures::future::join_all(lines.into_values().map(|mut line| async move {

@@ -119,8 +119,9 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 }
 
 async fn process(deps: &Deps, record: &SqsMessage) -> Result<(), String> {
-    let body = record.body.as_deref().unwrap_or("");
-    let job: BotJob = serde_json::from_str(body).map_err(|e| format!("not a bot job: {e}"))?;
+    let Some(job) = nuvem_aws::runtime::read_body::<BotJob>(record, "bot job") else {
+        return Ok(());
+    };
     answer(deps, &job, Utc::now()).await
 }
 

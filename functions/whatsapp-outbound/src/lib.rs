@@ -52,9 +52,9 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 }
 
 async fn process(deps: &Deps, record: &SqsMessage) -> Result<(), String> {
-    let body = record.body.as_deref().unwrap_or("");
-    let job: OutboundJob =
-        serde_json::from_str(body).map_err(|e| format!("not an outbound job: {e}"))?;
+    let Some(job) = nuvem_aws::runtime::read_body::<OutboundJob>(record, "outbound job") else {
+        return Ok(());
+    };
     send(deps, &job, Utc::now()).await
 }
 

@@ -370,18 +370,44 @@ async fn a_sender_that_died_mid_call_is_never_repeated() {
     assert_eq!(w.events().await.len(), 1);
 }
 
+/// A job whose body can never be read is not retried: it goes to the
+/// dead-letter queue at once, as it came. Where that queue cannot be
+/// reached, it is failed instead, and SQS's redrive takes it there later.
 #[tokio::test]
-async fn malformed_jobs_are_reported_not_dropped() {
+async fn unreadable_jobs_go_to_the_dead_letter_queue_at_once() {
+    use nuvem_aws::runtime::{DeadLetterQueue, set_aside};
+    use std::sync::OnceLock;
     let w = world().await;
-    let event = nuvem_testkit::fixtures::sqs_batch(vec![
-        nuvem_testkit::fixtures::sqs_message("m1", r#"{"account_id": "acc_1"}"#),
-        nuvem_testkit::fixtures::sqs_message("m2", "not json"),
-    ]);
-    let response = whatsapp_outbound::handle(&w.deps, event).await;
-    let failed: Vec<&str> = response
-        .batch_item_failures
+    let batch = || {
+        nuvem_testkit::fixtures::sqs_batch(vec![
+            nuvem_testkit::fixtures::sqs_message("m1", r#"{"account_id": "acc_1"}"#),
+            nuvem_testkit::fixtures::sqs_message("m2", "not json"),
+        ])
+    };
+    let dlq = w.t.stack.queue("WhatsAppOutboundDLQ").url.clone();
+    let response = whatsapp_outbound::handle(&w.deps, batch()).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "neither is retried"
+    );
+    let queue = OnceLock::from(Some(DeadLetterQueue::new(&w.t.sdk, &dlq)));
+    let response = set_aside(response, &queue).await;
+    assert!(response.batch_item_failures.is_empty());
+    let mut bodies: Vec<String> = drain(&w.t.sqs, &dlq, 10)
+        .await
         .iter()
-        .map(|f| f.item_identifier.as_str())
+        .map(|m| m.body().unwrap().to_owned())
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["not json", r#"{"account_id": "acc_1"}"#]);
+
+    let response = whatsapp_outbound::handle(&w.deps, batch()).await;
+    let nowhere = OnceLock::from(None);
+    let failed: Vec<String> = set_aside(response, &nowhere)
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
         .collect();
     assert_eq!(failed, ["m1", "m2"]);
 }

@@ -48,6 +48,12 @@ fn count(name: &'static str, labels: &[(&'static str, &'static str)]) {
     metrics::counter!(name, labels).increment(1);
 }
 
+/// `UnreadableMessages`: a queue message whose body can never be read, set
+/// aside for the dead-letter queue instead of being retried.
+pub fn unreadable_message() {
+    count("UnreadableMessages", &[]);
+}
+
 /// `Signups`: an account signed up (it waits for review).
 pub fn signup() {
     count("Signups", &[]);

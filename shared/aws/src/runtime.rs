@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_http::IntoResponse;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -50,17 +50,121 @@ where
     Fut: Future<Output = SqsBatchResponse>,
 {
     crate::metrics::install();
+    let dead_letters = std::sync::OnceLock::new();
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         // Boxed for the same reason as in `serve_http`.
         let fut: Pin<Box<dyn Future<Output = SqsBatchResponse> + '_>> =
             Box::pin(handler(event.payload));
+        let dead_letters = &dead_letters;
         async move {
-            let response = fut.await;
+            let response = set_aside(fut.await, dead_letters).await;
             crate::metrics::flush();
             Ok::<_, Error>(response)
         }
     }))
     .await
+}
+
+thread_local! {
+    /// The records of this invocation whose body can never be read.
+    static UNREADABLE: std::cell::RefCell<Vec<SqsMessage>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A record's JSON body as `T`. A body that does not parse never will, so
+/// the record is not failed (SQS would deliver the same bytes again, up to
+/// its queue's `maxReceiveCount`): it is logged, counted
+/// (`UnreadableMessages`) and set aside, and [`set_aside`] moves it to the
+/// consumer's dead-letter queue when the invocation ends. `None` then: the
+/// consumer is done with the record.
+pub fn read_body<T: serde::de::DeserializeOwned>(record: &SqsMessage, what: &str) -> Option<T> {
+    match serde_json::from_str(record.body.as_deref().unwrap_or("")) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            let id = record.message_id.as_deref().unwrap_or_default();
+            tracing::error!(message_id = %id, error = %e, "not a {what}: set aside for the dead-letter queue");
+            crate::metrics::unreadable_message();
+            UNREADABLE.with(|u| u.borrow_mut().push(record.clone()));
+            None
+        }
+    }
+}
+
+/// Sends the records [`read_body`] set aside in this invocation to the
+/// consumer's dead-letter queue, as they came (body and attributes). One that
+/// cannot be sent there is reported as failed instead: SQS delivers it again
+/// and its queue's redrive policy moves it to the same place in the end.
+/// The queue is made from the environment when first needed
+/// ([`DeadLetterQueue::from_env`]).
+pub async fn set_aside(
+    mut response: SqsBatchResponse,
+    dead_letters: &std::sync::OnceLock<Option<DeadLetterQueue>>,
+) -> SqsBatchResponse {
+    let unreadable = UNREADABLE.with(|u| std::mem::take(&mut *u.borrow_mut()));
+    if unreadable.is_empty() {
+        return response;
+    }
+    let dead_letters = dead_letters.get_or_init(DeadLetterQueue::from_env).as_ref();
+    for record in unreadable {
+        let sent = match dead_letters {
+            Some(dlq) => dlq.send(&record).await,
+            None => Err("no DEAD_LETTER_QUEUE_URL".to_owned()),
+        };
+        if let Err(e) = sent {
+            let id = record.message_id.clone().unwrap_or_default();
+            tracing::warn!(message_id = %id, error = %e, "not set aside; it will come back");
+            let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+/// A consumer's dead-letter queue (`DEAD_LETTER_QUEUE_URL`), for the records
+/// it sets aside; its client is built on first use only.
+pub struct DeadLetterQueue {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl DeadLetterQueue {
+    pub fn new(sdk: &aws_config::SdkConfig, url: impl Into<String>) -> Self {
+        DeadLetterQueue {
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            url: url.into(),
+        }
+    }
+
+    /// The queue of `DEAD_LETTER_QUEUE_URL`, if the function has one.
+    pub fn from_env() -> Option<DeadLetterQueue> {
+        let url = std::env::var("DEAD_LETTER_QUEUE_URL").ok()?;
+        Some(DeadLetterQueue::new(
+            &crate::config::lambda_sdk_config(),
+            url,
+        ))
+    }
+
+    async fn send(&self, record: &SqsMessage) -> Result<(), String> {
+        let mut send = self
+            .sqs
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(record.body.clone().unwrap_or_default());
+        for (name, attribute) in &record.message_attributes {
+            let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type(
+                    attribute
+                        .data_type
+                        .clone()
+                        .unwrap_or_else(|| "String".into()),
+                )
+                .set_string_value(attribute.string_value.clone())
+                .build()
+                .map_err(|e| e.to_string())?;
+            send = send.message_attributes(name, value);
+        }
+        send.send().await.map(drop).map_err(|e| e.to_string())
+    }
 }
 
 /// Runs `process` on each record of a batch in turn and reports the ones
