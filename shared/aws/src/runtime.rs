@@ -66,7 +66,9 @@ where
 }
 
 thread_local! {
-    /// The records of this invocation whose body can never be read.
+    /// The records of this invocation whose body can never be read. Every
+    /// function runs on a current-thread runtime without spawned tasks, so
+    /// an invocation sets them aside and collects them on one thread.
     static UNREADABLE: std::cell::RefCell<Vec<SqsMessage>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
