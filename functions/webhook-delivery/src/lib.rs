@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use nuvem_aws::Core;
 use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
@@ -81,11 +81,12 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     failed.extend(results.into_iter().flatten());
     let mut response = SqsBatchResponse::default();
     for (record, error) in failed {
-        let id = record.message_id.clone().unwrap_or_default();
-        tracing::warn!(message_id = %id, error = %error, "delivery task failed; it will be retried");
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = id;
-        response.batch_item_failures.push(failure);
+        nuvem_aws::runtime::report_failed(
+            &mut response,
+            record,
+            &error,
+            "delivery task failed; it will be retried",
+        );
     }
     response
 }

@@ -112,11 +112,12 @@ pub async fn set_aside(
             None => Err("no DEAD_LETTER_QUEUE_URL".to_owned()),
         };
         if let Err(e) = sent {
-            let id = record.message_id.clone().unwrap_or_default();
-            tracing::warn!(message_id = %id, error = %e, "not set aside; it will come back");
-            let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
+            report_failed(
+                &mut response,
+                &record,
+                &e,
+                "not set aside; it will come back",
+            );
         }
     }
     response
@@ -182,14 +183,30 @@ where
     let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
     for record in &event.records {
         if let Err(e) = process(record).await {
-            let id = record.message_id.clone().unwrap_or_default();
-            tracing::warn!(message_id = %id, error = %e, "record failed; it will be retried");
-            let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
+            report_failed(
+                &mut response,
+                record,
+                &e,
+                "record failed; it will be retried",
+            );
         }
     }
     response
+}
+
+/// Logs why `record` failed and reports it in `response`, so SQS delivers
+/// it again (its queue's redrive policy ends with the dead-letter queue).
+pub fn report_failed(
+    response: &mut SqsBatchResponse,
+    record: &SqsMessage,
+    error: &str,
+    what: &'static str,
+) {
+    let id = record.message_id.clone().unwrap_or_default();
+    tracing::warn!(message_id = %id, error = %error, "{what}");
+    let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
+    failure.item_identifier = id;
+    response.batch_item_failures.push(failure);
 }
 
 /// When a scheduled function should stop taking on work: Lambda's deadline
