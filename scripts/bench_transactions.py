@@ -27,7 +27,12 @@ pages, filters). It then runs the same steps on moto's own server and
 requires the same answers and states (errors, CancellationReasons, items,
 indexes, query pages, stream records) from both, and the same answers and
 queue counts for sends to standard and FIFO queues (see emulator.py's SQS
-note).
+note). Last, on the emulator only (moto's own re-executes them), retries of
+TransactWriteItems with a ClientRequestToken: the same token and request
+again answers the same success and changes nothing (items, indexes, stream
+records), with another request IdempotentParameterMismatchException, and a
+request without a token, or retrying a cancelled transaction, is executed
+each time.
 
 The emulator is started on a free 127.0.0.1 port (from scripts/emulator.py,
 or --emulator SCRIPT), unless NUVEM_EMULATOR_URL names a running one.
@@ -107,6 +112,25 @@ def client(url, service="dynamodb"):
         aws_secret_access_key="local",
         config=Config(retries={"total_max_attempts": 1}, max_pool_connections=64),
     )
+
+
+def tokenless_client(url):
+    """A DynamoDB client whose TransactWriteItems carry no ClientRequestToken
+    (botocore fills one in when none is given; this takes it out of the body),
+    from its own session so that other clients keep theirs."""
+    dynamodb = boto3.session.Session().client(
+        "dynamodb", endpoint_url=url, region_name="us-east-1",
+        aws_access_key_id="local", aws_secret_access_key="local",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+    def strip_token(params, **_):
+        body = json.loads(params["body"])
+        body.pop("ClientRequestToken", None)
+        params["body"] = json.dumps(body).encode()
+
+    dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", strip_token)
+    return dynamodb
 
 
 def template_table():
@@ -317,6 +341,7 @@ class Check:
     answer and every state, to compare two emulators."""
 
     def __init__(self, url, run):
+        self.url, self.run_id = url, run
         self.dynamodb = client(url)
         self.streams = client(url, "dynamodbstreams")
         self.a, self.b = f"check-a-{run}", f"check-b-{run}"
@@ -628,6 +653,111 @@ class Check:
         self.transcript.append(("final state", self.state()))
 
 
+    def retries(self):
+        """TransactWriteItems retried with its ClientRequestToken (see
+        emulator.py): recorded in `failures` only, since moto's own server
+        executes every retry again."""
+        a, b, d = self.a, self.b, self.dynamodb
+        counter = {"pk": s("TOKEN#0"), "sk": s("COUNTER")}
+
+        def token(name):
+            return f"{self.run_id}-{name}"
+
+        def put(table, item):
+            return {"Put": {"TableName": table, "Item": item,
+                            "ConditionExpression": "attribute_not_exists(#k)",
+                            "ExpressionAttributeNames": {"#k": next(iter(item))}}}
+
+        def add(n):
+            return {"Update": {"TableName": a, "Key": counter, "UpdateExpression": "ADD n :n",
+                               "ExpressionAttributeValues": {":n": {"N": str(n)}}}}
+
+        def attempt(items, client=None, **params):
+            try:
+                answer = (client or d).transact_write_items(TransactItems=items, **params)
+                return {"ok": {k: v for k, v in answer.items() if k != "ResponseMetadata"}}
+            except ClientError as e:
+                return {"error": e.response["Error"].get("Code")}
+
+        def expect(name, outcome, wanted, before=None):
+            """`outcome` is `wanted` ("ok", or an error's code), and when
+            `before` is given the state is still `before`."""
+            got = "ok" if "ok" in outcome else outcome["error"]
+            if got != wanted:
+                self.failures.append(f"retries: {name}: {got} instead of {wanted}")
+            if before is not None:
+                after = self.state()
+                if after != before:
+                    changed = [k for k in before if before[k] != after[k]]
+                    self.failures.append(f"retries: {name}: changed {changed}")
+
+        def count():
+            item = d.get_item(TableName=a, Key=counter, ConsistentRead=True).get("Item")
+            return int(item["n"]["N"]) if item else 0
+
+        def holds(table, key):
+            return "Item" in d.get_item(TableName=table, Key=key, ConsistentRead=True)
+
+        # The same token and request: the retry answers as the first did and
+        # changes nothing (the Put's condition would fail, the ADD would
+        # count twice, b's Put would add a stream record).
+        once = [put(a, {"pk": s("TOKEN#1"), "sk": s("PUT")}), add(1),
+                put(b, {"id": s("B#token1"), "v": {"N": "1"}})]
+        first = attempt(once, ClientRequestToken=token("once"))
+        expect("the first request", first, "ok")
+        after_first = self.state()
+        retry = attempt(once, ClientRequestToken=token("once"))
+        expect("the same token and request again", retry, "ok", after_first)
+        if retry != first:
+            self.failures.append(f"retries: the retry answered {retry}, the first {first}")
+        if count() != 1:
+            self.failures.append(f"retries: the counter is {count()} after one ADD and its retry")
+
+        # The same token with another request: a mismatch, nothing changes.
+        expect("the same token, other items", attempt(
+            [put(a, {"pk": s("TOKEN#1"), "sk": s("PUT")}), add(2),
+             put(b, {"id": s("B#token1"), "v": {"N": "1"}})],
+            ClientRequestToken=token("once")), "IdempotentParameterMismatchException", after_first)
+        expect("the same token and items, another parameter", attempt(
+            once, ClientRequestToken=token("once"), ReturnConsumedCapacity="TOTAL"),
+            "IdempotentParameterMismatchException", after_first)
+
+        # No token, or a new one each time (botocore's default): executed
+        # each time, so the second Put's condition fails.
+        tokenless = tokenless_client(self.url)
+        twice = [put(a, {"pk": s("TOKEN#2"), "sk": s("PUT")}), add(1)]
+        expect("no token, first", attempt(twice, client=tokenless), "ok")
+        before = self.state()
+        expect("no token, again", attempt(twice, client=tokenless),
+               "TransactionCanceledException", before)
+        expect("no token, the ADD alone again", attempt([add(1)], client=tokenless), "ok")
+        thrice = [put(a, {"pk": s("TOKEN#3"), "sk": s("PUT")}), add(1)]
+        expect("a new token, first", attempt(thrice), "ok")
+        before = self.state()
+        expect("a new token, again", attempt(thrice), "TransactionCanceledException", before)
+        if count() != 4:
+            self.failures.append(f"retries: the counter is {count()}, expected 4")
+
+        # A cancelled transaction is not remembered: its retry is executed,
+        # and succeeds once its condition holds; a retry of that is a no-op.
+        gate = {"pk": s("TOKEN#gate"), "sk": s("GATE")}
+        gated = [put(a, {"pk": s("TOKEN#4"), "sk": s("PUT")}), add(10),
+                 {"ConditionCheck": {"TableName": a, "Key": gate,
+                                     "ConditionExpression": "attribute_exists(pk)"}}]
+        before = self.state()
+        expect("a cancelled transaction", attempt(gated, ClientRequestToken=token("gated")),
+               "TransactionCanceledException", before)
+        d.put_item(TableName=a, Item=gate)
+        expect("its retry, the condition now holding",
+               attempt(gated, ClientRequestToken=token("gated")), "ok")
+        if not holds(a, {"pk": s("TOKEN#4"), "sk": s("PUT")}) or count() != 14:
+            self.failures.append(f"retries: the cancelled transaction's retry was not applied "
+                                 f"(counter {count()})")
+        before = self.state()
+        expect("a retry of that retry", attempt(gated, ClientRequestToken=token("gated")),
+               "ok", before)
+
+
 def sqs_steps(url, run):
     """Sends to a standard and a FIFO queue (content-based deduplication, a
     duplicate, delays, batches), receives some, and records each answer
@@ -696,6 +826,7 @@ def check(args, url):
         patched.setup()
         patched.run()
         patched.transcript += sqs_steps(emulator.url, run)
+        patched.retries()
     print(f"emulator: {len(patched.transcript)} answers and states recorded, "
           f"{len(patched.failures)} failures")
     for failure in patched.failures:

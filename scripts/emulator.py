@@ -62,6 +62,22 @@ moto's own server. The rest is moto's own query: its ordering,
 conditions, paging, filters and projections. `--check` compares queries of
 the table and its indexes (ranges, both directions, pages) with moto's too.
 
+TransactWriteItems honours its ClientRequestToken, as DynamoDB does and
+moto does not: a retry of a transaction that succeeded (the SDK retries with
+the same token after, say, a dropped connection) answers success again and
+changes nothing, where moto would execute it again and fail its conditions
+against its own first write. For 10 minutes (monotonic) after the first
+request with a token completes, the same token with the same request (every
+field but the token, compared as sorted JSON) answers what that request
+answered; with another request, IdempotentParameterMismatchException. Only
+transactions that succeeded are remembered (a cancelled one changed nothing,
+so running its retry again is the same), per account and region, and the
+expired ones are forgotten as requests come. A request with a token is
+handled whole under the DynamoDB lock, so a retry racing its first attempt
+waits for it and then answers as a retry (DynamoDB may answer
+TransactionInProgressException then). `--check` tests the retries, on the
+emulator only (moto re-executes them).
+
 One fix: moto's `/moto-api/data.json` (the sent emails that `make emails` and
 the tests read) answered 500 once an IAM user had been deleted (a storage
 key revoked): moto keeps the deleted user among the instances it reports,
@@ -73,16 +89,22 @@ Usage: the same arguments as `moto_server` (installed as .venv/bin/nuvem-emulato
 import collections
 import copy
 import functools
+import hashlib
 import inspect
+import json
 import threading
+import time
 
 import moto.dynamodb.models as dynamodb_models
 import moto.iam.exceptions as iam_exceptions
 import moto.iam.models as iam_models
 import moto.sqs.models as sqs_models
+from moto.core.responses import ActionResult
+from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
 
 _LOCK = threading.RLock()
@@ -235,6 +257,65 @@ def _transact_write_items(self, transact_items):
 dynamodb_models.copy = _CopyModule()
 DynamoDBBackend.transact_write_items = functools.wraps(_moto_transact_write_items)(
     _transact_write_items
+)
+
+# ---------------------------------------------------------------------------
+# TransactWriteItems: a ClientRequestToken makes a retry answer, not execute.
+
+_moto_handle_transact_write_items = DynamoHandler.transact_write_items
+_TOKEN_WINDOW_S = 600.0  # DynamoDB's: 10 minutes after the first request completes
+# (account, region, token) -> (completed at, request digest, answer), oldest
+# first: only successful transactions, the expired ones forgotten as we go.
+_TOKENS = collections.OrderedDict()
+
+
+class IdempotentParameterMismatchException(DynamodbException):
+    error_type = ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException"
+
+    def __init__(self):
+        super().__init__(
+            IdempotentParameterMismatchException.error_type,
+            message="The request uses the same client token as a previous, but "
+            "non-identical request. Do not reuse a client token with different "
+            "requests, unless the requests are identical.",
+        )
+
+
+def _request_digest(body):
+    """The request but its token, canonically (sorted JSON), hashed."""
+    request = {name: value for name, value in body.items() if name != "ClientRequestToken"}
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _forget_expired_tokens(now):
+    while _TOKENS:
+        completed_at = next(iter(_TOKENS.values()))[0]
+        if now - completed_at < _TOKEN_WINDOW_S:
+            return
+        _TOKENS.popitem(last=False)
+
+
+def _handle_transact_write_items(self):
+    token = self.body.get("ClientRequestToken")
+    if not token:
+        return _moto_handle_transact_write_items(self)
+    key = (self.current_account, self.region, token)
+    digest = _request_digest(self.body)
+    with _LOCK:
+        _forget_expired_tokens(time.monotonic())
+        if key in _TOKENS:
+            _, first_digest, answer = _TOKENS[key]
+            if first_digest != digest:
+                raise IdempotentParameterMismatchException()
+            return ActionResult(copy.deepcopy(answer))
+        result = _moto_handle_transact_write_items(self)  # raises if cancelled
+        _TOKENS[key] = (time.monotonic(), digest, copy.deepcopy(result.result))
+        return result
+
+
+DynamoHandler.transact_write_items = functools.wraps(_moto_handle_transact_write_items)(
+    _handle_transact_write_items
 )
 
 # ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
+use crate::faults::CrashInjector;
 use crate::log::Log;
 use crate::util::{epoch_ms, trace_id, uuid};
 
@@ -46,6 +47,8 @@ pub struct FunctionSpec {
     /// Lambda's init phase limit ([`INIT_TIMEOUT`]); shorter in tests.
     pub init_timeout: Duration,
     pub memory_mb: u64,
+    /// Kills a share of invocations' processes part-way (fault injection).
+    pub crashes: Option<Arc<CrashInjector>>,
 }
 
 /// Why an invocation did not produce a response.
@@ -502,6 +505,11 @@ async fn run(
     };
 
     let deadline = delivered_at + spec.timeout;
+    let kill_at = spec
+        .crashes
+        .as_ref()
+        .and_then(|c| c.draw())
+        .map(|after| delivered_at + after);
     let (result, keep, status) = tokio::select! {
         outcome = outcome_rx => match outcome {
             Ok(Outcome::Response(bytes)) => (Ok(bytes), true, None),
@@ -519,6 +527,16 @@ async fn run(
         _ = tokio::time::sleep_until(deadline.into()) => {
             let _ = inst.child.start_kill();
             (Err(InvokeError::Timeout(spec.timeout)), false, Some("Status: timeout".to_owned()))
+        }
+        _ = tokio::time::sleep_until(kill_at.unwrap_or(deadline).into()), if kill_at.is_some() => {
+            let _ = inst.child.start_kill();
+            let _ = inst.child.wait().await;
+            if let Some(crashes) = &spec.crashes {
+                crashes.killed();
+            }
+            let why = "signal: 9 (SIGKILL) (killed by the fault injector)".to_owned();
+            let s = format!("Status: error, Error Type: Runtime.ExitError ({why})");
+            (Err(InvokeError::Crashed(why)), false, Some(s))
         }
     };
     let duration = delivered_at.elapsed();

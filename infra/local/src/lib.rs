@@ -29,6 +29,7 @@ use nuvem_testkit::{ACCOUNT_ID, Emulator, REGION, Stack};
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
+pub mod faults;
 mod gateway;
 mod host;
 mod log;
@@ -92,6 +93,12 @@ pub struct Options {
     /// `ScalingConfig.MaximumConcurrency`. Instances after the first start
     /// when an invocation finds every started one busy.
     pub concurrency: usize,
+    /// Faults given to the functions' AWS calls: their `AWS_ENDPOINT_URL`
+    /// is a [`faults`] proxy in front of the emulator (default: none).
+    pub faults: Option<faults::FaultSpec>,
+    /// Kill this share of invocations' processes at a random moment within
+    /// the duration after the event's delivery (default: none).
+    pub crashes: Option<(f64, Duration)>,
 }
 
 impl Default for Options {
@@ -117,6 +124,8 @@ impl Default for Options {
             capture_output: None,
             sqs_infra_failure_visibility: None,
             concurrency: 1,
+            faults: None,
+            crashes: None,
         }
     }
 }
@@ -152,6 +161,7 @@ pub struct Runner {
     stack: Stack,
     summary: Summary,
     hosts: Arc<BTreeMap<String, host::Host>>,
+    faults: Faults,
     shutdown: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -162,6 +172,14 @@ struct Started {
     stack: Stack,
     summary: Summary,
     hosts: Arc<BTreeMap<String, host::Host>>,
+    faults: Faults,
+}
+
+/// The fault injectors a runner started, if any.
+#[derive(Clone, Default)]
+struct Faults {
+    proxy: Option<faults::FaultProxy>,
+    crashes: Option<Arc<faults::CrashInjector>>,
 }
 
 impl Runner {
@@ -193,6 +211,7 @@ impl Runner {
             stack: started.stack,
             summary: started.summary,
             hosts: started.hosts,
+            faults: started.faults,
             shutdown,
             thread: Some(thread),
         })
@@ -213,6 +232,18 @@ impl Runner {
 
     pub fn summary(&self) -> &Summary {
         &self.summary
+    }
+
+    /// What the fault injectors did so far (all zero without them).
+    pub fn fault_counts(&self) -> faults::FaultCounts {
+        let mut counts = self
+            .faults
+            .proxy
+            .as_ref()
+            .map(|p| p.stats.counts())
+            .unwrap_or_default();
+        counts.crashes = self.faults.crashes.as_ref().map_or(0, |c| c.kills());
+        counts
     }
 
     /// Invokes a function (by logical id) synchronously with a JSON event.
@@ -465,12 +496,28 @@ async fn start(
     let t = &stack.template;
 
     let mut tasks = Vec::new();
+    let mut injectors = Faults::default();
+    let mut functions_endpoint = emulator.endpoint().to_owned();
+    if let Some(spec) = &options.faults {
+        let (proxy, task) =
+            faults::FaultProxy::start(spec.clone(), emulator.endpoint(), shutdown.clone()).await?;
+        log.runner(&format!(
+            "fault proxy {} in front of the emulator: {spec:?}",
+            proxy.url
+        ));
+        functions_endpoint = proxy.url.clone();
+        injectors.proxy = Some(proxy);
+        tasks.push(task);
+    }
+    if let Some((rate, within)) = options.crashes {
+        injectors.crashes = Some(Arc::new(faults::CrashInjector::new(rate, within)?));
+    }
     let mut hosts = BTreeMap::new();
     for f in t.functions.values().filter(|f| wanted(&f.logical_id)) {
         let mut env = stack.try_function_env(&f.logical_id)?;
         let name = stack.function_name(&f.logical_id);
         let fixed = [
-            ("AWS_ENDPOINT_URL", emulator.endpoint().to_owned()),
+            ("AWS_ENDPOINT_URL", functions_endpoint.clone()),
             ("AWS_REGION", REGION.to_owned()),
             ("AWS_DEFAULT_REGION", REGION.to_owned()),
             ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
@@ -498,6 +545,7 @@ async fn start(
             timeout: function_timeout(f.timeout_secs, options.min_function_timeout),
             init_timeout: options.init_timeout,
             memory_mb: f.memory_mb,
+            crashes: injectors.crashes.clone(),
         };
         let instances = instances(options.concurrency, f.reserved_concurrency);
         let (host, supervisors) = host::Host::start(spec, log.clone(), shutdown.clone(), instances);
@@ -644,6 +692,7 @@ async fn start(
             stack,
             summary,
             hosts,
+            faults: injectors,
         },
     ))
 }

@@ -31,6 +31,14 @@ OPTIONS:
   --concurrency <n>        up to <n> instances of each function at once (within its
                            ReservedConcurrentExecutions), and as many batches at
                            once per queue (within MaximumConcurrency) [default: 1]
+  --faults <spec>          give a share of the functions' AWS calls a fault, through a
+                           proxy in front of the emulator: <rate> or
+                           rate=<0..1>[,kinds=throttle+error+error-after+slow+drop+drop-after]
+                           [,targets=dynamodb:PutItem+sqs+s3...][,slow-ms=<n>]; the counts
+                           are printed when nuvem-local stops
+  --crashes <rate>[,within-ms=<n>]
+                           kill that share of invocations' processes at a random
+                           moment within n ms of the event's delivery [n: 300]
   --no-schedules           do not fire schedules
   --quiet-functions        do not print the functions' output
   --secret <Id=Value>      value of the template's secret <Id> (repeatable)
@@ -156,6 +164,8 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
             "--concurrency" => {
                 o.concurrency = value("--concurrency")?.parse().context("--concurrency")?;
             }
+            "--faults" => o.faults = Some(value("--faults")?.parse()?),
+            "--crashes" => o.crashes = Some(crash_spec(&value("--crashes")?)?),
             "--no-schedules" => o.schedules = false,
             "--quiet-functions" => o.log_functions = false,
             "--fake-graph" => fake_graph = Some(value("--fake-graph")?),
@@ -199,6 +209,31 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
         fake_chat,
         fake_rpa,
     }))
+}
+
+/// `<rate>[,within-ms=<n>]`.
+fn crash_spec(spec: &str) -> Result<(f64, std::time::Duration)> {
+    let mut parts = spec.split(',');
+    let rate: f64 = parts
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("rate=")
+        .parse()
+        .context("--crashes: rate")?;
+    let mut within = std::time::Duration::from_millis(300);
+    for part in parts {
+        match part.split_once('=') {
+            Some(("within-ms", ms)) => {
+                within =
+                    std::time::Duration::from_millis(ms.parse().context("--crashes: within-ms")?);
+            }
+            _ => bail!("--crashes: unknown setting {part} (within-ms)"),
+        }
+    }
+    if !(0.0..=1.0).contains(&rate) {
+        bail!("--crashes: rate must be within 0..=1");
+    }
+    Ok((rate, within))
 }
 
 fn main() -> Result<()> {
@@ -317,6 +352,10 @@ fn main() -> Result<()> {
             _ = term.recv() => {}
         }
         eprintln!("nuvem-local: stopping");
+        let counts = runner.fault_counts();
+        if counts.requests > 0 || counts.crashes > 0 {
+            eprint!("nuvem-local: {}", counts.describe());
+        }
         drop(runner);
         Ok(())
     })
@@ -425,6 +464,35 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(cli.options.params["GraphApiUrl"], "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn faults_and_crashes_are_options() {
+        let o = parse(args(
+            "--faults rate=0.2,kinds=drop --crashes 0.05,within-ms=50",
+        ))
+        .unwrap()
+        .unwrap()
+        .options;
+        let faults = o.faults.unwrap();
+        assert_eq!((faults.rate, faults.kinds.len()), (0.2, 1));
+        assert_eq!(
+            o.crashes,
+            Some((0.05, std::time::Duration::from_millis(50)))
+        );
+        let o = parse(args("--crashes=0.1")).unwrap().unwrap().options;
+        assert_eq!(
+            o.crashes,
+            Some((0.1, std::time::Duration::from_millis(300)))
+        );
+        for bad in [
+            "--faults 2",
+            "--crashes x",
+            "--crashes 0.1,every=3",
+            "--crashes 1.5",
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -615,3 +615,28 @@ async fn a_second_instance_answers_while_the_first_is_busy() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With crashes at every invocation, the process is killed part-way: the
+/// call fails as a crashed function's does (the HTTP API's bare 500), and
+/// the function is started again for the next call.
+#[tokio::test]
+async fn the_crash_injector_kills_processes_mid_invocation() {
+    let emu = emulator().await;
+    let r = Runner::start(Options {
+        crashes: Some((1.0, Duration::ZERO)),
+        ..options(&unique_name("rt-crash"), emu.endpoint())
+    })
+    .await
+    .expect("runner starts");
+    let dir = std::env::temp_dir().join(unique_name("crash"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A gate never opened: only the kill ends these invocations.
+    let path = format!("/public/gate?file={}", dir.join("never").display());
+    for n in 1..=2 {
+        let (status, _, body) = get_on(&r, &path, None).await;
+        assert_eq!(status, 500, "{body}");
+        assert_eq!(body["message"], "Internal Server Error");
+        assert_eq!(r.fault_counts().crashes, n);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

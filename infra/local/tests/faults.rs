@@ -1,0 +1,232 @@
+//! The fault proxy, seen by the AWS SDK for Rust as the services' own
+//! faults: each protocol's throttling and 5xx errors are recognised by their
+//! codes and retried, dropped connections are retried, and the faults
+//! "after" leave the call applied though the caller saw it fail.
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use nuvem_local::faults::{FaultCounts, FaultKind, FaultProxy, FaultSpec};
+use nuvem_testkit::{emulator, unique_name};
+use tokio::sync::watch;
+
+/// A proxy with `spec` in front of the shared emulator, and an SDK config
+/// pointing at it that makes `attempts` attempts per call.
+async fn start_proxy(spec: &str, attempts: u32) -> (FaultProxy, SdkConfig, watch::Sender<bool>) {
+    let emu = emulator().await;
+    let (stop, stopped) = watch::channel(false);
+    let (proxy, _task) =
+        FaultProxy::start(spec.parse::<FaultSpec>().unwrap(), emu.endpoint(), stopped)
+            .await
+            .unwrap();
+    let config = emu
+        .sdk_config()
+        .await
+        .into_builder()
+        .endpoint_url(&proxy.url)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(attempts)
+                .with_initial_backoff(Duration::from_millis(1)),
+        )
+        .build();
+    (proxy, config, stop)
+}
+
+async fn table() -> String {
+    let db = aws_sdk_dynamodb::Client::new(&emulator().await.sdk_config().await);
+    let name = unique_name("faults");
+    db.create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+/// Whether the item is in the table, read past the proxy.
+async fn stored(table: &str, pk: &str) -> bool {
+    let db = aws_sdk_dynamodb::Client::new(&emulator().await.sdk_config().await);
+    db.get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk.into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .is_some()
+}
+
+async fn put(config: &SdkConfig, table: &str, pk: &str) -> Result<(), String> {
+    aws_sdk_dynamodb::Client::new(config)
+        .put_item()
+        .table_name(table)
+        .item("pk", AttributeValue::S(pk.into()))
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| {
+            use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+            e.code().map_or_else(|| format!("{e:?}"), str::to_owned)
+        })
+}
+
+fn faults(counts: &FaultCounts, kind: FaultKind) -> u64 {
+    counts.of_kind(kind)
+}
+
+#[tokio::test]
+async fn throttling_comes_in_each_services_own_codes_and_is_retried() {
+    let table = table().await;
+    let (proxy, config, _stop) = start_proxy("rate=1,kinds=throttle", 3).await;
+
+    // DynamoDB (awsJson 1.0): one of its three throttling codes, after the
+    // SDK's three attempts.
+    let code = put(&config, &table, "a").await.unwrap_err();
+    assert!(
+        [
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException",
+            "RequestLimitExceeded"
+        ]
+        .contains(&code.as_str()),
+        "{code}"
+    );
+    assert!(
+        !stored(&table, "a").await,
+        "a throttled call is not applied"
+    );
+    let counts = proxy.stats.counts();
+    assert_eq!((counts.requests, counts.retries), (3, 2), "{counts:?}");
+
+    // S3 (restXml): SlowDown.
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let e = s3.list_buckets().send().await.unwrap_err();
+    assert_eq!(e.code(), Some("SlowDown"), "{e:?}");
+
+    // SQS (awsJson 1.0 with query error codes).
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let e = sqs.list_queues().send().await.unwrap_err();
+    let code = aws_sdk_sqs::error::ProvideErrorMetadata::code(&e).map(str::to_owned);
+    assert!(
+        matches!(
+            code.as_deref(),
+            Some("RequestThrottled" | "ThrottlingException")
+        ),
+        "{e:?}"
+    );
+    let counts = proxy.stats.counts();
+    assert_eq!(counts.requests, 9, "every call was tried three times");
+    assert_eq!(faults(&counts, FaultKind::Throttle), 9);
+}
+
+#[tokio::test]
+async fn server_errors_and_dropped_connections_are_retried_until_one_gets_through() {
+    let table = table().await;
+    for kind in ["error", "drop"] {
+        let (proxy, config, _stop) = start_proxy(&format!("rate=1,kinds={kind}"), 4).await;
+        assert!(put(&config, &table, kind).await.is_err(), "{kind}");
+        assert!(!stored(&table, kind).await, "{kind}: not forwarded");
+        let counts = proxy.stats.counts();
+        assert_eq!(
+            (counts.requests, counts.retries),
+            (4, 3),
+            "{kind}: {counts:?}"
+        );
+    }
+    // At 30 % of the calls, the SDK's retries get through: of 40 puts with
+    // 10 attempts each, every one is stored (all 10 faulted: p = 6e-6).
+    let (proxy, config, _stop) = start_proxy("rate=0.3,kinds=error+drop+throttle", 10).await;
+    for i in 0..40 {
+        let pk = format!("half-{i}");
+        put(&config, &table, &pk).await.unwrap();
+        assert!(stored(&table, &pk).await);
+    }
+    let counts = proxy.stats.counts();
+    assert!(
+        counts.injected() > 0 && counts.retries == counts.injected(),
+        "{counts:?}"
+    );
+}
+
+#[tokio::test]
+async fn faults_after_forwarding_leave_the_call_applied_though_it_failed() {
+    let table = table().await;
+    for kind in ["error-after", "drop-after"] {
+        let (proxy, config, _stop) = start_proxy(&format!("rate=1,kinds={kind}"), 1).await;
+        let pk = format!("after-{kind}");
+        assert!(put(&config, &table, &pk).await.is_err(), "{kind}");
+        assert!(stored(&table, &pk).await, "{kind}: the emulator applied it");
+        assert_eq!(faults(&proxy.stats.counts(), kind.parse().unwrap()), 1);
+    }
+}
+
+#[tokio::test]
+async fn only_the_targeted_operations_get_faults_and_slow_ones_still_answer() {
+    let table = table().await;
+    let (proxy, config, _stop) =
+        start_proxy("rate=1,kinds=throttle,targets=dynamodb:GetItem", 1).await;
+    put(&config, &table, "t").await.unwrap();
+    let db = aws_sdk_dynamodb::Client::new(&config);
+    let get = db
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("t".into()))
+        .send()
+        .await;
+    assert!(get.is_err());
+    let counts = proxy.stats.counts();
+    assert_eq!(counts.faults.len(), 1);
+    assert!(
+        counts
+            .faults
+            .contains_key(&(FaultKind::Throttle, "dynamodb:GetItem".to_owned()))
+    );
+
+    let (proxy, config, _stop) = start_proxy("rate=1,kinds=slow,slow-ms=20", 1).await;
+    put(&config, &table, "slow").await.unwrap();
+    assert_eq!(faults(&proxy.stats.counts(), FaultKind::Slow), 1);
+}
+
+#[tokio::test]
+async fn conditional_refusals_are_counted() {
+    let table = table().await;
+    let (proxy, config, _stop) = start_proxy("rate=0", 1).await;
+    let db = aws_sdk_dynamodb::Client::new(&config);
+    for _ in 0..2 {
+        let _ = db
+            .put_item()
+            .table_name(&table)
+            .item("pk", AttributeValue::S("once".into()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+    }
+    let counts = proxy.stats.counts();
+    assert_eq!((counts.requests, counts.conditional_refusals), (2, 1));
+}
