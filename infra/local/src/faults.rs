@@ -229,34 +229,74 @@ impl FaultStats {
     }
 }
 
-/// Kills a share of invocations' processes part-way through, as a crash
-/// (out of memory, a segfault, the host lost) would.
-#[derive(Debug)]
-pub struct CrashInjector {
+/// Which invocations' processes to kill part-way, as a crash (out of
+/// memory, a segfault, the host lost) would.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrashSpec {
     /// Share of invocations whose process is killed, 0..=1.
     pub rate: f64,
-    /// The kill comes at a random moment of this long after the event was
-    /// delivered (if the invocation is still running then).
+    /// The kill comes at a random moment this long at most after the event
+    /// was delivered (if the invocation is still running then).
     pub within: Duration,
+    /// The functions (logical ids) that may crash; empty: every one.
+    pub functions: Vec<String>,
+}
+
+impl FromStr for CrashSpec {
+    type Err = anyhow::Error;
+
+    /// `<rate>[,within-ms=<n>][,functions=<Id>+<Id>]`.
+    fn from_str(s: &str) -> Result<CrashSpec> {
+        let mut spec = CrashSpec {
+            rate: 0.0,
+            within: Duration::from_millis(300),
+            functions: Vec::new(),
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').unwrap_or(("rate", part));
+            match key {
+                "rate" => spec.rate = value.parse().context("crashes: rate")?,
+                "within-ms" => {
+                    spec.within =
+                        Duration::from_millis(value.parse().context("crashes: within-ms")?);
+                }
+                "functions" => spec.functions = value.split('+').map(str::to_owned).collect(),
+                other => bail!("crashes: unknown setting {other} (rate, within-ms, functions)"),
+            }
+        }
+        if !(0.0..=1.0).contains(&spec.rate) {
+            bail!("crashes: rate must be within 0..=1");
+        }
+        Ok(spec)
+    }
+}
+
+/// Draws and counts the crashes of a [`CrashSpec`].
+#[derive(Debug)]
+pub struct CrashInjector {
+    spec: CrashSpec,
     killed: AtomicU64,
 }
 
 impl CrashInjector {
-    pub fn new(rate: f64, within: Duration) -> Result<CrashInjector> {
-        if !(0.0..=1.0).contains(&rate) {
+    pub fn new(spec: CrashSpec) -> Result<CrashInjector> {
+        if !(0.0..=1.0).contains(&spec.rate) {
             bail!("crash rate must be within 0..=1");
         }
         Ok(CrashInjector {
-            rate,
-            within,
+            spec,
             killed: AtomicU64::new(0),
         })
     }
 
+    pub fn applies_to(&self, function: &str) -> bool {
+        self.spec.functions.is_empty() || self.spec.functions.iter().any(|f| f == function)
+    }
+
     /// When to kill this invocation's process, after its delivery, if at all.
     pub fn draw(&self) -> Option<Duration> {
-        (self.rate > 0.0 && fastrand::f64() < self.rate).then(|| {
-            let ms = self.within.as_millis() as u64;
+        (self.spec.rate > 0.0 && fastrand::f64() < self.spec.rate).then(|| {
+            let ms = self.spec.within.as_millis() as u64;
             Duration::from_millis(fastrand::u64(0..=ms))
         })
     }

@@ -87,6 +87,11 @@ pub struct Options {
     /// this long (default: none, the queue's visibility timeout, as on
     /// Lambda). Tests set it: their waits are shorter than those timeouts.
     pub sqs_infra_failure_visibility: Option<Duration>,
+    /// Like `sqs_infra_failure_visibility`, for every message an invocation
+    /// did not process, reported item failures too (default: none). Chaos
+    /// tests set it: their faults fail records that would otherwise wait
+    /// out visibility timeouts of minutes.
+    pub sqs_failure_visibility: Option<Duration>,
     /// The most instances of each function at once (at least 1, the
     /// default), within its `ReservedConcurrentExecutions`; an SQS event
     /// source polls as many batches at once, within its
@@ -96,9 +101,8 @@ pub struct Options {
     /// Faults given to the functions' AWS calls: their `AWS_ENDPOINT_URL`
     /// is a [`faults`] proxy in front of the emulator (default: none).
     pub faults: Option<faults::FaultSpec>,
-    /// Kill this share of invocations' processes at a random moment within
-    /// the duration after the event's delivery (default: none).
-    pub crashes: Option<(f64, Duration)>,
+    /// Kill a share of invocations' processes part-way (default: none).
+    pub crashes: Option<faults::CrashSpec>,
 }
 
 impl Default for Options {
@@ -123,6 +127,7 @@ impl Default for Options {
             only: None,
             capture_output: None,
             sqs_infra_failure_visibility: None,
+            sqs_failure_visibility: None,
             concurrency: 1,
             faults: None,
             crashes: None,
@@ -509,8 +514,8 @@ async fn start(
         injectors.proxy = Some(proxy);
         tasks.push(task);
     }
-    if let Some((rate, within)) = options.crashes {
-        injectors.crashes = Some(Arc::new(faults::CrashInjector::new(rate, within)?));
+    if let Some(spec) = &options.crashes {
+        injectors.crashes = Some(Arc::new(faults::CrashInjector::new(spec.clone())?));
     }
     let mut hosts = BTreeMap::new();
     for f in t.functions.values().filter(|f| wanted(&f.logical_id)) {
@@ -545,7 +550,10 @@ async fn start(
             timeout: function_timeout(f.timeout_secs, options.min_function_timeout),
             init_timeout: options.init_timeout,
             memory_mb: f.memory_mb,
-            crashes: injectors.crashes.clone(),
+            crashes: injectors
+                .crashes
+                .clone()
+                .filter(|c| c.applies_to(&f.logical_id)),
         };
         let instances = instances(options.concurrency, f.reserved_concurrency);
         let (host, supervisors) = host::Host::start(spec, log.clone(), shutdown.clone(), instances);
@@ -582,6 +590,9 @@ async fn start(
             wait_secs: options.sqs_wait_secs.clamp(0, 20),
             infra_failure_visibility: options
                 .sqs_infra_failure_visibility
+                .map(|d| d.as_secs().min(sqs::MAX_VISIBILITY_SECS) as i32),
+            failure_visibility: options
+                .sqs_failure_visibility
                 .map(|d| d.as_secs().min(sqs::MAX_VISIBILITY_SECS) as i32),
         };
         let pollers = instances(options.concurrency, f.reserved_concurrency)

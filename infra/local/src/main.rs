@@ -36,9 +36,10 @@ OPTIONS:
                            rate=<0..1>[,kinds=throttle+error+error-after+slow+drop+drop-after]
                            [,targets=dynamodb:PutItem+sqs+s3...][,slow-ms=<n>]; the counts
                            are printed when nuvem-local stops
-  --crashes <rate>[,within-ms=<n>]
-                           kill that share of invocations' processes at a random
-                           moment within n ms of the event's delivery [n: 300]
+  --crashes <rate>[,within-ms=<n>][,functions=<Id>+<Id>]
+                           kill that share of invocations' processes (of those
+                           functions, else of all) at a random moment within n ms
+                           of the event's delivery [n: 300]
   --no-schedules           do not fire schedules
   --quiet-functions        do not print the functions' output
   --secret <Id=Value>      value of the template's secret <Id> (repeatable)
@@ -165,7 +166,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
                 o.concurrency = value("--concurrency")?.parse().context("--concurrency")?;
             }
             "--faults" => o.faults = Some(value("--faults")?.parse()?),
-            "--crashes" => o.crashes = Some(crash_spec(&value("--crashes")?)?),
+            "--crashes" => o.crashes = Some(value("--crashes")?.parse()?),
             "--no-schedules" => o.schedules = false,
             "--quiet-functions" => o.log_functions = false,
             "--fake-graph" => fake_graph = Some(value("--fake-graph")?),
@@ -209,31 +210,6 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>> {
         fake_chat,
         fake_rpa,
     }))
-}
-
-/// `<rate>[,within-ms=<n>]`.
-fn crash_spec(spec: &str) -> Result<(f64, std::time::Duration)> {
-    let mut parts = spec.split(',');
-    let rate: f64 = parts
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches("rate=")
-        .parse()
-        .context("--crashes: rate")?;
-    let mut within = std::time::Duration::from_millis(300);
-    for part in parts {
-        match part.split_once('=') {
-            Some(("within-ms", ms)) => {
-                within =
-                    std::time::Duration::from_millis(ms.parse().context("--crashes: within-ms")?);
-            }
-            _ => bail!("--crashes: unknown setting {part} (within-ms)"),
-        }
-    }
-    if !(0.0..=1.0).contains(&rate) {
-        bail!("--crashes: rate must be within 0..=1");
-    }
-    Ok((rate, within))
 }
 
 fn main() -> Result<()> {
@@ -476,15 +452,11 @@ mod tests {
         .options;
         let faults = o.faults.unwrap();
         assert_eq!((faults.rate, faults.kinds.len()), (0.2, 1));
-        assert_eq!(
-            o.crashes,
-            Some((0.05, std::time::Duration::from_millis(50)))
-        );
+        let crashes = o.crashes.unwrap();
+        assert_eq!(crashes.rate, 0.05);
+        assert_eq!(crashes.within, std::time::Duration::from_millis(50));
         let o = parse(args("--crashes=0.1")).unwrap().unwrap().options;
-        assert_eq!(
-            o.crashes,
-            Some((0.1, std::time::Duration::from_millis(300)))
-        );
+        assert_eq!(o.crashes.unwrap().rate, 0.1);
         for bad in [
             "--faults 2",
             "--crashes x",

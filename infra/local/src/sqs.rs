@@ -33,6 +33,10 @@ pub struct Consumer {
     /// infrastructure reason (timeout, crash, no process) is visible again;
     /// `None` leaves it to the queue's visibility timeout, as Lambda does.
     pub infra_failure_visibility: Option<i32>,
+    /// Seconds after which any message the invocation did not process (a
+    /// reported item failure, or the batch of a failed invocation) is
+    /// visible again; `None` leaves it to the queue's visibility timeout.
+    pub failure_visibility: Option<i32>,
 }
 
 /// SQS's longest visibility timeout (12 hours), in seconds.
@@ -108,12 +112,23 @@ async fn poll_once(c: &Consumer, host: &Host, sqs: &aws_sdk_sqs::Client, log: &L
             ));
             if let Some(secs) = c.infra_failure_visibility
                 && is_infrastructure(&e)
+                && c.failure_visibility.is_none()
             {
                 make_visible(c, &messages, secs, sqs, log).await;
             }
             ids.iter().cloned().collect()
         }
     };
+    if let Some(secs) = c.failure_visibility
+        && !failed.is_empty()
+    {
+        let unprocessed: Vec<Message> = messages
+            .iter()
+            .filter(|m| failed.contains(m.message_id().unwrap_or_default()))
+            .cloned()
+            .collect();
+        make_visible(c, &unprocessed, secs, sqs, log).await;
+    }
     let entries: Vec<DeleteMessageBatchRequestEntry> = messages
         .iter()
         .enumerate()

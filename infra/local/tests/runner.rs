@@ -623,7 +623,7 @@ async fn a_second_instance_answers_while_the_first_is_busy() {
 async fn the_crash_injector_kills_processes_mid_invocation() {
     let emu = emulator().await;
     let r = Runner::start(Options {
-        crashes: Some((1.0, Duration::ZERO)),
+        crashes: Some("rate=1,within-ms=0".parse().unwrap()),
         ..options(&unique_name("rt-crash"), emu.endpoint())
     })
     .await

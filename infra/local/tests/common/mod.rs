@@ -24,6 +24,15 @@ pub const PUBLIC_BASE_URL: &str = "https://app.nuvem.test";
 /// and a queue batch whose invocation failed that way is retried in a
 /// second instead of after the queue's visibility timeout (minutes).
 pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
+    stack_with(name, params, |_| {}).await
+}
+
+/// [`stack`], with its options changed by `customize` before it starts.
+pub async fn stack_with(
+    name: &str,
+    params: &[(&str, &str)],
+    customize: impl FnOnce(&mut Options),
+) -> Runner {
     let emu = emulator().await;
     // Outside APIs default to a closed local port: a test that needs one
     // starts its fake and names it; nothing ever leaves 127.0.0.1.
@@ -51,7 +60,7 @@ pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
         .lock()
         .unwrap()
         .insert(stack_name.clone(), output.clone());
-    Runner::start(Options {
+    let mut options = Options {
         capture_output: Some(output),
         emulator_url: Some(emu.endpoint().to_owned()),
         stack_name,
@@ -63,9 +72,11 @@ pub async fn stack(name: &str, params: &[(&str, &str)]) -> Runner {
         min_function_timeout: Some(Duration::from_secs(30)),
         sqs_infra_failure_visibility: Some(Duration::from_secs(1)),
         ..Options::default()
-    })
-    .await
-    .expect("the local stack starts (build the functions first: cargo build --workspace --bins)")
+    };
+    customize(&mut options);
+    Runner::start(options).await.expect(
+        "the local stack starts (build the functions first: cargo build --workspace --bins)",
+    )
 }
 
 /// The secrets the end-to-end tests of this test binary saw (sent or
@@ -255,9 +266,24 @@ impl Api<'_> {
         credential: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.call_with(method, path, credential, body, &[]).await
+    }
+
+    /// [`Api::call`] with more request headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        credential: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.runner.base_url()));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(c) = credential {
             req = req.header("authorization", format!("Bearer {c}"));
         }

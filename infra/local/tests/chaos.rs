@@ -1,0 +1,412 @@
+//! Chaos: the onboarding and webhooks flows through a stack whose functions'
+//! AWS calls go through the fault proxy (`NUVEM_CHAOS_RATE` of them get a
+//! throttling or 5xx error, a slow answer or a dropped connection, before or
+//! after the emulator applied them; 20 % by default) and whose back-office
+//! functions (queue consumers and schedules) have `NUVEM_CHAOS_CRASHES` of
+//! their invocations killed part-way (5 %). The flows must end as they end
+//! without faults: one account, every fired event delivered to every
+//! endpoint subscribed to it (a repeat only with the same `webhook-id`, which
+//! is how Standard Webhooks receivers drop duplicates), each event kept once,
+//! and nothing in any dead-letter queue.
+//!
+//! The client is the careful tenant the API documents: it retries 5xx
+//! answers, with the same `Idempotency-Key` where the operation takes one,
+//! and reads back what a retried create may already have done.
+//!
+//! `make test` runs it with `NUVEM_CHAOS_EVENTS` = 12; `make chaos` with
+//! more and prints the figures that go in the README.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{Api, activation_token, admin_key};
+use nuvem_local::Runner;
+use nuvem_local::faults::FaultSpec;
+use nuvem_testkit::emulator;
+use nuvem_testkit::receiver::{Received, Receiver};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The API through a client that retries what a server fault answered.
+struct Careful<'a> {
+    api: Api<'a>,
+    requests: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl Careful<'_> {
+    /// Calls until the answer is not a 5xx (the gateway's bare 500 of a
+    /// crashed or timed-out function, or the API's 503), waiting a little
+    /// more each time; the last answer and whether it needed a retry.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        credential: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value, bool) {
+        for attempt in 0u64.. {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let (status, answer) = self
+                .api
+                .call_with(method.clone(), path, credential, body.clone(), headers)
+                .await;
+            if !status.is_server_error() || attempt >= 30 {
+                return (status, answer, attempt > 0);
+            }
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(50 * (attempt + 1).min(10))).await;
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// Signup → approval → activation, reading back what a retried step had
+/// already done: the account's id and the owner's credential.
+async fn onboard(api: &Careful<'_>, admin: &str, email: &str) -> (String, String) {
+    let signup = json!({
+        "organization_name": "Transportadora Caótica", "document": "45.723.174/0001-10",
+        "phone": "(31) 3222-1100", "email": email, "imperius_licenses": 2
+    });
+    let (status, created, retried) = api
+        .call(Method::POST, "/v1/signup", None, Some(signup), &[])
+        .await;
+    let id = match status {
+        StatusCode::CREATED => created["id"].as_str().unwrap().to_owned(),
+        // The first attempt went through, its answer did not.
+        StatusCode::CONFLICT if retried => {
+            let (status, pending, _) = api
+                .call(
+                    Method::GET,
+                    "/v1/admin/accounts?status=pending&limit=100",
+                    Some(admin),
+                    None,
+                    &[],
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{pending}");
+            let mine: Vec<&Value> = pending["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["email"] == email)
+                .collect();
+            assert_eq!(mine.len(), 1, "one account: {pending}");
+            mine[0]["id"].as_str().unwrap().to_owned()
+        }
+        _ => panic!("signup: {status} {created}"),
+    };
+
+    let (status, approved, retried) = api
+        .call(
+            Method::POST,
+            &format!("/v1/admin/accounts/{id}/approve"),
+            Some(admin),
+            Some(json!({"quota_gb": 1, "imperius_licenses": 2})),
+            &[],
+        )
+        .await;
+    assert!(
+        status == StatusCode::OK || (retried && status == StatusCode::CONFLICT),
+        "approve: {status} {approved}"
+    );
+
+    let token = activation_token(email).await;
+    common::secret(&token);
+    let (status, key, _) = api
+        .call(
+            Method::POST,
+            "/v1/activate",
+            None,
+            Some(json!({ "token": token })),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "activate: {key}");
+    (id, key["credential"].as_str().unwrap().to_owned())
+}
+
+/// A webhook endpoint for `event_types` at `url`; a create retried after
+/// its first attempt went through leaves an endpoint whose secret this
+/// client never saw, so it deletes every endpoint at `url` but its own.
+async fn endpoint(api: &Careful<'_>, owner: &str, url: &str) -> (String, String) {
+    let body = json!({"url": url, "event_types": ["custom.chaos.tick"]});
+    let (status, created, _) = api
+        .call(Method::POST, "/v1/webhooks", Some(owner), Some(body), &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let (status, list, _) = api
+        .call(
+            Method::GET,
+            "/v1/webhooks?limit=100",
+            Some(owner),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    for other in list["items"].as_array().unwrap() {
+        if other["url"] == url && other["id"] != id.as_str() {
+            let path = format!("/v1/webhooks/{}", other["id"].as_str().unwrap());
+            let (status, answer, _) = api
+                .call(Method::DELETE, &path, Some(owner), None, &[])
+                .await;
+            assert!(
+                status == StatusCode::NO_CONTENT || status == StatusCode::NOT_FOUND,
+                "{answer}"
+            );
+        }
+    }
+    (id, secret)
+}
+
+/// Every event id the stack keeps for the account, as listed (all pages).
+async fn listed_events(api: &Careful<'_>, owner: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/events?limit=100&cursor={c}"),
+            None => "/v1/events?limit=100".to_owned(),
+        };
+        let (status, page, _) = api.call(Method::GET, &path, Some(owner), None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for e in page["items"].as_array().unwrap() {
+            if e["type"] == "custom.chaos.tick" {
+                ids.push(e["id"].as_str().unwrap().to_owned());
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return ids,
+        }
+    }
+}
+
+/// The distinct event ids an endpoint received, after checking that every
+/// request was signed with its secret and that a repeat of an event carries
+/// the first one's `webhook-id`; and how many requests were repeats.
+fn delivered(received: &[Received], path: &str, secret: &str) -> (BTreeSet<String>, usize) {
+    let mut by_webhook_id: BTreeMap<String, String> = BTreeMap::new();
+    let mut by_event: BTreeMap<String, String> = BTreeMap::new();
+    let mut requests = 0;
+    for r in received.iter().filter(|r| r.path == path) {
+        requests += 1;
+        r.verify(secret).expect("signed with the endpoint's secret");
+        let webhook_id = r.header("webhook-id").unwrap().to_owned();
+        let event = r.json()["id"].as_str().unwrap().to_owned();
+        let first = by_webhook_id
+            .entry(webhook_id.clone())
+            .or_insert(event.clone());
+        assert_eq!(*first, event, "one webhook-id, one event");
+        let id = by_event.entry(event).or_insert(webhook_id.clone());
+        assert_eq!(*id, webhook_id, "a repeat keeps its webhook-id");
+    }
+    let events: BTreeSet<String> = by_event.into_keys().collect();
+    let repeats = requests - events.len();
+    (events, repeats)
+}
+
+/// Messages waiting in the stack's dead-letter queues, by queue.
+async fn dead_letters(runner: &Runner) -> BTreeMap<String, i64> {
+    let sqs = aws_sdk_sqs::Client::new(&emulator().await.sdk_config().await);
+    let mut out = BTreeMap::new();
+    for (logical_id, queue) in &runner.stack().queues {
+        if !logical_id.ends_with("DLQ") {
+            continue;
+        }
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&queue.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+            attrs
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let n = count(A::ApproximateNumberOfMessages)
+            + count(A::ApproximateNumberOfMessagesNotVisible)
+            + count(A::ApproximateNumberOfMessagesDelayed);
+        out.insert(logical_id.clone(), n);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_faults_every_event_reaches_every_endpoint_once_and_nothing_is_dead_lettered() {
+    let rate: f64 = env_or("NUVEM_CHAOS_RATE", 0.2);
+    let crash_rate: f64 = env_or("NUVEM_CHAOS_CRASHES", 0.05);
+    let events: usize = env_or("NUVEM_CHAOS_EVENTS", 12);
+    let faults: FaultSpec = format!("rate={rate}").parse().unwrap();
+
+    // The functions that crash: those SQS and schedules invoke, where
+    // nothing-lost-nothing-twice is the stack's own promise (an HTTP
+    // function's crash is a 500 its client sees).
+    let template =
+        nuvem_testkit::Template::load(&nuvem_testkit::template_path(), &BTreeMap::new()).unwrap();
+    let mut back_office: BTreeSet<String> = template
+        .queue_consumers()
+        .into_iter()
+        .map(|(f, _)| f.logical_id.clone())
+        .collect();
+    back_office.extend(
+        template
+            .schedules()
+            .into_iter()
+            .map(|(f, _, _)| f.logical_id.clone()),
+    );
+    let crashes = format!(
+        "rate={crash_rate},within-ms=300,functions={}",
+        back_office.into_iter().collect::<Vec<_>>().join("+")
+    );
+    let runner = common::stack_with(
+        "chaos",
+        &[
+            ("WebhookAllowLoopback", "true"),
+            ("SignupsPerHourPerAddress", "1000"),
+        ],
+        |o| {
+            o.faults = Some(faults);
+            o.crashes = Some(crashes.parse().unwrap());
+            o.sqs_failure_visibility = Some(Duration::from_secs(1));
+        },
+    )
+    .await;
+    let api = Careful {
+        api: Api {
+            http: Client::new(),
+            runner: &runner,
+        },
+        requests: AtomicU64::new(0),
+        retries: AtomicU64::new(0),
+    };
+    let admin = admin_key(&runner);
+    let email = "ti@caotica.com.br";
+    let (account, owner) = onboard(&api, &admin, email).await;
+
+    let receiver = Receiver::start().await;
+    let paths = ["/erp", "/crm"];
+    let mut endpoints = Vec::new();
+    for path in paths {
+        endpoints.push(endpoint(&api, &owner, &receiver.url(path)).await);
+    }
+
+    // Fire the events, each with its own Idempotency-Key, retried as needed.
+    let mut fired = BTreeSet::new();
+    for n in 0..events {
+        let key = format!("chaos-tick-{n}");
+        let body = json!({"type": "custom.chaos.tick", "data": {"n": n}});
+        let (status, event, _) = api
+            .call(
+                Method::POST,
+                "/v1/events",
+                Some(&owner),
+                Some(body),
+                &[("idempotency-key", &key)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{event}");
+        assert!(fired.insert(event["id"].as_str().unwrap().to_owned()));
+    }
+
+    // Wait until both endpoints have every event, running the outbox relay
+    // as its schedule would (events whose first send failed wait there). A
+    // hung stack fails the wait; a slow one only makes it longer: it gives
+    // up after two minutes without a new delivery.
+    let mut last_progress = tokio::time::Instant::now();
+    let mut seen = 0;
+    loop {
+        let received = receiver.received();
+        let complete = endpoints
+            .iter()
+            .zip(paths)
+            .all(|((_, secret), path)| delivered(&received, path, secret).0.is_superset(&fired));
+        if complete {
+            break;
+        }
+        if received.len() > seen {
+            seen = received.len();
+            last_progress = tokio::time::Instant::now();
+        }
+        assert!(
+            last_progress.elapsed() < Duration::from_secs(120),
+            "no delivery for two minutes: {} of {} requests, {:?}",
+            received.len(),
+            2 * events,
+            runner.fault_counts()
+        );
+        let _ = runner.run_schedule("OutboxRelay", "Every5Minutes").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Nothing more arrives: the relay finds nothing left to send, and the
+    // queues drain.
+    let _ = runner.run_schedule("OutboxRelay", "Every5Minutes").await;
+    let received = receiver.received();
+    let mut repeats = 0;
+    for ((_, secret), path) in endpoints.iter().zip(paths) {
+        let (got, repeated) = delivered(&received, path, secret);
+        assert_eq!(got, fired, "{path}: every event, and only those fired");
+        repeats += repeated;
+    }
+    let kept = listed_events(&api, &owner).await;
+    assert_eq!(
+        kept.iter().cloned().collect::<BTreeSet<_>>(),
+        fired,
+        "each event kept"
+    );
+    assert_eq!(kept.len(), fired.len(), "each event kept once: {kept:?}");
+    // One account for the email: the active one, none left pending.
+    let mut mine = Vec::new();
+    for status in ["pending", "active"] {
+        let path = format!("/v1/admin/accounts?status={status}&limit=100");
+        let (code, page, _) = api.call(Method::GET, &path, Some(&admin), None, &[]).await;
+        assert_eq!(code, StatusCode::OK, "{page}");
+        mine.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["email"] == email)
+                .map(|a| (a["id"].clone(), a["status"].clone())),
+        );
+    }
+    assert_eq!(mine, [(json!(account), json!("active"))], "one account");
+
+    let dead = dead_letters(&runner).await;
+    assert!(dead.values().all(|n| *n == 0), "dead letters: {dead:?}");
+
+    let counts = runner.fault_counts();
+    println!(
+        "chaos: {rate} of AWS calls faulted, {crash_rate} of back-office invocations killed\n\
+         API requests {} ({} retried by the client)\n{}\
+         events fired {}, deliveries {} (repeats with the same webhook-id: {repeats}), \
+         items lost: 0, dead letters: 0",
+        api.requests.load(Ordering::Relaxed),
+        api.retries.load(Ordering::Relaxed),
+        counts.describe(),
+        fired.len(),
+        received.len(),
+    );
+    assert!(counts.injected() > 0, "faults were injected: {counts:?}");
+    common::assert_no_secret_logged();
+}
