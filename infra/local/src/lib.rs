@@ -88,9 +88,9 @@ pub struct Options {
     /// Lambda). Tests set it: their waits are shorter than those timeouts.
     pub sqs_infra_failure_visibility: Option<Duration>,
     /// Like `sqs_infra_failure_visibility`, for every message an invocation
-    /// did not process, reported item failures too (default: none). Chaos
-    /// tests set it: their faults fail records that would otherwise wait
-    /// out visibility timeouts of minutes.
+    /// did not process, reported item failures too, doubled with each
+    /// receive (default: none). Chaos tests set it: their faults fail
+    /// records that would otherwise wait out visibility timeouts of minutes.
     pub sqs_failure_visibility: Option<Duration>,
     /// The most instances of each function at once (at least 1, the
     /// default), within its `ReservedConcurrentExecutions`; an SQS event
@@ -594,6 +594,13 @@ async fn start(
             failure_visibility: options
                 .sqs_failure_visibility
                 .map(|d| d.as_secs().min(sqs::MAX_VISIBILITY_SECS) as i32),
+            // SQS's default when the template sets none.
+            queue_visibility: t
+                .queues
+                .get(&s.queue)
+                .and_then(|q| q.visibility_timeout)
+                .unwrap_or(30)
+                .min(sqs::MAX_VISIBILITY_SECS) as i32,
         };
         let pollers = instances(options.concurrency, f.reserved_concurrency)
             .min(s.max_concurrency.map_or(usize::MAX, |m| m.max(1) as usize));

@@ -35,8 +35,11 @@ pub struct Consumer {
     pub infra_failure_visibility: Option<i32>,
     /// Seconds after which any message the invocation did not process (a
     /// reported item failure, or the batch of a failed invocation) is
-    /// visible again; `None` leaves it to the queue's visibility timeout.
+    /// visible again the first time, doubling with each receive, within the
+    /// queue's visibility timeout; `None` leaves it to that timeout.
     pub failure_visibility: Option<i32>,
+    /// The queue's visibility timeout, in seconds.
+    pub queue_visibility: i32,
 }
 
 /// SQS's longest visibility timeout (12 hours), in seconds.
@@ -119,15 +122,16 @@ async fn poll_once(c: &Consumer, host: &Host, sqs: &aws_sdk_sqs::Client, log: &L
             ids.iter().cloned().collect()
         }
     };
-    if let Some(secs) = c.failure_visibility
+    if let Some(base) = c.failure_visibility
         && !failed.is_empty()
     {
-        let unprocessed: Vec<Message> = messages
+        for m in messages
             .iter()
             .filter(|m| failed.contains(m.message_id().unwrap_or_default()))
-            .cloned()
-            .collect();
-        make_visible(c, &unprocessed, secs, sqs, log).await;
+        {
+            let secs = backoff(base, receive_count(m), c.queue_visibility);
+            make_visible(c, std::slice::from_ref(m), secs, sqs, log).await;
+        }
     }
     let entries: Vec<DeleteMessageBatchRequestEntry> = messages
         .iter()
@@ -177,6 +181,22 @@ fn is_infrastructure(e: &InvokeError) -> bool {
 }
 
 /// Shortens the invisibility of a received batch to `secs`.
+/// `base` seconds doubled for each receive after the first, at most `cap`:
+/// a message's receives spread over longer than a consumer's lease on it
+/// (a claim of a crashed holder), as the queue's own timeout spreads them.
+fn backoff(base: i32, receives: u32, cap: i32) -> i32 {
+    let doubled = i64::from(base.max(0)) << receives.saturating_sub(1).min(20);
+    doubled.min(i64::from(cap.max(0))) as i32
+}
+
+/// How many times SQS has handed the message out (1 the first time).
+fn receive_count(m: &Message) -> u32 {
+    m.attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 async fn make_visible(
     c: &Consumer,
     messages: &[Message],
@@ -299,6 +319,17 @@ pub fn sqs_event(queue: &Queue, messages: &[Message]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_messages_come_back_later_with_each_receive() {
+        let waits: Vec<i32> = (1..=6).map(|n| backoff(5, n, 180)).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160]);
+        // Five receives span longer than a 60 s lease, as 180 s each do.
+        assert!(waits[..4].iter().sum::<i32>() > 60);
+        assert_eq!(backoff(5, 9, 180), 180, "never past the queue's own");
+        assert_eq!(backoff(5, u32::MAX, 180), 180);
+        assert_eq!(backoff(5, 0, 180), 5);
+    }
 
     #[test]
     fn reads_batch_item_failures() {

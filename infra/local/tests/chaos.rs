@@ -46,8 +46,9 @@ struct Careful<'a> {
 
 impl Careful<'_> {
     /// Calls until the answer is not a 5xx (the gateway's bare 500 of a
-    /// crashed or timed-out function, or the API's 503), waiting a little
-    /// more each time; the last answer and whether it needed a retry.
+    /// crashed or timed-out function, or the API's 503), waiting as long as
+    /// `Retry-After` asks, else a little more each time; the last answer and
+    /// whether it needed a retry.
     async fn call(
         &self,
         method: Method,
@@ -58,7 +59,7 @@ impl Careful<'_> {
     ) -> (StatusCode, Value, bool) {
         for attempt in 0u64.. {
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let (status, answer) = self
+            let (status, answer, retry_after) = self
                 .api
                 .call_with(method.clone(), path, credential, body.clone(), headers)
                 .await;
@@ -66,7 +67,11 @@ impl Careful<'_> {
                 return (status, answer, attempt > 0);
             }
             self.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(50 * (attempt + 1).min(10))).await;
+            let wait = match retry_after {
+                Some(secs) => Duration::from_secs(secs.min(60)),
+                None => Duration::from_millis(50 * (attempt + 1).min(10)),
+            };
+            tokio::time::sleep(wait).await;
         }
         unreachable!("the loop returns")
     }
@@ -122,6 +127,18 @@ async fn onboard(api: &Careful<'_>, admin: &str, email: &str) -> (String, String
         "approve: {status} {approved}"
     );
 
+    settle(
+        api.api.runner,
+        &format!("the activation email to {email}"),
+        || async {
+            let mails = emulator().await.sent_emails().await.unwrap();
+            mails
+                .iter()
+                .any(|m| m.to.iter().any(|t| t == email))
+                .then_some(())
+        },
+    )
+    .await;
     let token = activation_token(email).await;
     common::secret(&token);
     let (status, key, _) = api
@@ -220,14 +237,72 @@ fn delivered(received: &[Received], path: &str, secret: &str) -> (BTreeSet<Strin
     (events, repeats)
 }
 
-/// Messages waiting in the stack's dead-letter queues, by queue.
-async fn dead_letters(runner: &Runner) -> BTreeMap<String, i64> {
-    let sqs = aws_sdk_sqs::Client::new(&emulator().await.sdk_config().await);
-    let mut out = BTreeMap::new();
-    for (logical_id, queue) in &runner.stack().queues {
-        if !logical_id.ends_with("DLQ") {
-            continue;
+/// Waits until `check` gives a value, running the outbox relay every few
+/// seconds as its schedule would (an event whose first send failed waits
+/// there for the relay's grace, 60 s). Fails after five minutes: only a
+/// stack that lost something takes that long.
+async fn settle<T, F, Fut>(runner: &Runner, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut relayed = started;
+    loop {
+        if let Some(value) = check().await {
+            return value;
         }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "gave up after 5 minutes waiting for {what}: {:?}",
+            runner.fault_counts()
+        );
+        if relayed.elapsed() >= Duration::from_secs(2) {
+            let _ = runner.run_schedule("OutboxRelay", "Every5Minutes").await;
+            relayed = tokio::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One account for the email, the one onboarded, active (none left pending
+/// by a retried signup).
+async fn assert_one_active_account(api: &Careful<'_>, admin: &str, email: &str, account: &str) {
+    let mut mine = Vec::new();
+    for status in ["pending", "active"] {
+        let path = format!("/v1/admin/accounts?status={status}&limit=100");
+        let (code, page, _) = api.call(Method::GET, &path, Some(admin), None, &[]).await;
+        assert_eq!(code, StatusCode::OK, "{page}");
+        mine.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["email"] == email)
+                .map(|a| (a["id"].clone(), a["status"].clone())),
+        );
+    }
+    assert_eq!(mine, [(json!(account), json!("active"))], "one account");
+}
+
+/// The stack at rest: every queue drained (after the outbox relay found
+/// nothing left to send), and nothing in any dead-letter queue.
+async fn assert_settled(runner: &Runner) {
+    settle(runner, "every queue drained", || async {
+        let (work, _) = queue_depths(runner).await;
+        work.values().all(|n| *n == 0).then_some(())
+    })
+    .await;
+    let (_, dead) = queue_depths(runner).await;
+    assert!(dead.values().all(|n| *n == 0), "dead letters: {dead:?}");
+}
+
+/// Messages in the stack's queues (visible, in flight or delayed), by
+/// queue: the work queues, and the dead-letter queues.
+async fn queue_depths(runner: &Runner) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
+    let sqs = aws_sdk_sqs::Client::new(&emulator().await.sdk_config().await);
+    let (mut work, mut dead) = (BTreeMap::new(), BTreeMap::new());
+    for (logical_id, queue) in &runner.stack().queues {
         let attrs = sqs
             .get_queue_attributes()
             .queue_url(&queue.url)
@@ -246,18 +321,30 @@ async fn dead_letters(runner: &Runner) -> BTreeMap<String, i64> {
         let n = count(A::ApproximateNumberOfMessages)
             + count(A::ApproximateNumberOfMessagesNotVisible)
             + count(A::ApproximateNumberOfMessagesDelayed);
-        out.insert(logical_id.clone(), n);
+        let side = if logical_id.ends_with("DLQ") {
+            &mut dead
+        } else {
+            &mut work
+        };
+        side.insert(logical_id.clone(), n);
     }
-    out
+    (work, dead)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn under_faults_every_event_reaches_every_endpoint_once_and_nothing_is_dead_lettered() {
-    let rate: f64 = env_or("NUVEM_CHAOS_RATE", 0.2);
-    let crash_rate: f64 = env_or("NUVEM_CHAOS_CRASHES", 0.05);
-    let events: usize = env_or("NUVEM_CHAOS_EVENTS", 12);
-    let faults: FaultSpec = format!("rate={rate}").parse().unwrap();
+/// How hard the chaos is: the share of AWS calls with a fault
+/// (`NUVEM_CHAOS_RATE`) and of back-office invocations killed
+/// (`NUVEM_CHAOS_CRASHES`).
+fn rates() -> (f64, f64) {
+    (
+        env_or("NUVEM_CHAOS_RATE", 0.2),
+        env_or("NUVEM_CHAOS_CRASHES", 0.05),
+    )
+}
 
+/// The whole stack with the faults of [`rates`] and `params`.
+async fn chaos_stack(name: &str, params: &[(&str, &str)]) -> Runner {
+    let (rate, crash_rate) = rates();
+    let faults: FaultSpec = format!("rate={rate}").parse().unwrap();
     // The functions that crash: those SQS and schedules invoke, where
     // nothing-lost-nothing-twice is the stack's own promise (an HTTP
     // function's crash is a 500 its client sees).
@@ -278,27 +365,54 @@ async fn under_faults_every_event_reaches_every_endpoint_once_and_nothing_is_dea
         "rate={crash_rate},within-ms=300,functions={}",
         back_office.into_iter().collect::<Vec<_>>().join("+")
     );
-    let runner = common::stack_with(
-        "chaos",
-        &[
-            ("WebhookAllowLoopback", "true"),
-            ("SignupsPerHourPerAddress", "1000"),
-        ],
-        |o| {
-            o.faults = Some(faults);
-            o.crashes = Some(crashes.parse().unwrap());
-            o.sqs_failure_visibility = Some(Duration::from_secs(1));
-        },
-    )
-    .await;
-    let api = Careful {
+    let mut all = vec![
+        ("SignupsPerHourPerAddress", "1000"),
+        // A key the authorizer could not check is answered 503 with
+        // Retry-After for as long as API Gateway keeps that answer.
+        ("AuthorizerCacheSeconds", "2"),
+    ];
+    all.extend_from_slice(params);
+    common::stack_with(name, &all, |o| {
+        o.faults = Some(faults);
+        o.crashes = Some(crashes.parse().unwrap());
+        // Failed records come back 5, 10, 20 and 40 s apart: their five
+        // receives outlast a 60 s claim lease, as the queues' own
+        // visibility timeouts (minutes) do.
+        o.sqs_failure_visibility = Some(Duration::from_secs(5));
+    })
+    .await
+}
+
+fn careful<'a>(runner: &'a Runner) -> Careful<'a> {
+    Careful {
         api: Api {
             http: Client::new(),
-            runner: &runner,
+            runner,
         },
         requests: AtomicU64::new(0),
         retries: AtomicU64::new(0),
-    };
+    }
+}
+
+/// The figures of a chaos run, for the README.
+fn report(flow: &str, runner: &Runner, api: &Careful<'_>, outcome: &str) {
+    let (rate, crash_rate) = rates();
+    let counts = runner.fault_counts();
+    println!(
+        "chaos {flow}: {rate} of AWS calls faulted, {crash_rate} of back-office invocations killed\n\
+         API requests {} ({} retried by the client)\n{}{outcome}",
+        api.requests.load(Ordering::Relaxed),
+        api.retries.load(Ordering::Relaxed),
+        counts.describe(),
+    );
+    assert!(counts.injected() > 0, "faults were injected: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_faults_every_event_reaches_every_endpoint_once_and_nothing_is_dead_lettered() {
+    let events: usize = env_or("NUVEM_CHAOS_EVENTS", 12);
+    let runner = chaos_stack("chaos", &[("WebhookAllowLoopback", "true")]).await;
+    let api = careful(&runner);
     let admin = admin_key(&runner);
     let email = "ti@caotica.com.br";
     let (account, owner) = onboard(&api, &admin, email).await;
@@ -328,39 +442,16 @@ async fn under_faults_every_event_reaches_every_endpoint_once_and_nothing_is_dea
         assert!(fired.insert(event["id"].as_str().unwrap().to_owned()));
     }
 
-    // Wait until both endpoints have every event, running the outbox relay
-    // as its schedule would (events whose first send failed wait there). A
-    // hung stack fails the wait; a slow one only makes it longer: it gives
-    // up after two minutes without a new delivery.
-    let mut last_progress = tokio::time::Instant::now();
-    let mut seen = 0;
-    loop {
+    // Every event at both endpoints.
+    settle(&runner, "every event at both endpoints", || async {
         let received = receiver.received();
-        let complete = endpoints
+        endpoints
             .iter()
             .zip(paths)
-            .all(|((_, secret), path)| delivered(&received, path, secret).0.is_superset(&fired));
-        if complete {
-            break;
-        }
-        if received.len() > seen {
-            seen = received.len();
-            last_progress = tokio::time::Instant::now();
-        }
-        assert!(
-            last_progress.elapsed() < Duration::from_secs(120),
-            "no delivery for two minutes: {} of {} requests, {:?}",
-            received.len(),
-            2 * events,
-            runner.fault_counts()
-        );
-        let _ = runner.run_schedule("OutboxRelay", "Every5Minutes").await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-
-    // Nothing more arrives: the relay finds nothing left to send, and the
-    // queues drain.
-    let _ = runner.run_schedule("OutboxRelay", "Every5Minutes").await;
+            .all(|((_, secret), path)| delivered(&received, path, secret).0.is_superset(&fired))
+            .then_some(())
+    })
+    .await;
     let received = receiver.received();
     let mut repeats = 0;
     for ((_, secret), path) in endpoints.iter().zip(paths) {
@@ -375,38 +466,168 @@ async fn under_faults_every_event_reaches_every_endpoint_once_and_nothing_is_dea
         "each event kept"
     );
     assert_eq!(kept.len(), fired.len(), "each event kept once: {kept:?}");
-    // One account for the email: the active one, none left pending.
-    let mut mine = Vec::new();
-    for status in ["pending", "active"] {
-        let path = format!("/v1/admin/accounts?status={status}&limit=100");
-        let (code, page, _) = api.call(Method::GET, &path, Some(&admin), None, &[]).await;
-        assert_eq!(code, StatusCode::OK, "{page}");
-        mine.extend(
-            page["items"]
+    assert_one_active_account(&api, &admin, email, &account).await;
+    assert_settled(&runner).await;
+
+    report(
+        "webhooks",
+        &runner,
+        &api,
+        &format!(
+            "events fired {}, deliveries {} (repeats with the same webhook-id: {repeats}), \
+             items lost: 0, dead letters: 0",
+            fired.len(),
+            received.len()
+        ),
+    );
+    common::assert_no_secret_logged();
+}
+
+/// Subjects of the quota alerts sent to `to`.
+async fn alerts_to(to: &str) -> Vec<String> {
+    emulator()
+        .await
+        .sent_emails()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.to.iter().any(|t| t == to) && m.subject.contains("da cota"))
+        .map(|m| m.subject)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_faults_usage_stays_exact_and_each_alert_is_sent_once() {
+    let emulator_url = emulator().await.endpoint().to_owned();
+    let runner = chaos_stack("chaos-quota", &[("S3ClientEndpoint", &emulator_url)]).await;
+    let api = careful(&runner);
+    let admin = admin_key(&runner);
+    let email = "ti@backup-caotico.com.br";
+    let (account, owner) = onboard(&api, &admin, email).await;
+    // 0.001 GB = 1 000 000 bytes.
+    let (status, body, _) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/admin/accounts/{account}"),
+            Some(&admin),
+            Some(json!({"quota_gb": 0.001})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A bucket; a create retried after its first attempt went through is
+    // a 409, and the bucket is read back.
+    let (status, created, retried) = api
+        .call(
+            Method::POST,
+            "/v1/buckets",
+            Some(&owner),
+            Some(json!({"name": "copias"})),
+            &[],
+        )
+        .await;
+    let bucket = match status {
+        StatusCode::CREATED => created["bucket"].as_str().unwrap().to_owned(),
+        StatusCode::CONFLICT if retried => {
+            let (status, list, _) = api
+                .call(Method::GET, "/v1/buckets", Some(&owner), None, &[])
+                .await;
+            assert_eq!(status, StatusCode::OK, "{list}");
+            let found = list["items"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|a| a["email"] == email)
-                .map(|a| (a["id"].clone(), a["status"].clone())),
-        );
-    }
-    assert_eq!(mine, [(json!(account), json!("active"))], "one account");
+                .find(|b| b["name"] == "copias")
+                .unwrap_or_else(|| panic!("{list}"));
+            found["bucket"].as_str().unwrap().to_owned()
+        }
+        _ => panic!("create bucket: {status} {created}"),
+    };
 
-    let dead = dead_letters(&runner).await;
-    assert!(dead.values().all(|n| *n == 0), "dead letters: {dead:?}");
-
-    let counts = runner.fault_counts();
-    println!(
-        "chaos: {rate} of AWS calls faulted, {crash_rate} of back-office invocations killed\n\
-         API requests {} ({} retried by the client)\n{}\
-         events fired {}, deliveries {} (repeats with the same webhook-id: {repeats}), \
-         items lost: 0, dead letters: 0",
-        api.requests.load(Ordering::Relaxed),
-        api.retries.load(Ordering::Relaxed),
-        counts.describe(),
-        fired.len(),
-        received.len(),
+    // The tenant's backups, straight to S3 (the emulator), as a backup
+    // client writes them: to 80 %, then to 100 %, then half deleted and
+    // one overwritten twice. S3 notifies quota-alerts of each.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&emulator().await.sdk_config().await)
+            .force_path_style(true)
+            .build(),
     );
-    assert!(counts.injected() > 0, "faults were injected: {counts:?}");
+    let put = |key: String, size: usize| {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(vec![7u8; size].into())
+            .send()
+    };
+    let used = || async {
+        let (status, usage, _) = api
+            .call(Method::GET, "/v1/usage", Some(&owner), None, &[])
+            .await;
+        (status == StatusCode::OK).then(|| usage["used_bytes"].as_u64().unwrap_or(0))
+    };
+    let reach = |bytes: u64, alerts: usize| {
+        let used = &used;
+        let runner = &runner;
+        async move {
+            settle(
+                runner,
+                &format!("usage at {bytes} and {alerts} alerts"),
+                || async {
+                    (used().await == Some(bytes) && alerts_to(email).await.len() == alerts)
+                        .then_some(())
+                },
+            )
+            .await
+        }
+    };
+    for n in 0..8 {
+        put(format!("dia-{n:02}.tar"), 100_000).await.unwrap();
+    }
+    reach(800_000, 1).await;
+    for n in 8..10 {
+        put(format!("dia-{n:02}.tar"), 100_000).await.unwrap();
+    }
+    reach(1_000_000, 2).await;
+    for n in 0..5 {
+        s3.delete_object()
+            .bucket(&bucket)
+            .key(format!("dia-{n:02}.tar"))
+            .send()
+            .await
+            .unwrap();
+    }
+    put("dia-05.tar".to_owned(), 50_000).await.unwrap();
+    put("dia-05.tar".to_owned(), 120_000).await.unwrap();
+    reach(520_000, 2).await;
+    assert_settled(&runner).await;
+
+    // Exact against S3's own listing, and each alert once.
+    let listed: i64 = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.size())
+        .sum();
+    assert_eq!(used().await, Some(listed as u64));
+    let alerts = alerts_to(email).await;
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert!(
+        alerts[0].contains("80%") && alerts[1].contains("100%"),
+        "{alerts:?}"
+    );
+    assert_one_active_account(&api, &admin, email, &account).await;
+    report(
+        "quotas",
+        &runner,
+        &api,
+        &format!(
+            "objects written 12, deleted 5, usage exact ({listed} bytes), alerts 80 % and 100 % once each, dead letters: 0"
+        ),
+    );
     common::assert_no_secret_logged();
 }

@@ -230,3 +230,38 @@ async fn conditional_refusals_are_counted() {
     let counts = proxy.stats.counts();
     assert_eq!((counts.requests, counts.conditional_refusals), (2, 1));
 }
+
+/// A claim whose first attempt was written but not answered is retried by
+/// the SDK with the same holder: it finds its own claim and takes it,
+/// instead of waiting out the lease as if another delivery held it.
+#[tokio::test]
+async fn a_retried_claim_takes_its_own_first_attempt() {
+    use nuvem_aws::idempotency::Claim;
+    let emu = emulator().await;
+    let stack = nuvem_testkit::Stack::create(emu, &unique_name("claims"), &Default::default())
+        .await
+        .unwrap();
+    // Half the claims' writes are applied and then go unanswered; 20
+    // attempts leave no claim without an answer (p = 1e-6).
+    let (proxy, config, _stop) = start_proxy(
+        "rate=0.5,kinds=drop-after+error-after,targets=dynamodb:PutItem",
+        20,
+    )
+    .await;
+    let store = nuvem_aws::store::Store::new(&config, stack.table("Table"));
+    for n in 0..30 {
+        let claim = store
+            .claim("test", &format!("event-{n}"), 60, chrono::Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(claim, Claim::Acquired, "event-{n}");
+    }
+    let counts = proxy.stats.counts();
+    assert!(counts.retries > 0, "some claims were retried: {counts:?}");
+    // Another delivery of the same event, without faults, finds it busy.
+    let direct = nuvem_aws::store::Store::new(&emu.sdk_config().await, stack.table("Table"));
+    let other = direct
+        .claim("test", "event-0", 60, chrono::Utc::now())
+        .await;
+    assert_eq!(other.unwrap(), Claim::Busy);
+}

@@ -6,6 +6,11 @@
 //! may still fail); a claim whose lease ran out (its holder crashed) can be
 //! taken over. So nothing is lost, and an effect repeats only if a holder
 //! crashes between the effect and marking it done.
+//!
+//! Each claim names its holder with a token of its own, so that the SDK's
+//! retry of a claim whose first attempt was written but not answered (a
+//! dropped connection, a 500 after the write) finds its own claim and takes
+//! it, instead of waiting out the lease as if someone else held it.
 
 use chrono::{DateTime, Utc};
 
@@ -33,6 +38,7 @@ impl Store {
         lease_secs: i64,
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
+        let holder = nuvem_domain::ids::new_id("clm");
         let result = self
             .db
             .put_item()
@@ -40,6 +46,7 @@ impl Store {
             .item(k::PK, s(k::done_pk(consumer, id)))
             .item(k::SK, s(k::DONE_SK))
             .item("state", s("in_progress"))
+            .item("holder", s(&holder))
             .item("lease_until", n(now.timestamp() + lease_secs))
             .item(k::EXPIRES_AT, n(now.timestamp() + DONE_RETENTION_SECS))
             .condition_expression(
@@ -62,12 +69,21 @@ impl Store {
                 else {
                     return Err(StoreError::sdk(e));
                 };
-                let done = failed
-                    .item()
-                    .and_then(|i| i.get("state"))
-                    .and_then(|v| v.as_s().ok())
-                    .is_some_and(|st| st == "done");
-                Ok(if done { Claim::Done } else { Claim::Busy })
+                let old = |name: &str| {
+                    failed
+                        .item()
+                        .and_then(|i| i.get(name))
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                };
+                Ok(if old("state").as_deref() == Some("done") {
+                    Claim::Done
+                } else if old("holder").as_deref() == Some(holder.as_str()) {
+                    // Our own first attempt, written but not answered.
+                    Claim::Acquired
+                } else {
+                    Claim::Busy
+                })
             }
         }
     }
@@ -78,7 +94,7 @@ impl Store {
             .table_name(&self.table)
             .key(k::PK, s(k::done_pk(consumer, id)))
             .key(k::SK, s(k::DONE_SK))
-            .update_expression("SET #st = :done REMOVE lease_until")
+            .update_expression("SET #st = :done REMOVE lease_until, holder")
             .expression_attribute_names("#st", "state")
             .expression_attribute_values(":done", s("done"))
             .send()

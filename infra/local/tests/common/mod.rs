@@ -266,10 +266,12 @@ impl Api<'_> {
         credential: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        self.call_with(method, path, credential, body, &[]).await
+        let (status, answer, _) = self.call_with(method, path, credential, body, &[]).await;
+        (status, answer)
     }
 
-    /// [`Api::call`] with more request headers.
+    /// [`Api::call`] with more request headers, and the answer's
+    /// `Retry-After` (seconds), if it had one.
     pub async fn call_with(
         &self,
         method: Method,
@@ -277,7 +279,7 @@ impl Api<'_> {
         credential: Option<&str>,
         body: Option<Value>,
         headers: &[(&str, &str)],
-    ) -> (StatusCode, Value) {
+    ) -> (StatusCode, Value, Option<u64>) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.runner.base_url()));
@@ -293,10 +295,15 @@ impl Api<'_> {
         }
         let resp = req.send().await.expect("HTTP call");
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let text = resp.text().await.unwrap_or_default();
         let answer = serde_json::from_str(&text).unwrap_or(Value::String(text));
         secrets_in(&answer);
-        (status, answer)
+        (status, answer, retry_after)
     }
 }
 
