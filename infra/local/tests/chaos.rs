@@ -631,3 +631,205 @@ async fn under_faults_usage_stays_exact_and_each_alert_is_sent_once() {
     );
     common::assert_no_secret_logged();
 }
+
+/// Meta's side of a webhook: the notification signed with the app secret,
+/// sent again until it is answered 200 (as Meta retries), counted.
+async fn meta_posts(api: &Careful<'_>, app_secret: &str, body: &Value) {
+    let body = serde_json::to_vec(body).unwrap();
+    let signature = nuvem_domain::whatsapp::signature::sign(app_secret, &body);
+    let url = format!("{}/v1/whatsapp/webhook", api.api.runner.base_url());
+    for attempt in 0..50 {
+        api.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = api
+            .api
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", &signature)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::OK {
+            return;
+        }
+        assert!(resp.status().is_server_error(), "{}", resp.status());
+        api.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1).min(10))).await;
+    }
+    panic!("the webhook was never answered 200");
+}
+
+/// The bot's replies in each conversation of the store, by customer:
+/// (state, error reason), oldest first.
+async fn bot_replies(
+    api: &Careful<'_>,
+    owner: &str,
+    store: &str,
+) -> BTreeMap<String, Vec<(String, String)>> {
+    let path = format!("/v1/whatsapp/stores/{store}/conversations?limit=100");
+    let (status, conversations, _) = api.call(Method::GET, &path, Some(owner), None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{conversations}");
+    let mut out = BTreeMap::new();
+    for c in conversations["items"].as_array().unwrap() {
+        let path = format!(
+            "/v1/whatsapp/stores/{store}/conversations/{}/messages?limit=100",
+            c["id"].as_str().unwrap()
+        );
+        let (status, page, _) = api.call(Method::GET, &path, Some(owner), None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let replies = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["direction"] == "outbound" && m["origin"] == "bot")
+            .map(|m| {
+                let state = m["state"].as_str().unwrap_or("sent").to_owned();
+                let reason = m["error"]["reason"].as_str().unwrap_or("").to_owned();
+                (state, reason)
+            })
+            .collect();
+        out.insert(c["wa_id"].as_str().unwrap_or_default().to_owned(), replies);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_faults_each_customer_message_gets_one_reply_and_none_twice() {
+    use nuvem_testkit::fake_chat::FakeChat;
+    use nuvem_testkit::fake_graph::FakeGraph;
+    const NUMBER: &str = "106540352242923";
+    const TOKEN: &str = "EAAGm0PX4ZCpsE2F";
+    const APP_SECRET: &str = "segredo-do-app-caos";
+    const CHAT_KEY: &str = "sk-or-v1-caos";
+    let rounds: usize = env_or("NUVEM_CHAOS_MESSAGES", 3);
+    let customers: Vec<String> = (1..=4).map(|n| format!("551190000000{n}")).collect();
+
+    let graph = FakeGraph::start().await;
+    graph.add_number(NUMBER, TOKEN, "+55 11 98765-4322", "Pizzaria Caótica");
+    let chat = FakeChat::start(CHAT_KEY).await;
+    let runner = chaos_stack(
+        "chaos-zap",
+        &[("GraphApiUrl", &graph.url()), ("ChatApiUrl", &chat.url())],
+    )
+    .await;
+    common::put_secret(
+        &runner,
+        "WhatsAppSecret",
+        json!({"app_secret": APP_SECRET, "verify_token": "v"}),
+    )
+    .await;
+    common::put_secret(&runner, "ChatApiSecret", json!({"api_key": CHAT_KEY})).await;
+    let api = careful(&runner);
+    let admin = admin_key(&runner);
+    let email = "zap@caotica.com.br";
+    let (account, owner) = onboard(&api, &admin, email).await;
+
+    // The store and its number. A create retried after its first attempt
+    // went through leaves a second store without a number: harmless, the
+    // number routes to the one that holds it.
+    let (status, store, _) = api
+        .call(
+            Method::POST,
+            "/v1/whatsapp/stores",
+            Some(&owner),
+            Some(json!({"name": "Pizzaria Caótica", "store_type": "restaurante", "message_limit": 500})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{store}");
+    let store = store["id"].as_str().unwrap().to_owned();
+    let (status, slot, _) = api
+        .call(
+            Method::PUT,
+            &format!("/v1/whatsapp/stores/{store}/numbers/1"),
+            Some(&owner),
+            Some(json!({"phone_number_id": NUMBER, "waba_id": "102290129340399",
+                        "display_phone_number": "+55 11 98765-4322", "access_token": TOKEN})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{slot}");
+
+    // Rounds of the customers writing at once; Meta sends each webhook
+    // twice. A round ends when every customer's message has its reply in
+    // a final state.
+    let notification = |customer: &str, wamid: &str, text: &str| {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340399", "changes": [{
+            "field": "messages",
+            "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "5511987654322", "phone_number_id": NUMBER},
+                "contacts": [{"profile": {"name": "Cliente"}, "wa_id": customer}],
+                "messages": [{"from": customer, "id": wamid, "type": "text",
+                              "timestamp": chrono::Utc::now().timestamp().to_string(),
+                              "text": {"body": text}}]
+            }
+        }]}]})
+    };
+    let mut inbound = BTreeSet::new();
+    for round in 0..rounds {
+        for customer in &customers {
+            let wamid = format!("wamid.caos.{customer}.{round}");
+            let body = notification(customer, &wamid, &format!("Pedido {round} de {customer}"));
+            for _ in 0..2 {
+                meta_posts(&api, APP_SECRET, &body).await;
+            }
+            inbound.insert(wamid);
+        }
+        settle(&runner, &format!("the replies of round {round}"), || async {
+            let replies = bot_replies(&api, &owner, &store).await;
+            customers
+                .iter()
+                .all(|c| {
+                    replies.get(c).is_some_and(|r| {
+                        r.len() == round + 1
+                            && r.iter().all(|(state, _)| state == "sent" || state == "failed")
+                    })
+                })
+                .then_some(())
+        })
+        .await;
+    }
+    assert_settled(&runner).await;
+
+    // At the Graph API: never two replies to one message, only replies to
+    // the customers' messages.
+    let mut sends: BTreeMap<String, usize> = BTreeMap::new();
+    for s in graph.sends() {
+        let to = s.body["context"]["message_id"].as_str().unwrap_or("").to_owned();
+        *sends.entry(to).or_default() += 1;
+    }
+    assert!(sends.values().all(|n| *n == 1), "a message answered twice: {sends:?}");
+    assert!(sends.keys().all(|to| inbound.contains(to)), "{sends:?}");
+    // Each message's reply is sent, or recorded failed because its sender
+    // stopped mid-call (outcome unknown: not sent again, for a person to see).
+    let replies = bot_replies(&api, &owner, &store).await;
+    let mut unknown = 0;
+    for customer in &customers {
+        let mine = &replies[customer];
+        assert_eq!(mine.len(), rounds, "{customer}: {mine:?}");
+        for (state, reason) in mine {
+            match state.as_str() {
+                "sent" => {}
+                "failed" if reason == "outcome_unknown" => unknown += 1,
+                _ => panic!("{customer}: {mine:?}"),
+            }
+        }
+    }
+    assert_eq!(sends.len() + unknown, inbound.len());
+    assert_one_active_account(&api, &admin, email, &account).await;
+    report(
+        "whatsapp",
+        &runner,
+        &api,
+        &format!(
+            "customer messages {} (each webhook twice), replies sent {}, withheld as outcome unknown {unknown}, \
+             replies twice: 0, model calls {}, dead letters: 0",
+            inbound.len(),
+            sends.len(),
+            chat.requests().len()
+        ),
+    );
+    common::assert_no_secret_logged();
+}
