@@ -239,8 +239,9 @@ fn delivered(received: &[Received], path: &str, secret: &str) -> (BTreeSet<Strin
 
 /// Waits until `check` gives a value, running the outbox relay every few
 /// seconds as its schedule would (an event whose first send failed waits
-/// there for the relay's grace, 60 s). Fails after five minutes: only a
-/// stack that lost something takes that long.
+/// there for the relay's grace, 60 s). Fails after ten minutes: the
+/// slowest recovery, a schedule run whose claim's answer was lost, waits
+/// for its 5-minute lease; only a stack that lost something takes longer.
 async fn settle<T, F, Fut>(runner: &Runner, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -253,8 +254,8 @@ where
             return value;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "gave up after 5 minutes waiting for {what}: {:?}",
+            started.elapsed() < Duration::from_secs(600),
+            "gave up after 10 minutes waiting for {what}: {:?}",
             runner.fault_counts()
         );
         if relayed.elapsed() >= Duration::from_secs(2) {
@@ -829,6 +830,223 @@ async fn under_faults_each_customer_message_gets_one_reply_and_none_twice() {
             inbound.len(),
             sends.len(),
             chat.requests().len()
+        ),
+    );
+    common::assert_no_secret_logged();
+}
+
+/// Every item of a listing (all pages).
+async fn all_items(api: &Careful<'_>, key: &str, path: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let sep = if path.contains('?') { '&' } else { '?' };
+    loop {
+        let page_path = match &cursor {
+            Some(c) => format!("{path}{sep}limit=100&cursor={c}"),
+            None => format!("{path}{sep}limit=100"),
+        };
+        let (status, page, _) = api.call(Method::GET, &page_path, Some(key), None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{page_path}: {page}");
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+/// A create that, retried after its first attempt went through, may answer
+/// 409: either is done.
+fn created_or_retried(what: &str, (status, answer, retried): &(StatusCode, Value, bool)) {
+    assert!(
+        status.is_success() || (*retried && *status == StatusCode::CONFLICT),
+        "{what}: {status} {answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_faults_each_process_is_filed_once_at_most() {
+    use nuvem_aws::store::{ScheduleRecord, Store};
+    use nuvem_testkit::fake_rpa::{Behaviour, FakeRpa};
+    const TOKEN: &str = "token-do-rpa-caos";
+    let processes: usize = env_or("NUVEM_CHAOS_PROCESSES", 4);
+
+    let rpa = FakeRpa::start(TOKEN).await;
+    rpa.set_default(Behaviour::Succeed { polls: 0 });
+    let runner = chaos_stack("chaos-rpa", &[("RpaApiUrl", &rpa.url())]).await;
+    common::put_secret(&runner, "RpaApiSecret", json!({"token": TOKEN})).await;
+    let api = careful(&runner);
+    let admin = admin_key(&runner);
+    let email = "rpa@caotica.com.br";
+    let (account, owner) = onboard(&api, &admin, email).await;
+    let (status, approver, _) = api
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&owner),
+            Some(json!({"name": "Aprovação", "role": "approver", "expires_at": null})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{approver}");
+    let approver = approver["credential"].as_str().unwrap().to_owned();
+
+    let carrier = api
+        .call(
+            Method::POST,
+            "/v1/rpa/carriers",
+            Some(&owner),
+            Some(json!({"code": "VIVO", "name": "Vivo Empresas"})),
+            &[],
+        )
+        .await;
+    created_or_retried("carrier", &carrier);
+    for n in 1..=processes {
+        let client = api
+            .call(
+                Method::POST,
+                "/v1/rpa/clients",
+                Some(&owner),
+                Some(json!({
+                    "legal_name": "Padaria Pão Quente Ltda", "cnpj": "11.222.333/0001-81",
+                    "carrier": "VIVO", "unit": format!("Unidade {n}"),
+                    "portal_login": "financeiro", "portal_password": "s3nh@-do-portal",
+                    "sat_data": "ie 123"
+                })),
+                &[],
+            )
+            .await;
+        created_or_retried("client", &client);
+    }
+    let units: BTreeMap<String, String> = all_items(&api, &owner, "/v1/rpa/clients")
+        .await
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                c["unit"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(units.len(), processes, "one client per unit: {units:?}");
+    let schedule = api
+        .call(
+            Method::POST,
+            "/v1/rpa/schedules",
+            Some(&owner),
+            Some(json!({"name": "Processos do mês", "cron": "0 6 1 * *",
+                        "type": "create_monthly_processes", "parameters": {"carriers": ["VIVO"]}})),
+            &[],
+        )
+        .await;
+    created_or_retried("schedule", &schedule);
+    // The month comes: the schedule is due.
+    let store = Store::new(&emulator().await.sdk_config().await, runner.stack().table("Table"));
+    let schedules = all_items(&api, &owner, "/v1/rpa/schedules").await;
+    assert_eq!(schedules.len(), 1, "{schedules:?}");
+    let id = schedules[0]["id"].as_str().unwrap();
+    let current: ScheduleRecord = store.get_schedule(&account, id).await.unwrap().unwrap();
+    let due = ScheduleRecord {
+        next_run: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        version: current.version + 1,
+        ..current.clone()
+    };
+    assert!(store.update_schedule_with_event(&current, &due, None).await.unwrap());
+
+    // The scheduler ticks (each minute in a deployment) until the month's
+    // processes exist; an operator starts each download.
+    let created = settle(&runner, "the month's processes", || async {
+        let _ = runner.run_schedule("RpaScheduler", "Tick").await;
+        let created = all_items(&api, &owner, "/v1/rpa/processes?status=awaiting_download").await;
+        (created.len() == processes).then_some(created)
+    })
+    .await;
+    for p in &created {
+        let id = p["id"].as_str().unwrap();
+        let download = api
+            .call(
+                Method::POST,
+                &format!("/v1/rpa/processes/{id}/download"),
+                Some(&owner),
+                None,
+                &[],
+            )
+            .await;
+        created_or_retried("download", &download);
+    }
+    let waiting = settle(&runner, "every invoice downloaded", || async {
+        let waiting = all_items(&api, &owner, "/v1/rpa/processes?status=awaiting_approval").await;
+        (waiting.len() == processes).then_some(waiting)
+    })
+    .await;
+    for p in &waiting {
+        let id = p["id"].as_str().unwrap();
+        let approved = api
+            .call(
+                Method::POST,
+                &format!("/v1/rpa/processes/{id}/approve"),
+                Some(&approver),
+                None,
+                &[],
+            )
+            .await;
+        created_or_retried("approve", &approved);
+        let filing = api
+            .call(
+                Method::POST,
+                &format!("/v1/rpa/processes/{id}/tax-filing"),
+                Some(&owner),
+                None,
+                &[],
+            )
+            .await;
+        created_or_retried("tax filing", &filing);
+    }
+
+    // Each process ends filed, or waiting for a person where its filing's
+    // start is uncertain (a worker stopped mid-call): never filed twice.
+    let outcome = settle(&runner, "every filing settled", || async {
+        let mut filed = 0;
+        let mut review = 0;
+        for p in &waiting {
+            let id = p["id"].as_str().unwrap();
+            let path = format!("/v1/rpa/processes/{id}");
+            let (_, process, _) = api.call(Method::GET, &path, Some(&owner), None, &[]).await;
+            if process["status"] == "filed" {
+                filed += 1;
+                continue;
+            }
+            let executions = all_items(&api, &owner, &format!("{path}/executions")).await;
+            let latest = executions.iter().find(|e| e["step"] == "tax_filing");
+            match latest {
+                Some(e) if e["status"] == "needs_review" => review += 1,
+                _ => return None,
+            }
+        }
+        Some((filed, review))
+    })
+    .await;
+    assert_settled(&runner).await;
+    let mut filings: BTreeMap<String, usize> = BTreeMap::new();
+    for start in rpa.starts().iter().filter(|s| s.is_filing_start()) {
+        *filings
+            .entry(start.body["unidade"].as_str().unwrap_or("").to_owned())
+            .or_default() += 1;
+    }
+    assert!(filings.values().all(|n| *n == 1), "a process filed twice: {filings:?}");
+    assert!(filings.keys().all(|u| units.values().any(|v| v == u)), "{filings:?}");
+    let (filed, review) = outcome;
+    assert_eq!(filed + review, processes);
+    assert!(filings.len() >= filed, "every filed process was filed: {filings:?}");
+    assert_one_active_account(&api, &admin, email, &account).await;
+    report(
+        "rpa",
+        &runner,
+        &api,
+        &format!(
+            "processes {processes}: filed {filed}, left to a person (filing start uncertain) {review}, \
+             filed twice: 0, downloads started {}, dead letters: 0",
+            rpa.starts().iter().filter(|s| s.is_download_start()).count()
         ),
     );
     common::assert_no_secret_logged();

@@ -265,3 +265,76 @@ async fn a_retried_claim_takes_its_own_first_attempt() {
         .await;
     assert_eq!(other.unwrap(), Claim::Busy);
 }
+
+/// A transaction retried by the SDK after its first attempt was applied
+/// but not answered carries the same ClientRequestToken: the emulator (as
+/// DynamoDB) answers it as done instead of failing its conditions.
+#[tokio::test]
+async fn a_retried_transaction_is_answered_as_done() {
+    use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+    let table = table().await;
+    let (proxy, config, _stop) =
+        start_proxy("rate=0.5,kinds=drop-after+error-after,targets=dynamodb:TransactWriteItems", 20).await;
+    let db = aws_sdk_dynamodb::Client::new(&config);
+    for n in 0..30 {
+        let put = |pk: String| {
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&table)
+                        .item("pk", AttributeValue::S(pk))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        };
+        let result = db
+            .transact_write_items()
+            .transact_items(put(format!("tx-{n}-a")))
+            .transact_items(put(format!("tx-{n}-b")))
+            .send()
+            .await;
+        assert!(result.is_ok(), "tx-{n}: {result:?}");
+    }
+    assert!(proxy.stats.counts().retries > 0);
+}
+
+/// A conditional create written by one put (no transaction, so no token)
+/// and retried by the SDK after its first attempt was applied but not
+/// answered finds its own item: it is created, not "already exists".
+#[tokio::test]
+async fn a_retried_conditional_create_is_not_its_own_conflict() {
+    use nuvem_aws::store::{CarrierRecord, Store};
+    use nuvem_domain::rpa::carrier::CarrierRequest;
+    let emu = emulator().await;
+    let stack = nuvem_testkit::Stack::create(emu, &unique_name("creates"), &Default::default())
+        .await
+        .unwrap();
+    let (proxy, config, _stop) =
+        start_proxy("rate=0.5,kinds=drop-after+error-after,targets=dynamodb:PutItem", 20).await;
+    let store = Store::new(&config, stack.table("Table"));
+    let carrier = |code: &str| {
+        let request: CarrierRequest =
+            serde_json::from_value(serde_json::json!({"code": code, "name": code})).unwrap();
+        let (code, settings) = request.validate().unwrap();
+        let now = chrono::Utc::now();
+        CarrierRecord {
+            code,
+            account_id: "acc_01jd0000000000000000000001".into(),
+            settings,
+            created_at: now,
+            created_by: nuvem_testkit::rpa_records::actor(),
+            updated_at: now,
+            updated_by: nuvem_testkit::rpa_records::actor(),
+        }
+    };
+    for n in 0..30 {
+        let code = format!("OP{n}");
+        assert!(store.create_carrier(&carrier(&code)).await.unwrap(), "{code}");
+    }
+    assert!(proxy.stats.counts().retries > 0);
+    // Another create of an existing code, without faults, is refused.
+    let direct = Store::new(&emu.sdk_config().await, stack.table("Table"));
+    assert!(!direct.create_carrier(&carrier("OP0")).await.unwrap());
+}

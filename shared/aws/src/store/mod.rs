@@ -275,17 +275,31 @@ impl Store {
                 .map(|_| ())
                 .map_err(|e| (condition_failed(&e), StoreError::sdk(e)))
         } else if let Some(p) = item.put {
+            // Marks this write, so that its own retry can be told from
+            // another writer's item (see `refused_by_itself`).
+            let mut written = p.item;
+            written.insert(WRITE_ID.to_owned(), s(nuvem_domain::ids::new_id("w")));
             self.db
                 .put_item()
                 .table_name(p.table_name)
-                .set_item(Some(p.item))
+                .set_item(Some(written.clone()))
                 .set_condition_expression(p.condition_expression)
                 .set_expression_attribute_names(p.expression_attribute_names)
                 .set_expression_attribute_values(p.expression_attribute_values)
+                .return_values_on_condition_check_failure(
+                    aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| (condition_failed(&e), StoreError::sdk(e)))
+                .or_else(|e| {
+                    // The SDK retried a put whose first attempt was written
+                    // but not answered: the item in the way is this one.
+                    if refused_by_itself(&e, &written) {
+                        return Ok(());
+                    }
+                    Err((condition_failed(&e), StoreError::sdk(e)))
+                })
         } else {
             return Ok(self.transact_checked(vec![item]).await?.map_err(|_| ()));
         };
@@ -568,6 +582,26 @@ pub(crate) fn condition_failed<E: ProvideErrorMetadata>(
     err: &aws_sdk_dynamodb::error::SdkError<E>,
 ) -> bool {
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// The attribute naming the write that put an item alone (`write_all`).
+const WRITE_ID: &str = "write_id";
+
+/// Whether a put refused on its condition found exactly the item it was
+/// writing, its `write_id` included: its own earlier attempt, written but
+/// not answered (a dropped connection, a 500 after the write), which the
+/// SDK sent again. Without the mark, a conditional create would answer
+/// "exists" to its own client.
+fn refused_by_itself(
+    err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError>,
+    written: &Item,
+) -> bool {
+    matches!(
+        err.as_service_error(),
+        Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+            failed
+        )) if failed.item() == Some(written)
+    )
 }
 
 /// Fixed-width UTC timestamps, so that they sort as strings.
