@@ -15,7 +15,7 @@ CONCURRENCY ?= 1
 DEV_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv sam-venv build dev admin-key emails test lint fmt measure bench-emulator schemathesis package load fuzz
+.PHONY: venv sam-venv build dev admin-key emails test lint fmt measure bench-emulator schemathesis package load fuzz chaos
 
 venv: $(VENV)/.installed $(VENV)/bin/nuvem-emulator
 $(VENV)/.installed: requirements-dev.txt
@@ -141,6 +141,21 @@ schemathesis: venv build $(VENV)/schemathesis/.installed-$(SCHEMATHESIS_VERSION)
 FUZZ_CASES ?= 1000000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test -p nuvem-fuzz --profile fuzz
+
+## Fault injection (infra/local/tests/chaos.rs, README "Chaos"): the
+## end-to-end flows with CHAOS_RATE of the functions' AWS calls faulted and
+## CHAOS_CRASHES of the back-office invocations killed, larger than make
+## test's run; the figures are printed at the end (.local/chaos.txt).
+CHAOS_RATE ?= 0.2
+CHAOS_CRASHES ?= 0.05
+chaos: venv build
+	@mkdir -p .local && rm -f .local/chaos.txt
+	NUVEM_CHAOS_RATE=$(CHAOS_RATE) NUVEM_CHAOS_CRASHES=$(CHAOS_CRASHES) \
+	  NUVEM_CHAOS_EVENTS=200 NUVEM_CHAOS_MESSAGES=10 NUVEM_CHAOS_PROCESSES=20 \
+	  NUVEM_CHAOS_REPORT=$(CURDIR)/.local/chaos.txt \
+	  cargo test -p nuvem-local --test chaos -- --test-threads 1 > .local/chaos.log 2>&1 \
+	  || { tail -50 .local/chaos.log; exit 1; }
+	@cat .local/chaos.txt
 
 ## A bounded load test of make dev on 127.0.0.1 (scripts/load.py; figures in
 ## the README): LOAD_RATE requests a second for LOAD_SECONDS.

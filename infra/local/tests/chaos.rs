@@ -13,8 +13,10 @@
 //! answers, with the same `Idempotency-Key` where the operation takes one,
 //! and reads back what a retried create may already have done.
 //!
-//! `make test` runs it with `NUVEM_CHAOS_EVENTS` = 12; `make chaos` with
-//! more and prints the figures that go in the README.
+//! `make test` runs it small (12 events, 3 rounds of 4 customers' messages,
+//! 4 processes); `make chaos` larger (`NUVEM_CHAOS_EVENTS`,
+//! `NUVEM_CHAOS_MESSAGES`, `NUVEM_CHAOS_PROCESSES`) and prints the figures
+//! that go in the README.
 
 mod common;
 
@@ -237,11 +239,13 @@ fn delivered(received: &[Received], path: &str, secret: &str) -> (BTreeSet<Strin
     (events, repeats)
 }
 
-/// Waits until `check` gives a value, running the outbox relay every few
-/// seconds as its schedule would (an event whose first send failed waits
-/// there for the relay's grace, 60 s). Fails after ten minutes: the
-/// slowest recovery, a schedule run whose claim's answer was lost, waits
-/// for its 5-minute lease; only a stack that lost something takes longer.
+/// Waits until `check` gives a value, running the outbox relay and the RPA
+/// scheduler every few seconds as their schedules would: an event whose
+/// first send failed waits for the relay (after its 60 s grace), an RPA
+/// execution whose job message was lost for the scheduler's sweep (2
+/// minutes overdue). Fails after ten minutes: the slowest recovery, a
+/// schedule run whose claim's answer was lost, waits out its 5-minute
+/// lease; only a stack that lost something takes longer.
 async fn settle<T, F, Fut>(runner: &Runner, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -260,6 +264,7 @@ where
         );
         if relayed.elapsed() >= Duration::from_secs(2) {
             let _ = runner.run_schedule("OutboxRelay", "Every5Minutes").await;
+            let _ = runner.run_schedule("RpaScheduler", "Tick").await;
             relayed = tokio::time::Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -399,13 +404,25 @@ fn careful<'a>(runner: &'a Runner) -> Careful<'a> {
 fn report(flow: &str, runner: &Runner, api: &Careful<'_>, outcome: &str) {
     let (rate, crash_rate) = rates();
     let counts = runner.fault_counts();
-    println!(
+    let report = format!(
         "chaos {flow}: {rate} of AWS calls faulted, {crash_rate} of back-office invocations killed\n\
-         API requests {} ({} retried by the client)\n{}{outcome}",
+         API requests {} ({} retried by the client)\n{}{outcome}\n",
         api.requests.load(Ordering::Relaxed),
         api.retries.load(Ordering::Relaxed),
         counts.describe(),
     );
+    print!("{report}");
+    // `make chaos` collects the figures here (the functions' output
+    // drowns stdout).
+    if let Ok(path) = std::env::var("NUVEM_CHAOS_REPORT") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        file.write_all(report.as_bytes()).unwrap();
+    }
     assert!(counts.injected() > 0, "faults were injected: {counts:?}");
 }
 
@@ -745,8 +762,10 @@ async fn under_faults_each_customer_message_gets_one_reply_and_none_twice() {
             Method::PUT,
             &format!("/v1/whatsapp/stores/{store}/numbers/1"),
             Some(&owner),
-            Some(json!({"phone_number_id": NUMBER, "waba_id": "102290129340399",
-                        "display_phone_number": "+55 11 98765-4322", "access_token": TOKEN})),
+            Some(
+                json!({"phone_number_id": NUMBER, "waba_id": "102290129340399",
+                        "display_phone_number": "+55 11 98765-4322", "access_token": TOKEN}),
+            ),
             &[],
         )
         .await;
@@ -778,18 +797,23 @@ async fn under_faults_each_customer_message_gets_one_reply_and_none_twice() {
             }
             inbound.insert(wamid);
         }
-        settle(&runner, &format!("the replies of round {round}"), || async {
-            let replies = bot_replies(&api, &owner, &store).await;
-            customers
-                .iter()
-                .all(|c| {
-                    replies.get(c).is_some_and(|r| {
-                        r.len() == round + 1
-                            && r.iter().all(|(state, _)| state == "sent" || state == "failed")
+        settle(
+            &runner,
+            &format!("the replies of round {round}"),
+            || async {
+                let replies = bot_replies(&api, &owner, &store).await;
+                customers
+                    .iter()
+                    .all(|c| {
+                        replies.get(c).is_some_and(|r| {
+                            r.len() == round + 1
+                                && r.iter()
+                                    .all(|(state, _)| state == "sent" || state == "failed")
+                        })
                     })
-                })
-                .then_some(())
-        })
+                    .then_some(())
+            },
+        )
         .await;
     }
     assert_settled(&runner).await;
@@ -798,10 +822,16 @@ async fn under_faults_each_customer_message_gets_one_reply_and_none_twice() {
     // the customers' messages.
     let mut sends: BTreeMap<String, usize> = BTreeMap::new();
     for s in graph.sends() {
-        let to = s.body["context"]["message_id"].as_str().unwrap_or("").to_owned();
+        let to = s.body["context"]["message_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         *sends.entry(to).or_default() += 1;
     }
-    assert!(sends.values().all(|n| *n == 1), "a message answered twice: {sends:?}");
+    assert!(
+        sends.values().all(|n| *n == 1),
+        "a message answered twice: {sends:?}"
+    );
     assert!(sends.keys().all(|to| inbound.contains(to)), "{sends:?}");
     // Each message's reply is sent, or recorded failed because its sender
     // stopped mid-call (outcome unknown: not sent again, for a person to see).
@@ -845,7 +875,9 @@ async fn all_items(api: &Careful<'_>, key: &str, path: &str) -> Vec<Value> {
             Some(c) => format!("{path}{sep}limit=100&cursor={c}"),
             None => format!("{path}{sep}limit=100"),
         };
-        let (status, page, _) = api.call(Method::GET, &page_path, Some(key), None, &[]).await;
+        let (status, page, _) = api
+            .call(Method::GET, &page_path, Some(key), None, &[])
+            .await;
         assert_eq!(status, StatusCode::OK, "{page_path}: {page}");
         items.extend(page["items"].as_array().unwrap().iter().cloned());
         match page["next_cursor"].as_str() {
@@ -941,7 +973,10 @@ async fn under_faults_each_process_is_filed_once_at_most() {
         .await;
     created_or_retried("schedule", &schedule);
     // The month comes: the schedule is due.
-    let store = Store::new(&emulator().await.sdk_config().await, runner.stack().table("Table"));
+    let store = Store::new(
+        &emulator().await.sdk_config().await,
+        runner.stack().table("Table"),
+    );
     let schedules = all_items(&api, &owner, "/v1/rpa/schedules").await;
     assert_eq!(schedules.len(), 1, "{schedules:?}");
     let id = schedules[0]["id"].as_str().unwrap();
@@ -951,12 +986,16 @@ async fn under_faults_each_process_is_filed_once_at_most() {
         version: current.version + 1,
         ..current.clone()
     };
-    assert!(store.update_schedule_with_event(&current, &due, None).await.unwrap());
+    assert!(
+        store
+            .update_schedule_with_event(&current, &due, None)
+            .await
+            .unwrap()
+    );
 
     // The scheduler ticks (each minute in a deployment) until the month's
     // processes exist; an operator starts each download.
     let created = settle(&runner, "the month's processes", || async {
-        let _ = runner.run_schedule("RpaScheduler", "Tick").await;
         let created = all_items(&api, &owner, "/v1/rpa/processes?status=awaiting_download").await;
         (created.len() == processes).then_some(created)
     })
@@ -1033,11 +1072,20 @@ async fn under_faults_each_process_is_filed_once_at_most() {
             .entry(start.body["unidade"].as_str().unwrap_or("").to_owned())
             .or_default() += 1;
     }
-    assert!(filings.values().all(|n| *n == 1), "a process filed twice: {filings:?}");
-    assert!(filings.keys().all(|u| units.values().any(|v| v == u)), "{filings:?}");
+    assert!(
+        filings.values().all(|n| *n == 1),
+        "a process filed twice: {filings:?}"
+    );
+    assert!(
+        filings.keys().all(|u| units.values().any(|v| v == u)),
+        "{filings:?}"
+    );
     let (filed, review) = outcome;
     assert_eq!(filed + review, processes);
-    assert!(filings.len() >= filed, "every filed process was filed: {filings:?}");
+    assert!(
+        filings.len() >= filed,
+        "every filed process was filed: {filings:?}"
+    );
     assert_one_active_account(&api, &admin, email, &account).await;
     report(
         "rpa",
@@ -1046,7 +1094,10 @@ async fn under_faults_each_process_is_filed_once_at_most() {
         &format!(
             "processes {processes}: filed {filed}, left to a person (filing start uncertain) {review}, \
              filed twice: 0, downloads started {}, dead letters: 0",
-            rpa.starts().iter().filter(|s| s.is_download_start()).count()
+            rpa.starts()
+                .iter()
+                .filter(|s| s.is_download_start())
+                .count()
         ),
     );
     common::assert_no_secret_logged();

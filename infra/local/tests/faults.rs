@@ -273,8 +273,11 @@ async fn a_retried_claim_takes_its_own_first_attempt() {
 async fn a_retried_transaction_is_answered_as_done() {
     use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
     let table = table().await;
-    let (proxy, config, _stop) =
-        start_proxy("rate=0.5,kinds=drop-after+error-after,targets=dynamodb:TransactWriteItems", 20).await;
+    let (proxy, config, _stop) = start_proxy(
+        "rate=0.5,kinds=drop-after+error-after,targets=dynamodb:TransactWriteItems",
+        20,
+    )
+    .await;
     let db = aws_sdk_dynamodb::Client::new(&config);
     for n in 0..30 {
         let put = |pk: String| {
@@ -311,8 +314,11 @@ async fn a_retried_conditional_create_is_not_its_own_conflict() {
     let stack = nuvem_testkit::Stack::create(emu, &unique_name("creates"), &Default::default())
         .await
         .unwrap();
-    let (proxy, config, _stop) =
-        start_proxy("rate=0.5,kinds=drop-after+error-after,targets=dynamodb:PutItem", 20).await;
+    let (proxy, config, _stop) = start_proxy(
+        "rate=0.5,kinds=drop-after+error-after,targets=dynamodb:PutItem",
+        20,
+    )
+    .await;
     let store = Store::new(&config, stack.table("Table"));
     let carrier = |code: &str| {
         let request: CarrierRequest =
@@ -331,7 +337,10 @@ async fn a_retried_conditional_create_is_not_its_own_conflict() {
     };
     for n in 0..30 {
         let code = format!("OP{n}");
-        assert!(store.create_carrier(&carrier(&code)).await.unwrap(), "{code}");
+        assert!(
+            store.create_carrier(&carrier(&code)).await.unwrap(),
+            "{code}"
+        );
     }
     assert!(proxy.stats.counts().retries > 0);
     // Another create of an existing code, without faults, is refused.
