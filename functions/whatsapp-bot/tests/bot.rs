@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use nuvem_aws::Core;
 use nuvem_aws::deployment_secret::DeploymentSecret;
 use nuvem_aws::graph::{GraphClient, GraphConfig};
 use nuvem_aws::store::{ConversationRecord, Direction, NewMessage, OutboundRecord, StoreRecord};
 use nuvem_aws::whatsapp_jobs::{BotJob, OutboundQueue};
+use nuvem_aws::{Core, table_keys};
 use nuvem_domain::whatsapp::bot::{BotDecision, HandoffReason, SkipReason};
 use nuvem_domain::whatsapp::identity::{CustomerIds, Recipient};
 use nuvem_domain::whatsapp::outbound::{self, Origin, OutboundContent};
@@ -250,6 +251,58 @@ async fn one_reply_per_message_however_often_its_job_comes() {
     assert_eq!(reads.len(), 1);
     assert_eq!(reads[0].message_id(), Some(job.wamid.as_str()));
     assert!(reads[0].typing());
+}
+
+/// The webhook stores a message and then opens the conversation's window;
+/// a delivery that stopped in between (a fault, a crash) left the window
+/// closed, and the bot skipped the message. Meta's repeat of the webhook
+/// finds the message stored and opens the window all the same.
+#[tokio::test]
+async fn a_repeated_webhook_opens_the_window_its_first_delivery_left_closed() {
+    let w = world().await;
+    let (conversation, job) = w
+        .customer_says(
+            CustomerIds::new(Some(CUSTOMER), None),
+            json!({"type": "text", "text": {"body": "Ainda dá tempo?"}}),
+            Utc::now(),
+        )
+        .await;
+    // As if the first delivery had stopped after storing the message.
+    w.t.db
+        .update_item()
+        .table_name(w.t.table())
+        .key("pk", AttributeValue::S(table_keys::account_pk(&w.account)))
+        .key(
+            "sk",
+            AttributeValue::S(table_keys::whatsapp_conversation_sk(
+                &w.store.id,
+                &conversation.id,
+            )),
+        )
+        .update_expression("REMOVE last_customer_at, customer_us")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        w.run(&job).await,
+        Outcome::Decided(BotDecision::Skip(SkipReason::OutsideWindow))
+    );
+    let repeat = w
+        .deps
+        .core
+        .store
+        .record_message(&NewMessage {
+            wamid: &job.wamid,
+            direction: Direction::Inbound,
+            conversation: &conversation,
+            sent_at: Utc::now(),
+            content: json!({"type": "text", "text": {"body": "Ainda dá tempo?"}}),
+            event: None,
+        })
+        .await
+        .unwrap();
+    assert!(!repeat, "stored once");
+    assert_eq!(w.run(&job).await, Outcome::Decided(BotDecision::Reply));
 }
 
 #[tokio::test]

@@ -357,12 +357,14 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            // Out of descriptors, say: let some close.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         };
         let proxy = proxy.clone();
         tokio::spawn(async move {

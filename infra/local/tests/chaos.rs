@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Api, activation_token, admin_key};
+use common::{Api, activation_token, admin_key, alerts_to};
 use nuvem_local::Runner;
 use nuvem_local::faults::FaultSpec;
 use nuvem_testkit::emulator;
@@ -501,19 +501,6 @@ async fn under_faults_every_event_reaches_every_endpoint_once_and_nothing_is_dea
     common::assert_no_secret_logged();
 }
 
-/// Subjects of the quota alerts sent to `to`.
-async fn alerts_to(to: &str) -> Vec<String> {
-    emulator()
-        .await
-        .sent_emails()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.to.iter().any(|t| t == to) && m.subject.contains("da cota"))
-        .map(|m| m.subject)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn under_faults_usage_stays_exact_and_each_alert_is_sent_once() {
     let emulator_url = emulator().await.endpoint().to_owned();
@@ -898,7 +885,7 @@ fn created_or_retried(what: &str, (status, answer, retried): &(StatusCode, Value
 
 #[tokio::test(flavor = "multi_thread")]
 async fn under_faults_each_process_is_filed_once_at_most() {
-    use nuvem_aws::store::{ScheduleRecord, Store};
+    use nuvem_aws::store::Store;
     use nuvem_testkit::fake_rpa::{Behaviour, FakeRpa};
     const TOKEN: &str = "token-do-rpa-caos";
     let processes: usize = env_or("NUVEM_CHAOS_PROCESSES", 4);
@@ -979,19 +966,7 @@ async fn under_faults_each_process_is_filed_once_at_most() {
     );
     let schedules = all_items(&api, &owner, "/v1/rpa/schedules").await;
     assert_eq!(schedules.len(), 1, "{schedules:?}");
-    let id = schedules[0]["id"].as_str().unwrap();
-    let current: ScheduleRecord = store.get_schedule(&account, id).await.unwrap().unwrap();
-    let due = ScheduleRecord {
-        next_run: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
-        version: current.version + 1,
-        ..current.clone()
-    };
-    assert!(
-        store
-            .update_schedule_with_event(&current, &due, None)
-            .await
-            .unwrap()
-    );
+    common::due_now(&store, &account, schedules[0]["id"].as_str().unwrap(), 1).await;
 
     // The scheduler ticks (each minute in a deployment) until the month's
     // processes exist; an operator starts each download.

@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType,
 };
+use nuvem_aws::store::Store;
 use nuvem_local::faults::{FaultCounts, FaultKind, FaultProxy, FaultSpec};
 use nuvem_testkit::{emulator, unique_name};
 use tokio::sync::watch;
@@ -231,24 +232,33 @@ async fn conditional_refusals_are_counted() {
     assert_eq!((counts.requests, counts.conditional_refusals), (2, 1));
 }
 
+/// Two stores of a new stack's table: one behind a proxy where half the
+/// puts are applied and then go unanswered (20 attempts leave none without
+/// an answer: p = 1e-6), and one straight to the emulator.
+async fn stores_with_lost_put_answers(
+    prefix: &str,
+) -> (FaultProxy, Store, Store, watch::Sender<bool>) {
+    let emu = emulator().await;
+    let stack = nuvem_testkit::Stack::create(emu, &unique_name(prefix), &Default::default())
+        .await
+        .unwrap();
+    let (proxy, config, stop) = start_proxy(
+        "rate=0.5,kinds=drop-after+error-after,targets=dynamodb:PutItem",
+        20,
+    )
+    .await;
+    let faulty = Store::new(&config, stack.table("Table"));
+    let direct = Store::new(&emu.sdk_config().await, stack.table("Table"));
+    (proxy, faulty, direct, stop)
+}
+
 /// A claim whose first attempt was written but not answered is retried by
 /// the SDK with the same holder: it finds its own claim and takes it,
 /// instead of waiting out the lease as if another delivery held it.
 #[tokio::test]
 async fn a_retried_claim_takes_its_own_first_attempt() {
     use nuvem_aws::idempotency::Claim;
-    let emu = emulator().await;
-    let stack = nuvem_testkit::Stack::create(emu, &unique_name("claims"), &Default::default())
-        .await
-        .unwrap();
-    // Half the claims' writes are applied and then go unanswered; 20
-    // attempts leave no claim without an answer (p = 1e-6).
-    let (proxy, config, _stop) = start_proxy(
-        "rate=0.5,kinds=drop-after+error-after,targets=dynamodb:PutItem",
-        20,
-    )
-    .await;
-    let store = nuvem_aws::store::Store::new(&config, stack.table("Table"));
+    let (proxy, store, direct, _stop) = stores_with_lost_put_answers("claims").await;
     for n in 0..30 {
         let claim = store
             .claim("test", &format!("event-{n}"), 60, chrono::Utc::now())
@@ -259,7 +269,6 @@ async fn a_retried_claim_takes_its_own_first_attempt() {
     let counts = proxy.stats.counts();
     assert!(counts.retries > 0, "some claims were retried: {counts:?}");
     // Another delivery of the same event, without faults, finds it busy.
-    let direct = nuvem_aws::store::Store::new(&emu.sdk_config().await, stack.table("Table"));
     let other = direct
         .claim("test", "event-0", 60, chrono::Utc::now())
         .await;
@@ -308,18 +317,9 @@ async fn a_retried_transaction_is_answered_as_done() {
 /// answered finds its own item: it is created, not "already exists".
 #[tokio::test]
 async fn a_retried_conditional_create_is_not_its_own_conflict() {
-    use nuvem_aws::store::{CarrierRecord, Store};
+    use nuvem_aws::store::CarrierRecord;
     use nuvem_domain::rpa::carrier::CarrierRequest;
-    let emu = emulator().await;
-    let stack = nuvem_testkit::Stack::create(emu, &unique_name("creates"), &Default::default())
-        .await
-        .unwrap();
-    let (proxy, config, _stop) = start_proxy(
-        "rate=0.5,kinds=drop-after+error-after,targets=dynamodb:PutItem",
-        20,
-    )
-    .await;
-    let store = Store::new(&config, stack.table("Table"));
+    let (proxy, store, direct, _stop) = stores_with_lost_put_answers("creates").await;
     let carrier = |code: &str| {
         let request: CarrierRequest =
             serde_json::from_value(serde_json::json!({"code": code, "name": code})).unwrap();
@@ -344,6 +344,5 @@ async fn a_retried_conditional_create_is_not_its_own_conflict() {
     }
     assert!(proxy.stats.counts().retries > 0);
     // Another create of an existing code, without faults, is refused.
-    let direct = Store::new(&emu.sdk_config().await, stack.table("Table"));
     assert!(!direct.create_carrier(&carrier("OP0")).await.unwrap());
 }

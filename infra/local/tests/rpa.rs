@@ -7,9 +7,8 @@
 
 mod common;
 
-use chrono::{Duration, Utc};
 use common::{Api, admin_key, onboard};
-use nuvem_aws::store::{ScheduleRecord, Store};
+use nuvem_aws::store::Store;
 use nuvem_testkit::fake_rpa::{Behaviour, FakeRpa};
 use nuvem_testkit::receiver::{Received, Receiver};
 use nuvem_testkit::{emulator, eventually_some};
@@ -22,23 +21,6 @@ async fn call(api: &Api<'_>, method: Method, path: &str, key: &str, body: Option
     let (status, answer) = api.call(method.clone(), path, Some(key), body).await;
     assert!(status.is_success(), "{method} {path}: {status} {answer}");
     answer
-}
-
-/// Makes a schedule due now (as if its minute had come), `offset` seconds
-/// ago, so that the next tick runs it.
-async fn due_now(store: &Store, account: &str, id: &str, offset: i64) {
-    let current: ScheduleRecord = store.get_schedule(account, id).await.unwrap().unwrap();
-    let next = ScheduleRecord {
-        next_run: Some(Utc::now() - Duration::seconds(offset)),
-        version: current.version + 1,
-        ..current.clone()
-    };
-    assert!(
-        store
-            .update_schedule_with_event(&current, &next, None)
-            .await
-            .unwrap()
-    );
 }
 
 fn status_changes(receiver: &Receiver) -> Vec<Received> {
@@ -133,8 +115,8 @@ async fn a_month_runs_from_schedule_to_filing() {
         &emulator().await.sdk_config().await,
         runner.stack().table("Table"),
     );
-    due_now(&store, &account, &schedules[0], 2).await;
-    due_now(&store, &account, &schedules[1], 1).await;
+    common::due_now(&store, &account, &schedules[0], 2).await;
+    common::due_now(&store, &account, &schedules[1], 1).await;
     let tick = runner.run_schedule("RpaScheduler", "Tick").await.unwrap();
     assert_eq!(tick["succeeded"], 2, "{tick}");
 

@@ -7,23 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Api, admin_key, onboard};
+use common::{Api, admin_key, alerts_to, onboard};
 use nuvem_testkit::{emulator, eventually};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-
-/// Subjects of the quota alerts sent to `to` so far.
-async fn alerts_to(to: &str) -> Vec<String> {
-    emulator()
-        .await
-        .sent_emails()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.to.iter().any(|t| t == to) && m.subject.contains("da cota"))
-        .map(|m| m.subject)
-        .collect()
-}
 
 /// The admin sets the account's quota (GB = 10^9 bytes).
 async fn set_quota(api: &Api<'_>, admin: &str, account: &str, quota_gb: f64) {

@@ -364,3 +364,33 @@ pub async fn onboard(api: &Api<'_>, admin: &str, document: &str, email: &str) ->
     assert_eq!(key["key"]["role"], "owner");
     (id, key["credential"].as_str().unwrap().to_owned())
 }
+
+/// Subjects of the quota alerts sent to `to` so far, oldest first.
+pub async fn alerts_to(to: &str) -> Vec<String> {
+    emulator()
+        .await
+        .sent_emails()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.to.iter().any(|t| t == to) && m.subject.contains("da cota"))
+        .map(|m| m.subject)
+        .collect()
+}
+
+/// Makes a schedule due now (as if its minute had come), `offset` seconds
+/// ago, so that the next tick runs it.
+pub async fn due_now(store: &nuvem_aws::store::Store, account: &str, id: &str, offset: i64) {
+    let current = store.get_schedule(account, id).await.unwrap().unwrap();
+    let next = nuvem_aws::store::ScheduleRecord {
+        next_run: Some(chrono::Utc::now() - chrono::Duration::seconds(offset)),
+        version: current.version + 1,
+        ..current.clone()
+    };
+    assert!(
+        store
+            .update_schedule_with_event(&current, &next, None)
+            .await
+            .unwrap()
+    );
+}

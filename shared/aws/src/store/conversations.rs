@@ -303,7 +303,8 @@ impl Store {
     }
 
     /// Records a message once: `false` when this `wamid` was recorded
-    /// already (a re-sent webhook, a redelivered job). An item that only
+    /// already (a re-sent webhook, a redelivered job); either way the
+    /// conversation's last activity is moved up to it. An item that only
     /// held the delivery state of a message we sent (its statuses came
     /// first) is completed, its state kept.
     pub async fn record_message(&self, message: &NewMessage<'_>) -> Result<bool, StoreError> {
@@ -342,12 +343,14 @@ impl Store {
         if let Some(event) = message.event {
             items.push(self.event_record(event)?);
         }
-        if self.write_all(items).await?.is_err() {
-            return Ok(false);
-        }
+        let first = self.write_all(items).await?.is_ok();
+        // A repeat moves the conversation on too: the delivery that stored
+        // the message may have failed before this (the touch only moves
+        // forward, so doing it again changes nothing), and without it a
+        // customer's message would leave the window closed to the bot.
         self.touch_conversation(c, message.sent_at, message.direction == Direction::Inbound)
             .await?;
-        Ok(true)
+        Ok(first)
     }
 
     /// Moves a conversation's last activity (and, for a customer's message,
