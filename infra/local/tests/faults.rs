@@ -39,6 +39,22 @@ async fn start_proxy(spec: &str, attempts: u32) -> (FaultProxy, SdkConfig, watch
     (proxy, config, stop)
 }
 
+/// A DynamoDB client of `config` with a retry token bucket of its own, and
+/// unlimited: the SDK's default bucket (500 tokens, 5 a retry) is shared by
+/// every client of the process, so the retries of tests running at once
+/// would use up each other's.
+fn db(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::retry::{RetryPartition, TokenBucket};
+    let partition = RetryPartition::custom(unique_name("faults"))
+        .token_bucket(TokenBucket::unlimited())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(config)
+            .retry_partition(partition)
+            .build(),
+    )
+}
+
 async fn table() -> String {
     let db = aws_sdk_dynamodb::Client::new(&emulator().await.sdk_config().await);
     let name = unique_name("faults");
@@ -79,7 +95,7 @@ async fn stored(table: &str, pk: &str) -> bool {
 }
 
 async fn put(config: &SdkConfig, table: &str, pk: &str) -> Result<(), String> {
-    aws_sdk_dynamodb::Client::new(config)
+    db(config)
         .put_item()
         .table_name(table)
         .item("pk", AttributeValue::S(pk.into()))
@@ -193,7 +209,7 @@ async fn only_the_targeted_operations_get_faults_and_slow_ones_still_answer() {
     let (proxy, config, _stop) =
         start_proxy("rate=1,kinds=throttle,targets=dynamodb:GetItem", 1).await;
     put(&config, &table, "t").await.unwrap();
-    let db = aws_sdk_dynamodb::Client::new(&config);
+    let db = db(&config);
     let get = db
         .get_item()
         .table_name(&table)
@@ -218,7 +234,7 @@ async fn only_the_targeted_operations_get_faults_and_slow_ones_still_answer() {
 async fn conditional_refusals_are_counted() {
     let table = table().await;
     let (proxy, config, _stop) = start_proxy("rate=0", 1).await;
-    let db = aws_sdk_dynamodb::Client::new(&config);
+    let db = db(&config);
     for _ in 0..2 {
         let _ = db
             .put_item()
@@ -247,7 +263,7 @@ async fn stores_with_lost_put_answers(
         20,
     )
     .await;
-    let faulty = Store::new(&config, stack.table("Table"));
+    let faulty = Store::from_client(db(&config), stack.table("Table"));
     let direct = Store::new(&emu.sdk_config().await, stack.table("Table"));
     (proxy, faulty, direct, stop)
 }
@@ -287,7 +303,7 @@ async fn a_retried_transaction_is_answered_as_done() {
         20,
     )
     .await;
-    let db = aws_sdk_dynamodb::Client::new(&config);
+    let db = db(&config);
     for n in 0..30 {
         let put = |pk: String| {
             TransactWriteItem::builder()
