@@ -153,7 +153,7 @@ chaos: venv build
 	NUVEM_CHAOS_RATE=$(CHAOS_RATE) NUVEM_CHAOS_CRASHES=$(CHAOS_CRASHES) \
 	  NUVEM_CHAOS_EVENTS=200 NUVEM_CHAOS_MESSAGES=10 NUVEM_CHAOS_PROCESSES=20 \
 	  NUVEM_CHAOS_REPORT=$(CURDIR)/.local/chaos.txt \
-	  cargo test -p nuvem-local --test chaos -- --test-threads 1 > .local/chaos.log 2>&1 \
+	  cargo test -p nuvem-local --test chaos -- --include-ignored --test-threads 1 > .local/chaos.log 2>&1 \
 	  || { tail -50 .local/chaos.log; exit 1; }
 	@cat .local/chaos.txt
 

@@ -180,7 +180,6 @@ fn is_infrastructure(e: &InvokeError) -> bool {
     )
 }
 
-/// Shortens the invisibility of a received batch to `secs`.
 /// `base` seconds doubled for each receive after the first, at most `cap`:
 /// a message's receives spread over longer than a consumer's lease on it
 /// (a claim of a crashed holder), as the queue's own timeout spreads them.
@@ -197,6 +196,7 @@ fn receive_count(m: &Message) -> u32 {
         .unwrap_or(1)
 }
 
+/// Shortens the invisibility of a received batch to `secs`.
 async fn make_visible(
     c: &Consumer,
     messages: &[Message],
