@@ -193,29 +193,6 @@ async fn endpoint(api: &Careful<'_>, owner: &str, url: &str) -> (String, String)
     (id, secret)
 }
 
-/// Every event id the stack keeps for the account, as listed (all pages).
-async fn listed_events(api: &Careful<'_>, owner: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/events?limit=100&cursor={c}"),
-            None => "/v1/events?limit=100".to_owned(),
-        };
-        let (status, page, _) = api.call(Method::GET, &path, Some(owner), None, &[]).await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        for e in page["items"].as_array().unwrap() {
-            if e["type"] == "custom.chaos.tick" {
-                ids.push(e["id"].as_str().unwrap().to_owned());
-            }
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return ids,
-        }
-    }
-}
-
 /// The distinct event ids an endpoint received, after checking that every
 /// request was signed with its secret and that a repeat of an event carries
 /// the first one's `webhook-id`; and how many requests were repeats.
@@ -478,7 +455,12 @@ async fn under_faults_every_event_reaches_every_endpoint_once_and_nothing_is_dea
         assert_eq!(got, fired, "{path}: every event, and only those fired");
         repeats += repeated;
     }
-    let kept = listed_events(&api, &owner).await;
+    let kept: Vec<String> = all_items(&api, &owner, "/v1/events")
+        .await
+        .iter()
+        .filter(|e| e["type"] == "custom.chaos.tick")
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(
         kept.iter().cloned().collect::<BTreeSet<_>>(),
         fired,

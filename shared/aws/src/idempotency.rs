@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{Store, StoreError, n, s};
+use crate::store::{Store, StoreError, holds, n, s};
 use crate::table_keys as k;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,16 +69,9 @@ impl Store {
                 else {
                     return Err(StoreError::sdk(e));
                 };
-                let old = |name: &str| {
-                    failed
-                        .item()
-                        .and_then(|i| i.get(name))
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                };
-                Ok(if old("state").as_deref() == Some("done") {
+                Ok(if holds(failed.item(), "state", "done") {
                     Claim::Done
-                } else if old("holder").as_deref() == Some(holder.as_str()) {
+                } else if holds(failed.item(), "holder", &holder) {
                     // Our own first attempt, written but not answered.
                     Claim::Acquired
                 } else {

@@ -277,12 +277,13 @@ impl Store {
         } else if let Some(p) = item.put {
             // Marks this write, so that its own retry can be told from
             // another writer's item (see `refused_by_itself`).
-            let mut written = p.item;
-            written.insert(WRITE_ID.to_owned(), s(nuvem_domain::ids::new_id("w")));
+            let write_id = nuvem_domain::ids::new_id("w");
+            let mut item = p.item;
+            item.insert(WRITE_ID.to_owned(), s(&write_id));
             self.db
                 .put_item()
                 .table_name(p.table_name)
-                .set_item(Some(written.clone()))
+                .set_item(Some(item))
                 .set_condition_expression(p.condition_expression)
                 .set_expression_attribute_names(p.expression_attribute_names)
                 .set_expression_attribute_values(p.expression_attribute_values)
@@ -295,7 +296,7 @@ impl Store {
                 .or_else(|e| {
                     // The SDK retried a put whose first attempt was written
                     // but not answered: the item in the way is this one.
-                    if refused_by_itself(&e, &written) {
+                    if refused_by_itself(&e, &write_id) {
                         return Ok(());
                     }
                     Err((condition_failed(&e), StoreError::sdk(e)))
@@ -587,21 +588,29 @@ pub(crate) fn condition_failed<E: ProvideErrorMetadata>(
 /// The attribute naming the write that put an item alone (`write_all`).
 const WRITE_ID: &str = "write_id";
 
-/// Whether a put refused on its condition found exactly the item it was
-/// writing, its `write_id` included: its own earlier attempt, written but
-/// not answered (a dropped connection, a 500 after the write), which the
-/// SDK sent again. Without the mark, a conditional create would answer
-/// "exists" to its own client.
+/// Whether a put refused on its condition found the item it was writing,
+/// by its `write_id`: its own earlier attempt, written but not answered (a
+/// dropped connection, a 500 after the write), which the SDK sent again.
+/// Without the mark, a conditional create would answer "exists" to its own
+/// client.
 fn refused_by_itself(
     err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError>,
-    written: &Item,
+    write_id: &str,
 ) -> bool {
     matches!(
         err.as_service_error(),
         Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
             failed
-        )) if failed.item() == Some(written)
+        )) if holds(failed.item(), WRITE_ID, write_id)
     )
+}
+
+/// Whether a stored item (as a refused write returned it) holds the string
+/// `value` in `attr`: a write's own mark, or a state.
+pub(crate) fn holds(item: Option<&Item>, attr: &str, value: &str) -> bool {
+    item.and_then(|i| i.get(attr))
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|v| v == value)
 }
 
 /// Fixed-width UTC timestamps, so that they sort as strings.
