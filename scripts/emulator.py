@@ -78,6 +78,16 @@ waits for it and then answers as a retry (DynamoDB may answer
 TransactionInProgressException then). `--check` tests the retries, on the
 emulator only (moto re-executes them).
 
+S3 event notifications carry a `sequencer`, as S3's do and moto's do not:
+an upper-case hexadecimal number, larger for each later change (S3 promises
+that only per key; here it holds across keys too), the same for every
+destination of one change. quota-alerts orders an object's records by it, so
+a late redelivery of an overwritten object's older record no longer counts
+that older size again. The numbers start from the clock at start-up, so they
+keep growing across restarts. moto's S3 calls run on many threads: each
+change of an object and its notification are made under one lock, so the
+numbers follow the order in which the changes were applied.
+
 One fix: moto's `/moto-api/data.json` (the sent emails that `make emails` and
 the tests read) answered 500 once an IAM user had been deleted (a storage
 key revoked): moto keeps the deleted user among the instances it reports,
@@ -98,6 +108,8 @@ import time
 import moto.dynamodb.models as dynamodb_models
 import moto.iam.exceptions as iam_exceptions
 import moto.iam.models as iam_models
+import moto.s3.models as s3_models
+import moto.s3.notifications as s3_notifications
 import moto.sqs.models as sqs_models
 from moto.core.responses import ActionResult
 from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
@@ -443,6 +455,64 @@ sqs_models.SQSBackend.send_message = _send_message
 for _name, _method in list(vars(DynamoDBBackend).items()):
     if callable(_method) and not _name.startswith("_"):
         setattr(DynamoDBBackend, _name, _serialised(_method))
+
+
+# ---------------------------------------------------------------------------
+# S3 notifications: a sequencer per change (see the docstring).
+
+_S3_LOCK = threading.RLock()
+_SEQUENCER = {"next": time.time_ns()}
+_NOTIFYING = threading.local()
+_moto_send_event = s3_notifications.send_event
+_moto_get_s3_event = s3_notifications._get_s3_event
+
+
+@functools.wraps(_moto_send_event)
+def _send_event(*args, **kwargs):
+    with _S3_LOCK:
+        _SEQUENCER["next"] += 1
+        _NOTIFYING.sequencer = f"{_SEQUENCER['next']:016X}"
+    try:
+        return _moto_send_event(*args, **kwargs)
+    finally:
+        _NOTIFYING.sequencer = None
+
+
+@functools.wraps(_moto_get_s3_event)
+def _get_s3_event(*args, **kwargs):
+    event = _moto_get_s3_event(*args, **kwargs)
+    sequencer = getattr(_NOTIFYING, "sequencer", None)
+    if sequencer is not None:
+        for record in event["Records"]:
+            record["s3"]["object"]["sequencer"] = sequencer
+    return event
+
+
+s3_notifications.send_event = _send_event
+s3_notifications._get_s3_event = _get_s3_event
+
+
+def _one_change_at_a_time(method):
+    @functools.wraps(method)
+    def change(*args, **kwargs):
+        with _S3_LOCK:
+            return method(*args, **kwargs)
+
+    return change
+
+
+for _name in (
+    "put_object",
+    "copy_object",
+    "complete_multipart_upload",
+    "delete_object",
+    "delete_objects",
+):
+    setattr(
+        s3_models.S3Backend,
+        _name,
+        _one_change_at_a_time(getattr(s3_models.S3Backend, _name)),
+    )
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,10 @@
 //! `sequencer`), overwrites count the difference, deletes free what was
 //! recorded. Records without a sequencer (some S3-compatible servers, the
 //! local emulator) are applied in arrival order, a weaker guarantee. After
-//! a batch, each touched account's level is re-evaluated (80/95/100 %).
+//! a batch, each touched account's level is re-evaluated (80/95/100 %):
+//! accounts whose usage a record changed, and accounts of records already
+//! recorded, since the delivery that recorded one may have died before its
+//! evaluation (the evaluation is idempotent: a crossing is announced once).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -62,7 +65,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 }
 
 /// Applies one SQS message (one S3 notification, possibly several records);
-/// returns the accounts whose usage it changed.
+/// returns the accounts whose level must be evaluated.
 async fn process(
     deps: &Deps,
     message: &SqsMessage,
@@ -119,7 +122,9 @@ async fn apply_record(
             .await
             .map_err(|e| e.to_string())?;
         let Some(outcome) = apply(previous.as_ref().map(|p| &p.state), &change, sequencer) else {
-            return Ok(None);
+            // Recorded already (or older than what is): the usage stands,
+            // but its evaluation may not have run.
+            return Ok(Some(account));
         };
         let recorded = store
             .record_object_change(

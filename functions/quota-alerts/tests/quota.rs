@@ -245,6 +245,37 @@ proptest! {
     }
 }
 
+/// An invocation killed after it recorded a record's change but before it
+/// evaluated the account leaves the crossing to the record's redelivery,
+/// which finds the change recorded and still announces it, once.
+#[tokio::test]
+async fn a_redelivery_announces_the_crossing_its_dead_first_delivery_recorded() {
+    use nuvem_domain::usage::{Change, apply};
+    let env = env(1_000).await;
+    let body = notification(&env.bucket, "tudo.tar", "ObjectCreated:Put", Some(1_000), 7);
+    let sequencer = format!("{:016X}", 7);
+    let outcome = apply(None, &Change::Put { size: 1_000 }, Some(&sequencer)).unwrap();
+    let recorded = env
+        .deps
+        .core
+        .store
+        .record_object_change(&env.account, &env.bucket, "tudo.tar", None, &outcome, 0)
+        .await
+        .unwrap();
+    assert!(recorded);
+    assert!(alerts(&env).await.is_empty(), "the first delivery died");
+
+    assert!(
+        deliver(&env, vec![message("m1", body.clone())])
+            .await
+            .is_empty()
+    );
+    assert_eq!(usage(&env).await, (1_000, 1_000, 1));
+    assert_eq!(alerts(&env).await, vec![100]);
+    assert!(deliver(&env, vec![message("m1", body)]).await.is_empty());
+    assert!(alerts(&env).await.is_empty(), "announced once");
+}
+
 #[tokio::test]
 async fn a_quota_change_moves_the_level_at_once_without_an_alert_storm() {
     use nuvem_testkit::fixtures::{as_principal, http_event, reply, with_json, with_path_id};
