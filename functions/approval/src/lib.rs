@@ -3,17 +3,16 @@
 //! written with its audit entry and event in one transaction.
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use nuvem_aws::Core;
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
 use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
-use nuvem_aws::store::{AccountRecord, ActivationRecord, AuditRecord};
+use nuvem_aws::store::{AccountRecord, AuditRecord};
 use nuvem_domain::account::{self, AccountStatus};
 use nuvem_domain::events::{Envelope, EventType};
+use nuvem_domain::ids;
 use nuvem_domain::keys::Role;
-use nuvem_domain::secret::Secret;
 use nuvem_domain::validation::FieldError;
-use nuvem_domain::{ids, token};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -155,34 +154,13 @@ fn transition_conflict(e: account::TransitionError) -> Problem {
     Problem::conflict(e.to_string())
 }
 
-/// A fresh single-use activation token: the secret to email, its expiry,
-/// and the write that stores its hash (in the caller's transaction).
-fn new_activation(
-    deps: &Deps,
-    account_id: &str,
-    now: DateTime<Utc>,
-) -> Result<(Secret, DateTime<Utc>, TransactWriteItem), Problem> {
-    let token = token::generate_activation_token();
-    let expires_at = token::activation_expires_at(now);
-    let write = deps.core.store.activation_write(
-        &token::hash_token(token.expose()),
-        &ActivationRecord {
-            account_id: account_id.to_owned(),
-            created_at: now,
-            expires_at: expires_at.timestamp(),
-            used_at: None,
-        },
-    )?;
-    Ok((token, expires_at, write))
-}
-
 async fn approve(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
     let body: ApproveBody = http::json_body(req, http::DEFAULT_BODY_LIMIT)?;
     check_terms(Some(body.quota_gb), Some(body.imperius_licenses))?;
     let before = load(deps, req).await?;
     let status = account::approve(before.status).map_err(transition_conflict)?;
     let now = Utc::now();
-    let (token, expires_at, activation) = new_activation(deps, &before.id, now)?;
+    let (token, expires_at, activation) = deps.core.store.new_activation(&before.id, now)?;
     let after = AccountRecord {
         status,
         quota_gb: Some(body.quota_gb),
@@ -224,7 +202,7 @@ async fn reissue(deps: &Deps, req: &Request, admin: &Principal) -> HttpResult {
         ));
     }
     let now = Utc::now();
-    let (token, expires_at, activation) = new_activation(deps, &before.id, now)?;
+    let (token, expires_at, activation) = deps.core.store.new_activation(&before.id, now)?;
     let after = AccountRecord {
         status,
         updated_at: now,

@@ -13,12 +13,13 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use nuvem_aws::deliveries::{DeliveryQueue, DeliveryTask};
-use nuvem_aws::idempotency::Claim;
+use nuvem_aws::idempotency::{Claim, Delivery};
 use nuvem_aws::mail::Mailer;
 use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
 use nuvem_aws::storage_access::StorageAccess;
 use nuvem_aws::store::{OutboundRecord, Store};
 use nuvem_aws::whatsapp_jobs::{OutboundQueue, queue_if_waiting};
+use nuvem_domain::account::AccountStatus;
 use nuvem_domain::events::{Envelope, EventName, EventType};
 use nuvem_domain::mail;
 use nuvem_domain::webhook::delivery::delivery_id;
@@ -69,7 +70,7 @@ async fn process(deps: &Deps, record: &SqsMessage) -> Result<(), String> {
     // Both channels run even if one fails; a retry redoes only what is not
     // done (the email claim, the delivery ids).
     let (email, webhooks, whatsapp, keys) = tokio::join!(
-        email(deps, &event, token),
+        email(deps, &event, token, Delivery::of(record)),
         webhooks(deps, &event),
         whatsapp_notice(deps, &event),
         storage_keys(deps, &event)
@@ -218,7 +219,12 @@ async fn whatsapp_notice(deps: &Deps, event: &Envelope) -> Result<(), String> {
     Ok(())
 }
 
-async fn email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Result<(), String> {
+async fn email(
+    deps: &Deps,
+    event: &Envelope,
+    token: Option<&str>,
+    delivery: Option<Delivery<'_>>,
+) -> Result<(), String> {
     let EventName::Known(event_type) = event.event_type else {
         return Ok(());
     };
@@ -240,11 +246,17 @@ async fn email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Result<(),
     }
     let store = &deps.store;
     match store
-        .claim(EMAIL_CHANNEL, &event.id, CLAIM_LEASE_SECS, Utc::now())
+        .claim(
+            EMAIL_CHANNEL,
+            &event.id,
+            CLAIM_LEASE_SECS,
+            Utc::now(),
+            delivery,
+        )
         .await
         .map_err(|e| e.to_string())?
     {
-        Claim::Done => return Ok(()),
+        Claim::Done | Claim::HeldByAnotherMessage => return Ok(()),
         Claim::Busy => return Err("another delivery of this event is being processed".into()),
         Claim::Acquired => {}
     }
@@ -262,6 +274,28 @@ async fn email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Result<(),
     }
 }
 
+/// The link of an approval that reached fanout without its token (the
+/// outbox relay's copy, when the request's own send never happened: the
+/// token travels only in that message). A new token is issued, as the
+/// admin's reissue would; the lost one stays unknown and expires. None
+/// when the account no longer waits for activation.
+async fn replacement_activation(
+    deps: &Deps,
+    account: &nuvem_aws::store::AccountRecord,
+) -> Result<Option<(String, DateTime<Utc>)>, String> {
+    if account.activated_at.is_some() || account.status != AccountStatus::Active {
+        tracing::info!(account_id = %account.id, "approval without its token for an account that waits for no activation");
+        return Ok(None);
+    }
+    let (token, expires_at) = deps
+        .store
+        .put_new_activation(&account.id, Utc::now())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::warn!(account_id = %account.id, "approval relayed without its token: a new activation link is sent");
+    Ok(Some((token.expose().to_owned(), expires_at)))
+}
+
 async fn send_email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Result<(), String> {
     let account = deps
         .store
@@ -274,16 +308,20 @@ async fn send_email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Resul
     };
     let message = match event_type {
         EventType::AccountApproved | EventType::AccountActivationReissued => {
-            let Some(token) = token else {
-                // Retrying cannot bring the token back; an operator must.
-                tracing::error!(event_id = %event.id, "approval event without activation token");
-                return Ok(());
+            let (token, expires_at) = match token {
+                Some(token) => {
+                    let expires_at = event.data["activation_expires_at"]
+                        .as_str()
+                        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                        .map(|d| d.with_timezone(&Utc))
+                        .unwrap_or(event.occurred_at + nuvem_domain::token::ACTIVATION_TTL);
+                    (token.to_owned(), expires_at)
+                }
+                None => match replacement_activation(deps, &account).await? {
+                    Some(replacement) => replacement,
+                    None => return Ok(()),
+                },
             };
-            let expires_at = event.data["activation_expires_at"]
-                .as_str()
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .map(|d| d.with_timezone(&Utc))
-                .unwrap_or(event.occurred_at + nuvem_domain::token::ACTIVATION_TTL);
             let url = format!(
                 "{}/activate?token={token}",
                 deps.public_base_url.trim_end_matches('/')

@@ -132,6 +132,89 @@ async fn approval_sends_one_portuguese_activation_email_however_often_it_is_deli
     );
 }
 
+/// The outbox relay's copy of an event whose direct message is still at
+/// work (here: its invocation died after claiming the email) is
+/// acknowledged, not retried into the DLQ; the direct message, received
+/// again, sends the email at once instead of waiting out the claim's lease.
+#[tokio::test]
+async fn a_copy_of_an_event_in_progress_is_acknowledged_and_its_holder_sends_on_return() {
+    let (deps, emu) = deps().await;
+    let account = account(&deps, Locale::PtBr, AccountStatus::Active).await;
+    let event = approved(&account);
+    let token = "nvm_at_0123456789abcdefghijABCDEFGHIJ0123456789b";
+    let received = |message_id: &str, count: u32| {
+        let mut r = record(message_id, &event, Some(token));
+        r.attributes
+            .insert("ApproximateReceiveCount".into(), count.to_string());
+        r
+    };
+    let delivery = nuvem_aws::idempotency::Delivery {
+        message_id: "direct",
+        receive_count: 1,
+    };
+    let claim = deps
+        .store
+        .claim("fanout-email", &event.id, 60, Utc::now(), Some(delivery))
+        .await
+        .unwrap();
+    assert_eq!(claim, nuvem_aws::idempotency::Claim::Acquired);
+
+    let copy = fanout::handle(&deps, sqs_batch(vec![received("relayed", 1)])).await;
+    assert!(copy.batch_item_failures.is_empty());
+    assert!(mails_to(emu, &account.email).await.is_empty());
+
+    let back = fanout::handle(&deps, sqs_batch(vec![received("direct", 2)])).await;
+    assert!(back.batch_item_failures.is_empty());
+    let again = fanout::handle(&deps, sqs_batch(vec![received("relayed", 2)])).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(mails_to(emu, &account.email).await.len(), 1);
+}
+
+/// An approval that reaches fanout without its token (the outbox relay's
+/// copy, when the request's own send never happened) still gets its
+/// account an activation link: a new token, stored by its hash, emailed
+/// once however often the copy comes; an activated account gets none.
+#[tokio::test]
+async fn a_relayed_approval_without_its_token_emails_a_new_working_link_once() {
+    let t = TestStack::new("fanout-relayed").await;
+    let deps = deps_of(&t);
+    let waiting =
+        nuvem_testkit::tenants::account_with(&deps.store, |a| a.activated_at = None).await;
+    let activated = account(&deps, Locale::PtBr, AccountStatus::Active).await;
+    let (first, other) = (approved(&waiting), approved(&activated));
+    let answer = fanout::handle(
+        &deps,
+        sqs_batch(vec![
+            record("relayed-1", &first, None),
+            record("relayed-2", &first, None),
+            record("relayed-3", &other, None),
+        ]),
+    )
+    .await;
+    assert!(answer.batch_item_failures.is_empty());
+    assert!(mails_to(t.emulator, &activated.email).await.is_empty());
+    let mails = mails_to(t.emulator, &waiting.email).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let html = mails[0].html.as_deref().unwrap();
+    let token = html
+        .split("activate?token=")
+        .nth(1)
+        .and_then(|rest| rest.split(['"', '<', '&']).next())
+        .expect("a link with a token");
+    let db = aws_sdk_dynamodb::Client::new(&t.sdk);
+    let stored = nuvem_testkit::inspect::scan_all(&db, t.table()).await;
+    let pk = format!("ACTIVATION#{}", nuvem_domain::token::hash_token(token));
+    let activation = stored
+        .iter()
+        .find(|i| i.get("pk").and_then(|v| v.as_s().ok()) == Some(&pk))
+        .expect("the emailed token is stored by its hash");
+    assert_eq!(
+        activation["account_id"].as_s().unwrap(),
+        &waiting.id,
+        "{activation:?}"
+    );
+}
+
 #[tokio::test]
 async fn rejection_is_emailed_in_the_accounts_language_with_the_reason() {
     let (deps, emu) = deps().await;

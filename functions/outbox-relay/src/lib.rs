@@ -5,7 +5,7 @@
 //! second time is harmless; not sending it would lose it.
 //!
 //! The activation token of an `account.approved` event is never stored, so a
-//! relayed approval carries none: the admin reissues the link.
+//! relayed approval carries none: `fanout` then issues the account a new one.
 
 use chrono::{DateTime, Duration, Utc};
 use nuvem_aws::Core;

@@ -186,7 +186,7 @@ async fn main() {
     let queued = jobs(outbound_queue.clone()).await;
     let send: OutboundJob = serde_json::from_value(queued[0].clone()).unwrap();
     assert_eq!(send.outbound_id, outbound::reply_id("wamid.bench.2"));
-    whatsapp_outbound::send(&sender, &send, Utc::now())
+    whatsapp_outbound::send(&sender, &send, None, Utc::now())
         .await
         .unwrap();
     line("sender, sending the answer", &counter);

@@ -20,12 +20,20 @@
 //! A job that finds its message still `sending` after the function's
 //! timeout belongs to a sender that died mid-call: whether Meta took the
 //! message cannot be known, so it is recorded `failed` (outcome unknown)
-//! rather than sent a second time.
+//! rather than sent a second time. The claim names the job message that
+//! made it, so that sooner than that:
+//! - the same job message received again (its earlier invocation is over:
+//!   the queue hands a message out again only after its visibility timeout,
+//!   six times the function's) records the outcome unknown at once;
+//! - another job for the same message (a bot's repeated reply job, an
+//!   earlier attempt's job) is acknowledged: the holder's job comes back if
+//!   its sender fails, whereas retrying the other only leads it to the DLQ.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Duration, Utc};
 use nuvem_aws::Core;
 use nuvem_aws::graph::{GraphClient, GraphFailureOwned, SentMessage};
+use nuvem_aws::idempotency::{Delivery, Holder};
 use nuvem_aws::secrets::{SealContext, Sealer};
 use nuvem_aws::store::{NumberRecord, OutboundRecord};
 use nuvem_aws::whatsapp_jobs::{OutboundJob, OutboundQueue};
@@ -55,15 +63,21 @@ async fn process(deps: &Deps, record: &SqsMessage) -> Result<(), String> {
     let Some(job) = nuvem_aws::runtime::read_body::<OutboundJob>(record, "outbound job") else {
         return Ok(());
     };
-    send(deps, &job, Utc::now()).await
+    send(deps, &job, Delivery::of(record), Utc::now()).await
 }
 
 fn store_error(e: impl std::fmt::Display) -> String {
     format!("store: {e}")
 }
 
-/// Handles one job; `Err` leaves it to SQS to deliver again.
-pub async fn send(deps: &Deps, job: &OutboundJob, now: DateTime<Utc>) -> Result<(), String> {
+/// Handles one job, delivered by the SQS message `delivery`; `Err` leaves
+/// it to SQS to deliver again.
+pub async fn send(
+    deps: &Deps,
+    job: &OutboundJob,
+    delivery: Option<Delivery<'_>>,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
     let store = &deps.core.store;
     let Some(message) = store
         .get_outbound(&job.account_id, &job.outbound_id)
@@ -75,7 +89,7 @@ pub async fn send(deps: &Deps, job: &OutboundJob, now: DateTime<Utc>) -> Result<
     };
     match message.state {
         OutboundState::Sent | OutboundState::Failed => return Ok(()),
-        OutboundState::Sending => return abandoned(deps, &message, now).await,
+        OutboundState::Sending => return abandoned(deps, &message, delivery, now).await,
         OutboundState::Queued if message.attempt != job.attempt => {
             // The job of an earlier attempt, delivered again: the attempt it
             // scheduled may not have been queued (its send failed), so queue
@@ -106,8 +120,9 @@ pub async fn send(deps: &Deps, job: &OutboundJob, now: DateTime<Utc>) -> Result<
         .await
         .map_err(|e| format!("token: {e}"))?;
     let token = AccessToken::parse(&token).map_err(|_| "stored token".to_owned())?;
+    let claimed_by = delivery.map(|d| d.claimed_by());
     if !store
-        .claim_outbound(&message, now)
+        .claim_outbound(&message, claimed_by.as_ref(), now)
         .await
         .map_err(store_error)?
     {
@@ -116,6 +131,7 @@ pub async fn send(deps: &Deps, job: &OutboundJob, now: DateTime<Utc>) -> Result<
     let mut message = message;
     message.state = OutboundState::Sending;
     message.claimed_at = Some(now);
+    message.claimed_by = claimed_by;
     match call_graph(deps, &message, &token).await {
         Ok(sent) => {
             store
@@ -303,12 +319,30 @@ async fn fail(
     Ok(())
 }
 
-/// A message left `sending`: its sender is still calling (come back later)
-/// or died mid-call (outcome unknown: failed, never sent twice).
-async fn abandoned(deps: &Deps, m: &OutboundRecord, now: DateTime<Utc>) -> Result<(), String> {
+/// A message left `sending`: its sender is still calling (come back later,
+/// or leave it to the sender's own job) or died mid-call (outcome unknown:
+/// failed, never sent twice).
+async fn abandoned(
+    deps: &Deps,
+    m: &OutboundRecord,
+    delivery: Option<Delivery<'_>>,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
     let claimed_at = m.claimed_at.unwrap_or(m.updated_at);
+    let holder = delivery
+        .zip(m.claimed_by.as_ref())
+        .map(|(d, by)| d.against(by));
     if now - claimed_at < CLAIM_EXPIRY {
-        return Err(format!("{} is being sent by another invocation", m.id));
+        match holder {
+            Some(Holder::AnotherMessage) => {
+                tracing::info!(outbound_id = %m.id, "being sent by another job's invocation; this job is done");
+                return Ok(());
+            }
+            Some(Holder::EarlierReceive) => {}
+            Some(Holder::SameReceive) | None => {
+                return Err(format!("{} is being sent by another invocation", m.id));
+            }
+        }
     }
     let reason = json!({
         "reason": "outcome_unknown",

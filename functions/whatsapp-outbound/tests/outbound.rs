@@ -112,7 +112,7 @@ impl World {
     }
 
     async fn run(&self, job: &OutboundJob) {
-        send(&self.deps, job, Utc::now()).await.unwrap();
+        send(&self.deps, job, None, Utc::now()).await.unwrap();
     }
 
     fn jobs_queue(&self) -> &str {
@@ -157,7 +157,7 @@ impl World {
 async fn a_message_is_sent_once_however_often_its_job_comes() {
     let w = world().await;
     let (record, job) = w.queued("Seu pedido saiu para entrega 🛵").await;
-    join_all((0..4).map(|_| send(&w.deps, &job, Utc::now()))).await;
+    join_all((0..4).map(|_| send(&w.deps, &job, None, Utc::now()))).await;
     w.run(&job).await;
     let sends = w.graph.sends();
     assert_eq!(sends.len(), 1, "{sends:?}");
@@ -345,13 +345,13 @@ async fn a_sender_that_died_mid_call_is_never_repeated() {
         w.deps
             .core
             .store
-            .claim_outbound(&record, now)
+            .claim_outbound(&record, None, now)
             .await
             .unwrap()
     );
     // Its sender may still be calling: the job comes back later.
     assert!(
-        send(&w.deps, &job, now + chrono::Duration::seconds(5))
+        send(&w.deps, &job, None, now + chrono::Duration::seconds(5))
             .await
             .is_err()
     );
@@ -359,6 +359,7 @@ async fn a_sender_that_died_mid_call_is_never_repeated() {
     send(
         &w.deps,
         &job,
+        None,
         now + CLAIM_EXPIRY + chrono::Duration::seconds(1),
     )
     .await
@@ -368,6 +369,51 @@ async fn a_sender_that_died_mid_call_is_never_repeated() {
     assert_eq!(failed.error.unwrap()["reason"], "outcome_unknown");
     assert!(w.graph.sends().is_empty());
     assert_eq!(w.events().await.len(), 1);
+}
+
+/// The claim names the job message whose delivery sends: another job for
+/// the same message (a bot's repeated reply job) is acknowledged while the
+/// sender works, and the sender's own job received again (its invocation
+/// died) records the outcome unknown at once instead of after the expiry.
+#[tokio::test]
+async fn other_jobs_leave_a_message_to_its_sender_and_its_own_job_ends_it() {
+    use nuvem_aws::idempotency::Delivery;
+    let w = world().await;
+    let (record, job) = w.queued("Oi de novo").await;
+    let now = Utc::now();
+    let sender = Delivery {
+        message_id: "job-1",
+        receive_count: 1,
+    };
+    assert!(
+        w.deps
+            .core
+            .store
+            .claim_outbound(&record, Some(&sender.claimed_by()), now)
+            .await
+            .unwrap()
+    );
+    let at = now + chrono::Duration::seconds(5);
+    let other = Delivery {
+        message_id: "job-2",
+        receive_count: 1,
+    };
+    send(&w.deps, &job, Some(other), at).await.unwrap();
+    assert!(
+        send(&w.deps, &job, Some(sender), at).await.is_err(),
+        "a second copy of the sender's receive waits"
+    );
+    assert_eq!(w.record(&record.id).await.state, OutboundState::Sending);
+
+    let again = Delivery {
+        message_id: "job-1",
+        receive_count: 2,
+    };
+    send(&w.deps, &job, Some(again), at).await.unwrap();
+    let failed = w.record(&record.id).await;
+    assert_eq!(failed.state, OutboundState::Failed);
+    assert_eq!(failed.error.unwrap()["reason"], "outcome_unknown");
+    assert!(w.graph.sends().is_empty());
 }
 
 /// A job whose body can never be read is not retried: it goes to the

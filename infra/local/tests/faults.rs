@@ -277,7 +277,7 @@ async fn a_retried_claim_takes_its_own_first_attempt() {
     let (proxy, store, direct, _stop) = stores_with_lost_put_answers("claims").await;
     for n in 0..30 {
         let claim = store
-            .claim("test", &format!("event-{n}"), 60, chrono::Utc::now())
+            .claim("test", &format!("event-{n}"), 60, chrono::Utc::now(), None)
             .await
             .unwrap();
         assert_eq!(claim, Claim::Acquired, "event-{n}");
@@ -286,7 +286,7 @@ async fn a_retried_claim_takes_its_own_first_attempt() {
     assert!(counts.retries > 0, "some claims were retried: {counts:?}");
     // Another delivery of the same event, without faults, finds it busy.
     let other = direct
-        .claim("test", "event-0", 60, chrono::Utc::now())
+        .claim("test", "event-0", 60, chrono::Utc::now(), None)
         .await;
     assert_eq!(other.unwrap(), Claim::Busy);
 }

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use nuvem_domain::events::Envelope;
 use serde::{Deserialize, Serialize};
 
-use nuvem_domain::ids;
+use nuvem_domain::secret::Secret;
+use nuvem_domain::{ids, token};
 use serde_json::json;
 
 use super::{AuditRecord, Item, KeyRecord, Store, StoreError, n, s};
@@ -32,6 +33,40 @@ pub enum RedeemError {
 }
 
 impl Store {
+    /// A fresh single-use activation token of `account_id`: the secret to
+    /// email (never stored: only its hash is), its expiry, and the write
+    /// that stores the hash, for the caller's transaction.
+    pub fn new_activation(
+        &self,
+        account_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Secret, DateTime<Utc>, TransactWriteItem), StoreError> {
+        let token = token::generate_activation_token();
+        let expires_at = token::activation_expires_at(now);
+        let write = self.activation_write(
+            &token::hash_token(token.expose()),
+            &ActivationRecord {
+                account_id: account_id.to_owned(),
+                created_at: now,
+                expires_at: expires_at.timestamp(),
+                used_at: None,
+            },
+        )?;
+        Ok((token, expires_at, write))
+    }
+
+    /// Stores a fresh activation token of `account_id` on its own (see
+    /// [`Store::new_activation`]).
+    pub async fn put_new_activation(
+        &self,
+        account_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Secret, DateTime<Utc>), StoreError> {
+        let (token, expires_at, write) = self.new_activation(account_id, now)?;
+        self.transact(vec![write]).await?;
+        Ok((token, expires_at))
+    }
+
     /// The put of a new activation token, for the approval transaction.
     pub fn activation_write(
         &self,

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conversations::{Direction, activity_sort_key};
 use super::{Item, NumberRecord, Store, StoreError, n, s};
+use crate::idempotency::ClaimedBy;
 use crate::table_keys as k;
 use nuvem_domain::whatsapp::store::NumberStatus;
 
@@ -42,6 +43,9 @@ pub struct OutboundRecord {
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_at: Option<DateTime<Utc>>,
+    /// The job message whose delivery is sending it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<ClaimedBy>,
     /// A throttled message's next attempt is not made before this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
@@ -80,6 +84,7 @@ impl OutboundRecord {
             state: OutboundState::Queued,
             attempt: 1,
             claimed_at: None,
+            claimed_by: None,
             not_before: None,
             wamid: None,
             error: None,
@@ -143,28 +148,36 @@ impl Store {
         Ok(self.write_all(items).await?.is_ok())
     }
 
-    /// Claims a queued message for its attempt: `sending`. `false` when it
-    /// was not queued for this attempt.
+    /// Claims a queued message for its attempt: `sending`, by the job
+    /// message `by` if it comes from one. `false` when it was not queued
+    /// for this attempt.
     pub async fn claim_outbound(
         &self,
         r: &OutboundRecord,
+        by: Option<&ClaimedBy>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let update = self
-            .outbound_step(
-                r,
-                OutboundState::Queued,
-                "SET #state = :to, claimed_at = :now, updated_at = :now",
-            )?
+        let set = match by {
+            Some(_) => "SET #state = :to, claimed_at = :now, claimed_by = :by, updated_at = :now",
+            None => "SET #state = :to, claimed_at = :now, updated_at = :now REMOVE claimed_by",
+        };
+        let mut update = self
+            .outbound_step(r, OutboundState::Queued, set)?
             .expression_attribute_values(
                 ":to",
                 serde_dynamo::to_attribute_value(OutboundState::Sending)?,
             )
-            .expression_attribute_values(":now", serde_dynamo::to_attribute_value(now)?)
-            .build()
-            .map_err(StoreError::sdk)?;
-        self.step(vec![TransactWriteItem::builder().update(update).build()])
-            .await
+            .expression_attribute_values(":now", serde_dynamo::to_attribute_value(now)?);
+        if let Some(by) = by {
+            update =
+                update.expression_attribute_values(":by", serde_dynamo::to_attribute_value(by)?);
+        }
+        self.step(vec![
+            TransactWriteItem::builder()
+                .update(update.build().map_err(StoreError::sdk)?)
+                .build(),
+        ])
+        .await
     }
 
     /// Meta accepted the message: `sent` with its `wamid`, and the message
