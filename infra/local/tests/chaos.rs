@@ -1,23 +1,25 @@
-//! Chaos: the onboarding and webhooks flows through a stack whose functions'
-//! AWS calls go through the fault proxy (`NUVEM_CHAOS_RATE` of them get a
-//! throttling or 5xx error, a slow answer or a dropped connection, before or
-//! after the emulator applied them; 20 % by default) and whose back-office
+//! Chaos: the onboarding, webhooks, quotas, WhatsApp and RPA flows through
+//! a stack whose functions' AWS calls go through the fault proxy
+//! (`NUVEM_CHAOS_RATE` of them get a throttling or 5xx error, a slow answer
+//! or a dropped connection, before or after the emulator applied them; 20 %
+//! by default) and whose back-office
 //! functions (queue consumers and schedules) have `NUVEM_CHAOS_CRASHES` of
 //! their invocations killed part-way (5 %). The flows must end as they end
 //! without faults: one account, every fired event delivered to every
 //! endpoint subscribed to it (a repeat only with the same `webhook-id`, which
 //! is how Standard Webhooks receivers drop duplicates), each event kept once,
-//! and nothing in any dead-letter queue.
+//! usage equal to S3's listing with each alert sent once, one bot reply per
+//! customer message, at most one filing per process, and nothing in any
+//! dead-letter queue.
 //!
 //! The client is the careful tenant the API documents: it retries 5xx
 //! answers, with the same `Idempotency-Key` where the operation takes one,
 //! and reads back what a retried create may already have done.
 //!
-//! `make test` runs the webhooks flow small (12 events); `make chaos` runs
-//! every flow, larger (`NUVEM_CHAOS_EVENTS`, `NUVEM_CHAOS_MESSAGES`,
-//! `NUVEM_CHAOS_PROCESSES`), and prints the figures that go in the README.
-//! The quotas, WhatsApp and RPA flows are left out of `make test`
-//! (`#[ignore]`) while the faults they found are open.
+//! `make test` runs every flow small (12 events, 3 messages, 4 processes);
+//! `make chaos` runs them larger (`NUVEM_CHAOS_EVENTS`,
+//! `NUVEM_CHAOS_MESSAGES`, `NUVEM_CHAOS_PROCESSES`) and prints the figures
+//! that go in the README.
 
 mod common;
 
@@ -485,8 +487,6 @@ async fn under_faults_every_event_reaches_every_endpoint_once_and_nothing_is_dea
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "open chaos finding: the emulator's S3 notifications carry no sequencer, so a late \
-            redelivery of an overwrite's older record undoes the newer one; run by `make chaos`"]
 async fn under_faults_usage_stays_exact_and_each_alert_is_sent_once() {
     let emulator_url = emulator().await.endpoint().to_owned();
     let runner = chaos_stack("chaos-quota", &[("S3ClientEndpoint", &emulator_url)]).await;
@@ -685,8 +685,6 @@ async fn bot_replies(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "open chaos finding: a bot reply can stay `sending` (its send jobs keep finding it \
-            claimed) and the round never ends; run by `make chaos`"]
 async fn under_faults_each_customer_message_gets_one_reply_and_none_twice() {
     use nuvem_testkit::fake_chat::FakeChat;
     use nuvem_testkit::fake_graph::FakeGraph;
@@ -871,8 +869,6 @@ fn created_or_retried(what: &str, (status, answer, retried): &(StatusCode, Value
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "open chaos finding: a second delivery of an event that finds fanout's claim busy \
-            is retried until it is dead-lettered, and downloads can stall; run by `make chaos`"]
 async fn under_faults_each_process_is_filed_once_at_most() {
     use nuvem_aws::store::Store;
     use nuvem_testkit::fake_rpa::{Behaviour, FakeRpa};
