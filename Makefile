@@ -114,12 +114,23 @@ package: venv sam-venv
 	  printf '%-24s %s\n' "$$(basename $$(dirname $$f))" "$$(stat -c %s $$f)"; \
 	done; file .aws-sam/build/Authorizer/bootstrap
 
+## The chaos flows (infra/local/tests/chaos.rs) spend their minutes waiting
+## on queues and retries, so they run beside the rest of the tests rather
+## than after them; their output goes to .local/chaos-test.log, and their
+## failures (or closing line) are printed at the end.
 test: venv lint
 	cargo build --workspace --bins
 	$(PY) scripts/bench_transactions.py --check
 	$(MAKE) --no-print-directory schemathesis SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES_TEST)
 	$(PY) scripts/init_time.py --check-no-cert-reads $(addprefix target/debug/,$(notdir $(wildcard functions/*)))
-	cargo test --workspace
+	cargo test --workspace --no-run
+	@mkdir -p .local; rm -f .local/chaos-test.rc; \
+	{ cargo test -p nuvem-local --test chaos > .local/chaos-test.log 2>&1; echo $$? > .local/chaos-test.rc; } & \
+	cargo test --workspace -- --skip under_faults_; rc=$$?; wait; \
+	echo "chaos flows (.local/chaos-test.log):"; \
+	grep -A3 'panicked at' .local/chaos-test.log | cut -c1-2000; \
+	grep '^test \|^test result:' .local/chaos-test.log; \
+	[ "$$rc" = 0 ] && [ "$$(cat .local/chaos-test.rc)" = 0 ]
 
 ## schemathesis against `make dev` from openapi.yaml, with a key of each role
 ## (scripts/schemathesis_run.py; figures in the README). It has a virtualenv

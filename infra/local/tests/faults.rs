@@ -254,12 +254,20 @@ async fn conditional_refusals_are_counted() {
 async fn stores_with_lost_put_answers(
     prefix: &str,
 ) -> (FaultProxy, Store, Store, watch::Sender<bool>) {
+    stores_with_lost_answers(prefix, "dynamodb:PutItem").await
+}
+
+/// [`stores_with_lost_put_answers`] for the operation `target`.
+async fn stores_with_lost_answers(
+    prefix: &str,
+    target: &str,
+) -> (FaultProxy, Store, Store, watch::Sender<bool>) {
     let emu = emulator().await;
     let stack = nuvem_testkit::Stack::create(emu, &unique_name(prefix), &Default::default())
         .await
         .unwrap();
     let (proxy, config, stop) = start_proxy(
-        "rate=0.5,kinds=drop-after+error-after,targets=dynamodb:PutItem",
+        &format!("rate=0.5,kinds=drop-after+error-after,targets={target}"),
         20,
     )
     .await;
@@ -361,4 +369,53 @@ async fn a_retried_conditional_create_is_not_its_own_conflict() {
     assert!(proxy.stats.counts().retries > 0);
     // Another create of an existing code, without faults, is refused.
     assert!(!direct.create_carrier(&carrier("OP0")).await.unwrap());
+}
+
+/// A conditional step made by one update (a WhatsApp message's `queued →
+/// sending`) and retried by the SDK after its first attempt was applied but
+/// not answered finds its own change: the step is taken, instead of being
+/// left to "another delivery" that does not exist.
+#[tokio::test]
+async fn a_retried_conditional_step_is_not_taken_for_another_writers() {
+    use nuvem_aws::store::{ConversationRecord, OutboundRecord};
+    use nuvem_domain::whatsapp::identity::Recipient;
+    use nuvem_domain::whatsapp::outbound::{Origin, OutboundContent};
+    let (proxy, store, direct, _stop) =
+        stores_with_lost_answers("steps", "dynamodb:UpdateItem").await;
+    let now = chrono::Utc::now();
+    let conversation = ConversationRecord {
+        id: "wcv_01jd0000000000000000000001".into(),
+        account_id: "acc_01jd0000000000000000000001".into(),
+        store_id: "wst_01jd0000000000000000000001".into(),
+        wa_id: Some("5511912345678".into()),
+        user_id: None,
+        name: None,
+        needs_human: false,
+        resumed_at: None,
+        last_customer_at: Some(now),
+        last_activity_at: now,
+        created_at: now,
+    };
+    let message = |n: usize| {
+        OutboundRecord::queued(
+            format!("wo_{n:026}"),
+            &conversation,
+            "106540352242923",
+            Recipient::Phone("5511912345678".into()),
+            OutboundContent::Text { body: "Oi".into() },
+            Origin::Api,
+            now,
+        )
+    };
+    for n in 0..30 {
+        let queued = message(n);
+        assert!(direct.create_outbound(&queued).await.unwrap());
+        assert!(
+            store.claim_outbound(&queued, None, now).await.unwrap(),
+            "message {n}"
+        );
+    }
+    assert!(proxy.stats.counts().retries > 0);
+    // Another delivery's claim of a message already sending is refused.
+    assert!(!direct.claim_outbound(&message(0), None, now).await.unwrap());
 }

@@ -261,23 +261,37 @@ impl Store {
         let Some(item) = items.pop() else {
             return Ok(Ok(()));
         };
+        // Each write is marked, so that its own retry can be told from
+        // another writer's change (see `refused_by_itself`).
+        let write_id = nuvem_domain::ids::new_id("w");
         let result = if let Some(u) = item.update {
+            let mut values = u.expression_attribute_values.unwrap_or_default();
+            values.insert(WRITE_ID_VALUE.to_owned(), s(&write_id));
             self.db
                 .update_item()
                 .table_name(u.table_name)
                 .set_key(Some(u.key))
-                .update_expression(u.update_expression)
+                .update_expression(marked(&u.update_expression))
                 .set_condition_expression(u.condition_expression)
                 .set_expression_attribute_names(u.expression_attribute_names)
-                .set_expression_attribute_values(u.expression_attribute_values)
+                .set_expression_attribute_values(Some(values))
+                .return_values_on_condition_check_failure(
+                    aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| (condition_failed(&e), StoreError::sdk(e)))
+                .or_else(|e| {
+                    let refused = match e.as_service_error() {
+                        Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => failed.item(),
+                        _ => None,
+                    };
+                    if refused_by_itself(refused, &write_id) {
+                        return Ok(());
+                    }
+                    Err((condition_failed(&e), StoreError::sdk(e)))
+                })
         } else if let Some(p) = item.put {
-            // Marks this write, so that its own retry can be told from
-            // another writer's item (see `refused_by_itself`).
-            let write_id = nuvem_domain::ids::new_id("w");
             let mut item = p.item;
             item.insert(WRITE_ID.to_owned(), s(&write_id));
             self.db
@@ -294,9 +308,11 @@ impl Store {
                 .await
                 .map(|_| ())
                 .or_else(|e| {
-                    // The SDK retried a put whose first attempt was written
-                    // but not answered: the item in the way is this one.
-                    if refused_by_itself(&e, &write_id) {
+                    let refused = match e.as_service_error() {
+                        Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(failed)) => failed.item(),
+                        _ => None,
+                    };
+                    if refused_by_itself(refused, &write_id) {
                         return Ok(());
                     }
                     Err((condition_failed(&e), StoreError::sdk(e)))
@@ -585,24 +601,35 @@ pub(crate) fn condition_failed<E: ProvideErrorMetadata>(
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
-/// The attribute naming the write that put an item alone (`write_all`).
+/// The attribute naming the write that last wrote an item alone
+/// (`write_all`), and the value placeholder its updates set it with.
 const WRITE_ID: &str = "write_id";
+const WRITE_ID_VALUE: &str = ":nuvem_write_id";
 
-/// Whether a put refused on its condition found the item it was writing,
+/// Whether a write refused on its condition found the item as it wrote it,
 /// by its `write_id`: its own earlier attempt, written but not answered (a
 /// dropped connection, a 500 after the write), which the SDK sent again.
 /// Without the mark, a conditional create would answer "exists" to its own
-/// client.
-fn refused_by_itself(
-    err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError>,
-    write_id: &str,
-) -> bool {
-    matches!(
-        err.as_service_error(),
-        Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
-            failed
-        )) if holds(failed.item(), WRITE_ID, write_id)
-    )
+/// client, and a conditional step (`queued → sending`) would take itself
+/// for another writer's and stop, leaving the step done and nobody on it.
+fn refused_by_itself(refused: Option<&Item>, write_id: &str) -> bool {
+    holds(refused, WRITE_ID, write_id)
+}
+
+/// `expression` that also sets the write's `write_id`.
+fn marked(expression: &str) -> String {
+    let mark = format!("{WRITE_ID} = {WRITE_ID_VALUE}");
+    if let Some(rest) = expression.strip_prefix("SET ") {
+        return format!("SET {mark}, {rest}");
+    }
+    match expression.find(" SET ") {
+        Some(at) => format!(
+            "{} SET {mark}, {}",
+            &expression[..at],
+            &expression[at + " SET ".len()..]
+        ),
+        None => format!("SET {mark} {expression}"),
+    }
 }
 
 /// Whether a stored item (as a refused write returned it) holds the string
@@ -688,5 +715,30 @@ impl AsTransactionCancel
             Self::TransactionCanceledException(e) => Some(e.cancellation_reasons()),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::marked;
+
+    #[test]
+    fn a_marked_update_sets_its_write_id_in_every_shape_of_expression() {
+        assert_eq!(
+            marked("SET a = :a"),
+            "SET write_id = :nuvem_write_id, a = :a"
+        );
+        assert_eq!(
+            marked("REMOVE gsi2pk, gsi2sk"),
+            "SET write_id = :nuvem_write_id REMOVE gsi2pk, gsi2sk"
+        );
+        assert_eq!(
+            marked("REMOVE x SET a = :a"),
+            "REMOVE x SET write_id = :nuvem_write_id, a = :a"
+        );
+        assert_eq!(
+            marked("ADD hits :one"),
+            "SET write_id = :nuvem_write_id ADD hits :one"
+        );
     }
 }
