@@ -281,15 +281,12 @@ impl Store {
                 .send()
                 .await
                 .map(|_| ())
-                .or_else(|e| {
+                .map_err(|e| {
                     let refused = match e.as_service_error() {
-                        Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => failed.item(),
+                        Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => failed.item().cloned(),
                         _ => None,
                     };
-                    if refused_by_itself(refused, &write_id) {
-                        return Ok(());
-                    }
-                    Err((condition_failed(&e), StoreError::sdk(e)))
+                    (refused, condition_failed(&e), StoreError::sdk(e))
                 })
         } else if let Some(p) = item.put {
             let mut item = p.item;
@@ -307,23 +304,22 @@ impl Store {
                 .send()
                 .await
                 .map(|_| ())
-                .or_else(|e| {
+                .map_err(|e| {
                     let refused = match e.as_service_error() {
-                        Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(failed)) => failed.item(),
+                        Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(failed)) => failed.item().cloned(),
                         _ => None,
                     };
-                    if refused_by_itself(refused, &write_id) {
-                        return Ok(());
-                    }
-                    Err((condition_failed(&e), StoreError::sdk(e)))
+                    (refused, condition_failed(&e), StoreError::sdk(e))
                 })
         } else {
             return Ok(self.transact_checked(vec![item]).await?.map_err(|_| ()));
         };
+        // A refusal that finds this write's own mark is its own success.
         match result {
             Ok(()) => Ok(Ok(())),
-            Err((true, _)) => Ok(Err(())),
-            Err((false, e)) => Err(e),
+            Err((refused, _, _)) if refused_by_itself(refused.as_ref(), &write_id) => Ok(Ok(())),
+            Err((_, true, _)) => Ok(Err(())),
+            Err((_, false, e)) => Err(e),
         }
     }
 
