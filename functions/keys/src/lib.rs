@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use nuvem_aws::Core;
 use nuvem_aws::http::{self, HttpResult, Principal, Problem, Request, Response};
-use nuvem_aws::store::{KeyRecord, RedeemError, RevokeOutcome};
+use nuvem_aws::store::{KeyRecord, RedeemError, Redeemed, RevokeOutcome};
 use nuvem_domain::events::{Envelope, EventType};
 use nuvem_domain::keys::{self, KeyStatus, NewKeyRequest, Role};
 use nuvem_domain::validation::FieldError;
@@ -123,8 +123,9 @@ async fn activate(deps: &Deps, req: &Request) -> HttpResult {
         return Err(invalid());
     }
     let now = Utc::now();
-    let secret = keys::generate_secret();
-    let (key, event) = deps
+    // Derived from the token, so a repeated activation answers the same.
+    let secret = keys::first_key_secret(&body.token);
+    let redeemed = deps
         .core
         .store
         .redeem_activation(&token::hash_token(&body.token), now, |account_id| {
@@ -144,8 +145,17 @@ async fn activate(deps: &Deps, req: &Request) -> HttpResult {
             RedeemError::Invalid => invalid(),
             RedeemError::Store(e) => e.into(),
         })?;
-    deps.core.emit(&event, None).await;
-    issued(&key, secret.expose())
+    match redeemed {
+        Redeemed::New(key, event) => {
+            deps.core.emit(&event, None).await;
+            issued(&key, secret.expose())
+        }
+        Redeemed::Repeat(key) if keys::verify_secret(secret.expose(), &key.secret_hash) => {
+            issued(&key, secret.expose())
+        }
+        // Never expected: rather no answer than a credential that fails.
+        Redeemed::Repeat(_) => Err(invalid()),
+    }
 }
 
 async fn create(deps: &Deps, req: &Request, owner: &Principal) -> HttpResult {

@@ -1,9 +1,12 @@
 //! Activation and key management, driven through the real signup and
 //! approval handlers against the emulator.
 
+use aws_sdk_dynamodb::types::AttributeValue::S;
 use nuvem_aws::Core;
 use nuvem_aws::http::Request;
 use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
+use nuvem_aws::table_keys::{ACTIVATION_SK, activation_pk};
+use nuvem_domain::token::hash_token;
 use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::{
     as_principal, http_event, reply, with_json, with_path_id, with_source_ip,
@@ -79,37 +82,78 @@ fn as_owner(req: Request, account: &str, key: &str) -> Request {
 }
 
 #[tokio::test]
-async fn a_token_buys_one_owner_key_once_even_under_a_race() {
+async fn a_token_buys_one_owner_key_and_repeats_it_to_racing_and_retried_requests() {
     let env = env().await;
     let (account, token) = approved_account(&env, "529.982.247-25", "a@example.com").await;
+    drain(&env.t.sqs, env.t.events_queue(), 20).await;
     let results = futures::future::join_all((0..4).map(|_| call(&env, activate(&token)))).await;
-    let winners: Vec<&Value> = results
-        .iter()
-        .filter(|r| r.0 == 201)
-        .map(|r| &r.1)
-        .collect();
-    assert_eq!(winners.len(), 1, "{results:?}");
-    assert!(
-        results.iter().all(|r| r.0 == 201 || r.0 == 422),
-        "{results:?}"
-    );
-    let issued = winners[0];
+    // Every racing request gets the one key: a client whose first answer
+    // was lost, retrying, is in the same place.
+    assert!(results.iter().all(|r| r.0 == 201), "{results:?}");
+    let issued = &results[0].1;
+    assert!(results.iter().all(|r| r.1 == *issued), "{results:?}");
     assert_eq!(issued["key"]["role"], "owner");
     let secret = issued["secret"].as_str().unwrap();
     assert!(nuvem_domain::keys::checksum_ok(secret));
-    assert_eq!(
-        issued["credential"],
-        format!("{}.{}", issued["key"]["id"].as_str().unwrap(), secret)
-    );
+    let key_id = issued["key"]["id"].as_str().unwrap();
+    assert_eq!(issued["credential"], format!("{key_id}.{secret}"));
+    let keys = env.core.store.list_keys(&account, 100, None).await.unwrap();
+    assert_eq!(keys.items.len(), 1, "{:?}", keys.items);
+    let created = drain(&env.t.sqs, env.t.events_queue(), 20).await;
+    let created: Vec<_> = created
+        .iter()
+        .filter(|m| m.body().unwrap().contains("key.created"))
+        .collect();
+    assert_eq!(created.len(), 1, "one key.created: {created:?}");
 
-    // Stored only as a hash.
+    // Stored only as hashes.
     let dump = format!("{:?}", scan_all(&env.t.db, env.t.table()).await);
-    assert!(!dump.contains(secret));
-    let account = env.core.store.get_account(&account).await.unwrap().unwrap();
-    assert!(account.activated_at.is_some());
+    assert!(!dump.contains(secret) && !dump.contains(&token));
+    let account_record = env.core.store.get_account(&account).await.unwrap().unwrap();
+    assert!(account_record.activated_at.is_some());
 
-    // A later use fails too.
-    assert_eq!(call(&env, activate(&token)).await.0, 422);
+    // A retry within the hour answers the same credential.
+    assert_eq!(call(&env, activate(&token)).await, (201, issued.clone()));
+
+    // Not once the key is revoked...
+    let revoke = as_owner(
+        with_path_id(http_event("keys/revoke-key.json"), key_id),
+        &account,
+        key_id,
+    );
+    assert_eq!(call(&env, revoke).await.0, 204);
+    let (status, problem) = call(&env, activate(&token)).await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(!problem.to_string().contains(secret));
+}
+
+#[tokio::test]
+async fn a_used_token_answers_nothing_after_its_hour() {
+    let env = env().await;
+    let (_, token) = approved_account(&env, "529.982.247-25", "a@example.com").await;
+    let (status, issued) = call(&env, activate(&token)).await;
+    assert_eq!(status, 201, "{issued}");
+    // The token was used an hour and a minute ago.
+    let used_at = chrono::Utc::now() - chrono::Duration::minutes(61);
+    env.t
+        .db
+        .update_item()
+        .table_name(env.t.table())
+        .key("pk", S(activation_pk(&hash_token(&token))))
+        .key("sk", S(ACTIVATION_SK.into()))
+        .update_expression("SET used_at = :t")
+        .condition_expression("attribute_exists(used_at)")
+        .expression_attribute_values(":t", S(used_at.to_rfc3339()))
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = call(&env, activate(&token)).await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(
+        !problem
+            .to_string()
+            .contains(issued["secret"].as_str().unwrap())
+    );
 }
 
 #[tokio::test]
@@ -140,6 +184,7 @@ async fn unknown_and_expired_tokens_are_refused_and_store_nothing() {
                 created_at: past,
                 expires_at: nuvem_domain::token::activation_expires_at(past).timestamp(),
                 used_at: None,
+                key_id: None,
             },
         )
         .unwrap();

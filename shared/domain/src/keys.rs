@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids;
 pub use crate::secret::Secret;
-use crate::secret::{base62_fixed, is_base62, random_base62, sha256_hex, sha256_matches};
+use crate::secret::{
+    base62_fixed, derived_base62, is_base62, random_base62, sha256_hex, sha256_matches,
+};
 use crate::validation::{FieldError, UnknownVariant, text_field};
 
 /// The account of the platform's admin keys (minted by `nuvem-admin`): not
@@ -118,7 +120,21 @@ pub const SECRET_LEN: usize = SECRET_PREFIX.len() + PAYLOAD_LEN + CHECKSUM_LEN;
 /// the authorizer before any database read) tell a real key from a typo
 /// offline. The checksum is not a security measure.
 pub fn generate_secret() -> Secret {
-    let payload = random_base62(PAYLOAD_LEN);
+    with_checksum(random_base62(PAYLOAD_LEN))
+}
+
+/// The secret of the owner key an activation token buys: derived from the
+/// token (which has 256 random bits), so that a repeated activation can
+/// answer the same credential again without any secret being stored.
+pub fn first_key_secret(activation_token: &str) -> Secret {
+    with_checksum(derived_base62(
+        activation_token,
+        "nuvem first owner key",
+        PAYLOAD_LEN,
+    ))
+}
+
+fn with_checksum(payload: String) -> Secret {
     let checksum = checksum(payload.as_bytes());
     Secret::new(format!("{SECRET_PREFIX}{payload}{checksum}"))
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -42,12 +43,39 @@ pub(crate) fn is_base62(b: u8) -> bool {
 /// does not happen once the system has booted; there is nothing sensible to
 /// fall back to.
 pub(crate) fn random_base62(len: usize) -> String {
+    base62_from(len, |buf| {
+        getrandom::fill(buf).expect("OS random number generator failed")
+    })
+}
+
+/// `len` base62 characters that only the holder of `key` can compute for
+/// `purpose`: HMAC-SHA256(`key`, `purpose` ‖ block number) blocks, sampled
+/// as [`random_base62`] samples OS bytes. With a key of 256 random bits the
+/// result is as unpredictable as a random one, and the same each time.
+pub(crate) fn derived_base62(key: &str, purpose: &str, len: usize) -> String {
+    let mut block: u32 = 0;
+    base62_from(len, |buf| {
+        for chunk in buf.chunks_mut(32) {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
+                .expect("HMAC takes keys of any length");
+            mac.update(purpose.as_bytes());
+            mac.update(&block.to_be_bytes());
+            block += 1;
+            let bytes = mac.finalize().into_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    })
+}
+
+/// `len` characters of [`BASE62`] from the bytes `fill` gives, rejecting
+/// those that would bias the modulo.
+fn base62_from(len: usize, mut fill: impl FnMut(&mut [u8])) -> String {
     // 248 = 4 · 62: bytes at or above it would bias the modulo.
     const LIMIT: u8 = 248;
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
     while out.len() < len {
-        getrandom::fill(&mut buf).expect("OS random number generator failed");
+        fill(&mut buf);
         for &b in buf.iter().filter(|&&b| b < LIMIT).take(len - out.len()) {
             out.push(char::from(BASE62[usize::from(b % 62)]));
         }
@@ -124,6 +152,24 @@ mod tests {
             assert!(s.bytes().all(is_base62));
         }
         assert_ne!(random_base62(32), random_base62(32));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn derived_base62_is_stable_per_key_and_purpose(
+            key in "[0-9A-Za-z]{20,50}", other in "[0-9A-Za-z]{20,50}", len in 1usize..100
+        ) {
+            let derived = derived_base62(&key, "purpose", len);
+            proptest::prop_assert_eq!(derived.len(), len);
+            proptest::prop_assert!(derived.bytes().all(is_base62));
+            proptest::prop_assert_eq!(&derived, &derived_base62(&key, "purpose", len));
+            if len >= 16 {
+                proptest::prop_assert_ne!(&derived, &derived_base62(&key, "another", len));
+                if other != key {
+                    proptest::prop_assert_ne!(&derived, &derived_base62(&other, "purpose", len));
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,17 @@ pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + PAYLOAD_LEN;
 
 pub const ACTIVATION_TTL: Duration = Duration::days(7);
 
+/// How long after its use a token still answers the key it bought: a
+/// client whose answer was lost (a dropped connection, a 5xx after the
+/// activation applied) retries and gets the same credential instead of a
+/// 422 and an account it cannot enter.
+pub const ACTIVATION_REPEAT_WINDOW: Duration = Duration::hours(1);
+
+/// Whether a token used at `used_at` may repeat its answer at `now`.
+pub fn repeat_allowed(used_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - used_at <= ACTIVATION_REPEAT_WINDOW
+}
+
 /// `nvm_at_` + 43 random base62 characters. Safe in URLs as is.
 pub fn generate_activation_token() -> Secret {
     Secret::new(format!("{TOKEN_PREFIX}{}", random_base62(PAYLOAD_LEN)))
@@ -72,6 +83,15 @@ mod tests {
             activation_expires_at(now),
             Utc.with_ymd_and_hms(2027, 1, 4, 9, 30, 0).unwrap()
         );
+    }
+
+    #[test]
+    fn a_used_token_repeats_its_answer_for_an_hour() {
+        let used = Utc.with_ymd_and_hms(2026, 12, 28, 9, 30, 0).unwrap();
+        assert!(repeat_allowed(used, used));
+        assert!(repeat_allowed(used, used + Duration::minutes(60)));
+        assert!(!repeat_allowed(used, used + Duration::minutes(61)));
+        assert!(!repeat_allowed(used, used + ACTIVATION_TTL));
     }
 
     proptest! {

@@ -7,7 +7,7 @@ use nuvem_domain::events::Envelope;
 use serde::{Deserialize, Serialize};
 
 use nuvem_domain::secret::Secret;
-use nuvem_domain::{ids, token};
+use nuvem_domain::{ids, keys, token};
 use serde_json::json;
 
 use super::{AuditRecord, Item, KeyRecord, Store, StoreError, n, s};
@@ -21,6 +21,19 @@ pub struct ActivationRecord {
     pub expires_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_at: Option<DateTime<Utc>>,
+    /// The owner key the token bought, set with `used_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+/// What a token redeemed.
+#[derive(Debug)]
+pub enum Redeemed {
+    /// The account is activated now: its first key and the key's event.
+    New(KeyRecord, Envelope),
+    /// The token was used within [`token::ACTIVATION_REPEAT_WINDOW`]: the
+    /// key it bought, still usable, for the caller to answer again.
+    Repeat(KeyRecord),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +63,7 @@ impl Store {
                 created_at: now,
                 expires_at: expires_at.timestamp(),
                 used_at: None,
+                key_id: None,
             },
         )?;
         Ok((token, expires_at, write))
@@ -82,20 +96,21 @@ impl Store {
     /// Marks the token used, the account activated, and creates the first key,
     /// its event and an audit entry in one transaction. The conditions (token
     /// exists, unused, unexpired; account active and not yet activated) make
-    /// a second use of a token, or a second token of the same account, fail
-    /// even when requests race. Returns the key and its event.
+    /// a second token of the same account fail even when requests race. A
+    /// token used moments ago (by a request whose answer was lost, or by a
+    /// racing one) redeems the key it bought again ([`Redeemed::Repeat`]).
     pub async fn redeem_activation(
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
         first_key: impl FnOnce(&str) -> (KeyRecord, Envelope),
-    ) -> Result<(KeyRecord, Envelope), RedeemError> {
+    ) -> Result<Redeemed, RedeemError> {
         // The read only finds the account; the transaction's conditions decide.
-        let record: ActivationRecord = self
-            .get(k::activation_pk(token_hash), k::ACTIVATION_SK)
-            .await?
-            .ok_or(RedeemError::Invalid)?;
-        if record.used_at.is_some() || record.expires_at <= now.timestamp() {
+        let record = self.activation(token_hash).await?;
+        if record.used_at.is_some() {
+            return self.repeated_activation(record, now).await;
+        }
+        if record.expires_at <= now.timestamp() {
             return Err(RedeemError::Invalid);
         }
         let (key, event) = first_key(&record.account_id);
@@ -103,11 +118,12 @@ impl Store {
             .table_name(&self.table)
             .key(k::PK, s(k::activation_pk(token_hash)))
             .key(k::SK, s(k::ACTIVATION_SK))
-            .update_expression("SET used_at = :now")
+            .update_expression("SET used_at = :now, key_id = :key")
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(used_at) AND expires_at > :epoch",
             )
             .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_values(":key", s(&key.id))
             .expression_attribute_values(":epoch", n(now.timestamp()))
             .build()
             .map_err(StoreError::sdk)?;
@@ -143,11 +159,47 @@ impl Store {
             self.audit_write(&audit)?,
         ];
         match self.transact_checked(items).await? {
-            Ok(()) => Ok((key, event)),
-            Err(failed) => match failed.as_slice() {
-                f if f.iter().take(2).any(|f| *f) => Err(RedeemError::Invalid),
-                _ => Err(StoreError::Refused(failed.clone()).into()),
-            },
+            Ok(()) => Ok(Redeemed::New(key, event)),
+            // Refused by the token or the account: a racing use of this
+            // token repeats, anything else is invalid.
+            Err(failed) if failed.iter().take(2).any(|f| *f) => {
+                let record = self.activation(token_hash).await?;
+                match record.used_at {
+                    Some(_) => self.repeated_activation(record, now).await,
+                    None => Err(RedeemError::Invalid),
+                }
+            }
+            Err(failed) => Err(StoreError::Refused(failed).into()),
+        }
+    }
+
+    async fn activation(&self, token_hash: &str) -> Result<ActivationRecord, RedeemError> {
+        self.get(k::activation_pk(token_hash), k::ACTIVATION_SK)
+            .await?
+            .ok_or(RedeemError::Invalid)
+    }
+
+    /// The key a used token bought, while the token may repeat and the key
+    /// is usable.
+    async fn repeated_activation(
+        &self,
+        record: ActivationRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Redeemed, RedeemError> {
+        let (Some(used_at), Some(key_id)) = (record.used_at, record.key_id) else {
+            return Err(RedeemError::Invalid);
+        };
+        if !token::repeat_allowed(used_at, now) {
+            return Err(RedeemError::Invalid);
+        }
+        match self.get_key(&key_id).await? {
+            Some(key)
+                if key.account_id == record.account_id
+                    && keys::is_usable(key.status, key.expires, now) =>
+            {
+                Ok(Redeemed::Repeat(key))
+            }
+            _ => Err(RedeemError::Invalid),
         }
     }
 }

@@ -26,7 +26,7 @@ mod webhooks;
 mod whatsapp;
 
 pub use accounts::{AccountRecord, AuditRecord, CreateAccountError};
-pub use activation::{ActivationRecord, RedeemError};
+pub use activation::{ActivationRecord, RedeemError, Redeemed};
 pub use buckets::{BucketClaim, BucketRecord, BucketState, BucketUsage, LicenseChange};
 pub use conversations::{
     ConversationEntry, ConversationRecord, Direction, MessageRecord, NewMessage, StatusOutcome,

@@ -47,6 +47,20 @@ fn generated_secret_shape() {
 }
 
 #[test]
+fn a_first_key_secret_is_a_valid_secret_of_its_token_only() {
+    let token = crate::token::generate_activation_token();
+    let secret = first_key_secret(token.expose());
+    let s = secret.expose();
+    assert_eq!(s.len(), SECRET_LEN);
+    assert!(s.starts_with(SECRET_PREFIX) && checksum_ok(s));
+    assert_eq!(first_key_secret(token.expose()).expose(), s);
+    let other = crate::token::generate_activation_token();
+    assert_ne!(first_key_secret(other.expose()).expose(), s);
+    // Nothing of the token shows in the secret.
+    assert!(!s.contains(&token.expose()[7..15]));
+}
+
+#[test]
 fn checksum_rejects_bad_shapes() {
     let good = generate_secret().expose().to_owned();
     assert!(!checksum_ok(""));
