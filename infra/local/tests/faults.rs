@@ -419,3 +419,94 @@ async fn a_retried_conditional_step_is_not_taken_for_another_writers() {
     // Another delivery's claim of a message already sending is refused.
     assert!(!direct.claim_outbound(&message(0), None, now).await.unwrap());
 }
+
+/// A webhook delivery attempt claimed through lost answers is the
+/// claimer's: the SDK's retry finds its own lease (by its mark), not
+/// another worker's, so the attempt is made now instead of after the lease.
+#[tokio::test]
+async fn a_retried_attempt_claim_is_its_own() {
+    use nuvem_aws::deliveries::DeliveryTask;
+    use nuvem_aws::store::AttemptClaim;
+    use nuvem_domain::events::{Envelope, EventType};
+    let (proxy, store, direct, _stop) =
+        stores_with_lost_answers("attempts", "dynamodb:UpdateItem").await;
+    let now = chrono::Utc::now();
+    let task = |n: usize| DeliveryTask {
+        delivery_id: format!("dlv_{n:026}"),
+        endpoint_id: "wh_01jd0000000000000000000001".into(),
+        attempt: 1,
+        not_before: None,
+        event: Envelope::new(
+            EventType::AccountUpdated,
+            "acc_01jd0000000000000000000001",
+            serde_json::json!({}),
+            now,
+        ),
+    };
+    let lease = chrono::Duration::seconds(60);
+    for n in 0..30 {
+        let claim = store.claim_attempt(&task(n), lease, now).await.unwrap();
+        assert_eq!(claim, AttemptClaim::Acquired, "delivery {n}");
+    }
+    assert!(proxy.stats.counts().retries > 0);
+    // Another worker's claim of the same attempt is refused.
+    let other = direct.claim_attempt(&task(0), lease, now).await.unwrap();
+    assert_eq!(other, AttemptClaim::Busy);
+}
+
+/// A secret rotation whose answer was lost, retried by the SDK, answers
+/// the rotated endpoint rather than "rotated meanwhile" by someone else.
+#[tokio::test]
+async fn a_retried_secret_rotation_answers_its_own_rotation() {
+    use nuvem_aws::store::EndpointRecord;
+    use nuvem_aws::table_keys as k;
+    let (proxy, store, direct, _stop) =
+        stores_with_lost_answers("rotations", "dynamodb:UpdateItem").await;
+    let now = chrono::Utc::now();
+    let account = "acc_01jd0000000000000000000001";
+    aws_sdk_dynamodb::Client::new(&emulator().await.sdk_config().await)
+        .put_item()
+        .table_name(direct.table())
+        .item("pk", AttributeValue::S(k::account_pk(account)))
+        .item("sk", AttributeValue::S(k::ACCOUNT_SK.into()))
+        .send()
+        .await
+        .unwrap();
+    let settings = serde_json::from_value(serde_json::json!({
+        "url": "https://example.com/hook", "description": "", "event_types": [],
+        "headers": {}, "method": "POST", "timeout_seconds": 10, "enabled": true,
+        "ordered": false, "rate_limit_per_second": null
+    }))
+    .unwrap();
+    let mut endpoint = EndpointRecord::new(
+        "wh_01jd0000000000000000000001".into(),
+        account,
+        settings,
+        "sealed-0".into(),
+        now,
+    );
+    direct.create_endpoint(&endpoint).await.unwrap().unwrap();
+    for n in 1..=30 {
+        let new = format!("sealed-{n}");
+        let until = now + chrono::Duration::hours(24);
+        endpoint = store
+            .rotate_endpoint_secret(&endpoint, &new, until, now)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("rotation {n} was taken for another's"));
+        assert_eq!(endpoint.sealed_secret, new);
+        assert_eq!(
+            endpoint.sealed_previous_secret,
+            Some(format!("sealed-{}", n - 1))
+        );
+    }
+    assert!(proxy.stats.counts().retries > 0);
+    // A rotation based on a stale read is refused.
+    let mut stale = endpoint.clone();
+    stale.sealed_secret = "sealed-0".into();
+    let refused = direct
+        .rotate_endpoint_secret(&stale, "sealed-x", now, now)
+        .await
+        .unwrap();
+    assert!(refused.is_none());
+}

@@ -8,7 +8,10 @@ use chrono::{DateTime, Duration, Utc};
 use nuvem_domain::webhook::stats::AttemptSample;
 use serde::{Deserialize, Serialize};
 
-use super::{Item, ListError, Listing, Page, Store, StoreError, condition_failed, n, s};
+use super::{
+    Item, ListError, Listing, Page, Store, StoreError, WRITE_ID_VALUE, condition_failed, marked, n,
+    refused_by_itself, s, update_refused,
+};
 use crate::deliveries::DeliveryTask;
 use crate::table_keys as k;
 
@@ -121,7 +124,9 @@ impl Store {
     /// Claims attempt `attempt` of a delivery for `lease`: it succeeds only
     /// when exactly `attempt - 1` attempts were recorded, the delivery is
     /// still pending, and no other worker holds an unexpired lease. One
-    /// conditional update; the read after a refusal only tells why.
+    /// conditional update; the item a refusal returns tells why. The update
+    /// is marked (`write_id`), so that the SDK's retry of a claim whose
+    /// first attempt applied finds its own lease, not another worker's.
     pub async fn claim_attempt(
         &self,
         task: &DeliveryTask,
@@ -129,17 +134,18 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<AttemptClaim, StoreError> {
         let (delivery_id, attempt) = (task.delivery_id.as_str(), task.attempt);
+        let write_id = nuvem_domain::ids::new_id("w");
         let result = self
             .db
             .update_item()
             .table_name(&self.table)
             .key(k::PK, s(k::delivery_pk(delivery_id)))
             .key(k::SK, s(k::DELIVERY_SK))
-            .update_expression(
+            .update_expression(marked(
                 "SET lease_until = :lease, account_id = :acc, endpoint_id = :wh, event_id = :evt, \
                  #st = if_not_exists(#st, :pending), attempts = if_not_exists(attempts, :zero), \
                  created_at = if_not_exists(created_at, :now), expires_at = if_not_exists(expires_at, :ttl)",
-            )
+            ))
             .condition_expression(
                 "attribute_not_exists(pk) OR (#st = :pending AND attempts = :prev \
                  AND (attribute_not_exists(lease_until) OR lease_until < :now))",
@@ -154,16 +160,23 @@ impl Store {
             .expression_attribute_values(":prev", n(attempt.saturating_sub(1)))
             .expression_attribute_values(":now", s(now.to_rfc3339()))
             .expression_attribute_values(":ttl", self.retention_ttl(now))
+            .expression_attribute_values(WRITE_ID_VALUE, s(&write_id))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
             .await;
         match result {
             // (A later attempt may find no item: its earlier attempts expired
             // with their delivery item; nothing says it was made, so make it.)
             Ok(_) => Ok(AttemptClaim::Acquired),
+            Err(e) if refused_by_itself(update_refused(&e).as_ref(), &write_id) => {
+                Ok(AttemptClaim::Acquired)
+            }
             Err(e) if condition_failed(&e) => {
-                let state: Option<DeliveryState> = self
-                    .get(k::delivery_pk(delivery_id), k::DELIVERY_SK)
-                    .await?;
+                let state: Option<DeliveryState> = update_refused(&e)
+                    .map(serde_dynamo::from_item)
+                    .transpose()?;
                 Ok(match state {
                     Some(state) if state.status == Some(DeliveryStatus::Pending) => {
                         if state.attempts + 1 == attempt {

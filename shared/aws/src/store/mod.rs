@@ -281,13 +281,7 @@ impl Store {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    let refused = match e.as_service_error() {
-                        Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => failed.item().cloned(),
-                        _ => None,
-                    };
-                    (refused, condition_failed(&e), StoreError::sdk(e))
-                })
+                .map_err(|e| (update_refused(&e), condition_failed(&e), StoreError::sdk(e)))
         } else if let Some(p) = item.put {
             let mut item = p.item;
             item.insert(WRITE_ID.to_owned(), s(&write_id));
@@ -595,6 +589,23 @@ pub(crate) fn condition_failed<E: ProvideErrorMetadata>(
     err: &aws_sdk_dynamodb::error::SdkError<E>,
 ) -> bool {
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// The item an update refused on its condition found, when it asked for it
+/// (`ReturnValuesOnConditionCheckFailure::AllOld`).
+pub(crate) fn update_refused(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+    >,
+) -> Option<Item> {
+    match err.as_service_error() {
+        Some(
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+                failed,
+            ),
+        ) => failed.item().cloned(),
+        _ => None,
+    }
 }
 
 /// The attribute naming the write that last wrote an item alone

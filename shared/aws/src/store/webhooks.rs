@@ -8,7 +8,10 @@ use nuvem_domain::events::Envelope;
 use nuvem_domain::webhook::endpoint::EndpointSettings;
 use serde::{Deserialize, Serialize};
 
-use super::{Item, ListError, Listing, Page, Store, StoreError, condition_failed, n, s};
+use super::{
+    Item, ListError, Listing, Page, Store, StoreError, condition_failed, holds, n, s,
+    update_refused,
+};
 use crate::table_keys as k;
 
 /// Most endpoints one account may have; fan-out sends one message per
@@ -285,12 +288,28 @@ impl Store {
             .expression_attribute_values(":until", s(previous_until.to_rfc3339()))
             .expression_attribute_values(":now", s(now.to_rfc3339()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
             .await;
         match result {
             Ok(out) => Ok(Some(serde_dynamo::from_item(
                 out.attributes.unwrap_or_default(),
             )?)),
+            // The SDK's retry of this very rotation, whose first attempt
+            // applied: the new secret is already the current one.
+            Err(e)
+                if holds(
+                    update_refused(&e).as_ref(),
+                    "sealed_secret",
+                    new_sealed_secret,
+                ) =>
+            {
+                Ok(Some(serde_dynamo::from_item(
+                    update_refused(&e).unwrap_or_default(),
+                )?))
+            }
             Err(e) if condition_failed(&e) => Ok(None),
             Err(e) => Err(StoreError::sdk(e)),
         }
