@@ -88,6 +88,12 @@ keep growing across restarts. moto's S3 calls run on many threads: each
 change of an object and its notification are made under one lock, so the
 numbers follow the order in which the changes were applied.
 
+A Query whose ExclusiveStartKey names another partition than the queried
+one fails with ValidationException ("outside query boundaries"), as in
+DynamoDB; moto skipped to the next item of the queried partition. So a
+listing cursor forged from another account's keys is refused here as it
+would be in AWS (the API answers it 422 on `cursor`).
+
 One fix: moto's `/moto-api/data.json` (the sent emails that `make emails` and
 the tests read) answered 500 once an IAM user had been deleted (a storage
 key revoked): moto keeps the deleted user among the instances it reports,
@@ -112,7 +118,11 @@ import moto.s3.models as s3_models
 import moto.s3.notifications as s3_notifications
 import moto.sqs.models as sqs_models
 from moto.core.responses import ActionResult
-from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
+from moto.dynamodb.exceptions import (
+    ERROR_TYPE_PREFIX,
+    DynamodbException,
+    MockValidationException,
+)
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
@@ -346,11 +356,33 @@ _QUERY = threading.local()  # (table, hash key, index name) of this thread's que
 
 def _query(self, *args, **kwargs):
     arguments = _QUERY_SIGNATURE.bind(self, *args, **kwargs).arguments
+    _check_start_key(self, arguments)
     _QUERY.current = (self, arguments.get("hash_key"), arguments.get("index_name"))
     try:
         return _moto_query(self, *args, **kwargs)
     finally:
         _QUERY.current = None
+
+
+def _check_start_key(table, arguments):
+    """DynamoDB refuses an ExclusiveStartKey outside the queried partition
+    (moto skips to the next item as if it were in it): a cursor forged from
+    another partition's keys must fail here as it fails in AWS."""
+    start, hash_key = arguments.get("exclusive_start_key"), arguments.get("hash_key")
+    if not start or hash_key is None:
+        return
+    index_name = arguments.get("index_name")
+    if index_name is None:
+        name = table.hash_key_attr
+    else:
+        schema = table.get_index(index_name).schema
+        names = [key["AttributeName"] for key in schema if key["KeyType"] == "HASH"]
+        name = names[0] if len(names) == 1 else None
+    given = start.get(name) if name else None
+    if given is not None and DynamoType(given) != hash_key:
+        raise MockValidationException(
+            "The provided starting key is outside query boundaries based on provided conditions"
+        )
 
 
 def _all_items(self):

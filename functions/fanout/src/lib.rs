@@ -314,7 +314,9 @@ async fn send_email(deps: &Deps, event: &Envelope, token: Option<&str>) -> Resul
                         .as_str()
                         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                         .map(|d| d.with_timezone(&Utc))
-                        .unwrap_or(event.occurred_at + nuvem_domain::token::ACTIVATION_TTL);
+                        .unwrap_or_else(|| {
+                            nuvem_domain::token::activation_expires_at(event.occurred_at)
+                        });
                     (token.to_owned(), expires_at)
                 }
                 None => match replacement_activation(deps, &account).await? {

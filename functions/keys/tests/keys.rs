@@ -9,7 +9,7 @@ use nuvem_aws::table_keys::{ACTIVATION_SK, activation_pk};
 use nuvem_domain::token::hash_token;
 use nuvem_testkit::TestStack;
 use nuvem_testkit::fixtures::{
-    as_principal, http_event, reply, with_json, with_path_id, with_source_ip,
+    as_principal, http_event, reply, with_json, with_path_id, with_query, with_source_ip,
 };
 use nuvem_testkit::inspect::{drain, item_ids, scan_all};
 use serde_json::{Value, json};
@@ -244,13 +244,26 @@ async fn owners_create_list_and_revoke_keys_of_their_own_account_only() {
     let text = listed.to_string();
     assert!(!text.contains("secret") && !text.contains(op["secret"].as_str().unwrap()));
 
-    // B cannot see or revoke A's key.
+    // B cannot see or revoke A's key, not even with a cursor of A's listing.
     let (_, listed_b) = call(
         &env,
         as_owner(http_event("keys/list-keys.json"), &b, &owner_b),
     )
     .await;
     assert!(!listed_b.to_string().contains(&op_id));
+    let list_page = |account: &str, key: &str, query: &[(&str, &str)]| {
+        as_owner(
+            with_query(http_event("keys/list-keys.json"), query),
+            account,
+            key,
+        )
+    };
+    let (_, first_a) = call(&env, list_page(&a, &owner_a, &[("limit", "1")])).await;
+    let cursor_a = first_a["next_cursor"].as_str().expect("a second page");
+    let (status, problem) = call(&env, list_page(&b, &owner_b, &[("cursor", cursor_a)])).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "cursor", "{problem}");
+    assert!(!problem.to_string().contains(&a), "{problem}");
     let revoke = |account: &str, key: &str, id: &str| {
         as_owner(
             with_path_id(http_event("keys/revoke-key.json"), id),

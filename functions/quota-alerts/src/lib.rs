@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use nuvem_aws::Core;
-use nuvem_domain::s3_event::{Notification, Record, decode_key};
+use nuvem_domain::s3_event::{Record, decode_key};
 use nuvem_domain::usage::{Classified, apply, classify};
 
 pub struct Deps {
@@ -71,7 +71,7 @@ async fn process(
     message: &SqsMessage,
     owners: &mut HashMap<String, Option<String>>,
 ) -> Result<Vec<String>, String> {
-    let Some(notification) = Notification::parse(message.body.as_deref().unwrap_or(""))? else {
+    let Some(notification) = nuvem_aws::runtime::read_s3_notification(message) else {
         return Ok(Vec::new());
     };
     let mut changed = Vec::new();

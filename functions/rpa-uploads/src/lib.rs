@@ -26,7 +26,7 @@ use nuvem_domain::rpa::process::{invoice_key, parse_process_id};
 use nuvem_domain::rpa::upload::{
     self, Refusal, checked_key, judge_file, parse_staging_key, takes_upload,
 };
-use nuvem_domain::s3_event::{Notification, decode_key};
+use nuvem_domain::s3_event::decode_key;
 
 pub struct Deps {
     pub core: Core,
@@ -38,7 +38,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 }
 
 async fn process(deps: &Deps, message: &SqsMessage) -> Result<(), String> {
-    let Some(notification) = Notification::parse(message.body.as_deref().unwrap_or(""))? else {
+    let Some(notification) = nuvem_aws::runtime::read_s3_notification(message) else {
         return Ok(());
     };
     for record in &notification.records {

@@ -81,14 +81,26 @@ thread_local! {
 pub fn read_body<T: serde::de::DeserializeOwned>(record: &SqsMessage, what: &str) -> Option<T> {
     match serde_json::from_str(record.body.as_deref().unwrap_or("")) {
         Ok(value) => Some(value),
-        Err(e) => {
-            let id = record.message_id.as_deref().unwrap_or_default();
-            tracing::error!(message_id = %id, error = %e, "not a {what}: set aside for the dead-letter queue");
-            crate::metrics::unreadable_message();
-            UNREADABLE.with(|u| u.borrow_mut().push(record.clone()));
-            None
-        }
+        Err(e) => unreadable(record, what, &e),
     }
+}
+
+/// A record's body as an S3 notification, the way [`read_body`] reads
+/// other bodies; `None` too for the `s3:TestEvent` S3 sends when
+/// notifications are configured (nothing to do).
+pub fn read_s3_notification(record: &SqsMessage) -> Option<nuvem_domain::s3_event::Notification> {
+    match nuvem_domain::s3_event::Notification::parse(record.body.as_deref().unwrap_or("")) {
+        Ok(notification) => notification,
+        Err(e) => unreadable(record, "S3 notification", &e),
+    }
+}
+
+fn unreadable<T>(record: &SqsMessage, what: &str, error: &dyn std::fmt::Display) -> Option<T> {
+    let id = record.message_id.as_deref().unwrap_or_default();
+    tracing::error!(message_id = %id, error = %error, "not a {what}: set aside for the dead-letter queue");
+    crate::metrics::unreadable_message();
+    UNREADABLE.with(|u| u.borrow_mut().push(record.clone()));
+    None
 }
 
 /// Sends the records [`read_body`] set aside in this invocation to the

@@ -42,8 +42,10 @@ pub fn hash_token(token: &str) -> String {
     sha256_hex(token)
 }
 
+/// Never panics: a time at the end of chrono's range saturates.
 pub fn activation_expires_at(now: DateTime<Utc>) -> DateTime<Utc> {
-    now + ACTIVATION_TTL
+    now.checked_add_signed(ACTIVATION_TTL)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]
@@ -82,6 +84,10 @@ mod tests {
         assert_eq!(
             activation_expires_at(now),
             Utc.with_ymd_and_hms(2027, 1, 4, 9, 30, 0).unwrap()
+        );
+        assert_eq!(
+            activation_expires_at(DateTime::<Utc>::MAX_UTC),
+            DateTime::<Utc>::MAX_UTC
         );
     }
 

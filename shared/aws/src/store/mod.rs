@@ -573,7 +573,12 @@ impl Store {
             .set_exclusive_start_key(decode_cursor(cursor, keys)?)
             .send()
             .await
-            .map_err(StoreError::sdk)?;
+            .map_err(|e| match e.as_service_error().and_then(|e| e.code()) {
+                // Well formed, but of another partition (DynamoDB: "outside
+                // query boundaries"): as forged as any other bad cursor.
+                Some("ValidationException") if cursor.is_some() => ListError::BadCursor,
+                _ => StoreError::sdk(e).into(),
+            })?;
         let items =
             serde_dynamo::from_items(out.items.unwrap_or_default()).map_err(StoreError::from)?;
         Ok(Page {
