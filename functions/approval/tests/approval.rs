@@ -336,9 +336,12 @@ async fn a_new_activation_link_is_for_approved_accounts_not_yet_activated() {
     let now = chrono::Utc::now();
     env.core
         .store
-        .redeem_activation(&nuvem_domain::token::hash_token(&new), now, |account_id| {
-            first_key(account_id, now)
-        })
+        .redeem_activation(
+            &nuvem_domain::token::hash_token(&new),
+            "salt",
+            now,
+            |account_id| first_key(account_id, now),
+        )
         .await
         .unwrap();
     let (status, problem) = call(&env, reissue()).await;
@@ -359,9 +362,12 @@ async fn a_new_activation_link_is_for_approved_accounts_not_yet_activated() {
     let again = env
         .core
         .store
-        .redeem_activation(&nuvem_domain::token::hash_token(&old), now, |account_id| {
-            first_key(account_id, now)
-        })
+        .redeem_activation(
+            &nuvem_domain::token::hash_token(&old),
+            "salt",
+            now,
+            |account_id| first_key(account_id, now),
+        )
         .await;
     assert!(
         matches!(again, Err(nuvem_aws::store::RedeemError::Invalid)),

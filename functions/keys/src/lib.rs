@@ -123,12 +123,13 @@ async fn activate(deps: &Deps, req: &Request) -> HttpResult {
         return Err(invalid());
     }
     let now = Utc::now();
-    // Derived from the token, so a repeated activation answers the same.
-    let secret = keys::first_key_secret(&body.token);
+    // Derived from the token and a salt, so a repeat can answer the same.
+    let salt = keys::new_key_salt();
+    let secret = keys::first_key_secret(&body.token, &salt);
     let redeemed = deps
         .core
         .store
-        .redeem_activation(&token::hash_token(&body.token), now, |account_id| {
+        .redeem_activation(&token::hash_token(&body.token), &salt, now, |account_id| {
             let key = new_record(
                 account_id,
                 "first owner key".into(),
@@ -150,11 +151,14 @@ async fn activate(deps: &Deps, req: &Request) -> HttpResult {
             deps.core.emit(&event, None).await;
             issued(&key, secret.expose())
         }
-        Redeemed::Repeat(key) if keys::verify_secret(secret.expose(), &key.secret_hash) => {
+        Redeemed::Repeat(key, salt) => {
+            let secret = keys::first_key_secret(&body.token, &salt);
+            // Never expected to fail: rather no answer than a wrong credential.
+            if !keys::verify_secret(secret.expose(), &key.secret_hash) {
+                return Err(invalid());
+            }
             issued(&key, secret.expose())
         }
-        // Never expected: rather no answer than a credential that fails.
-        Redeemed::Repeat(_) => Err(invalid()),
     }
 }
 

@@ -106,9 +106,18 @@ async fn a_token_buys_one_owner_key_and_repeats_it_to_racing_and_retried_request
         .collect();
     assert_eq!(created.len(), 1, "one key.created: {created:?}");
 
-    // Stored only as hashes.
-    let dump = format!("{:?}", scan_all(&env.t.db, env.t.table()).await);
+    // Stored only as hashes; the secret takes a salt the email does not hold.
+    let items = scan_all(&env.t.db, env.t.table()).await;
+    let dump = format!("{items:?}");
     assert!(!dump.contains(secret) && !dump.contains(&token));
+    let salt = items
+        .iter()
+        .find_map(|item| item.get("key_salt")?.as_s().ok())
+        .expect("the activation record keeps the salt");
+    assert_eq!(
+        nuvem_domain::keys::first_key_secret(&token, salt).expose(),
+        secret
+    );
     let account_record = env.core.store.get_account(&account).await.unwrap().unwrap();
     assert!(account_record.activated_at.is_some());
 
@@ -185,6 +194,7 @@ async fn unknown_and_expired_tokens_are_refused_and_store_nothing() {
                 expires_at: nuvem_domain::token::activation_expires_at(past).timestamp(),
                 used_at: None,
                 key_id: None,
+                key_salt: None,
             },
         )
         .unwrap();

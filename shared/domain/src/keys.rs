@@ -124,14 +124,21 @@ pub fn generate_secret() -> Secret {
 }
 
 /// The secret of the owner key an activation token buys: derived from the
-/// token (which has 256 random bits), so that a repeated activation can
-/// answer the same credential again without any secret being stored.
-pub fn first_key_secret(activation_token: &str) -> Secret {
+/// token (256 random bits) and a random `salt` kept in the table, so that a
+/// repeated activation can answer the same credential again without the
+/// secret being stored anywhere. The salt keeps the emailed token alone (a
+/// mailbox read later) from computing the key's secret.
+pub fn first_key_secret(activation_token: &str, salt: &str) -> Secret {
     with_checksum(derived_base62(
         activation_token,
-        "nuvem first owner key",
+        &format!("nuvem first owner key {salt}"),
         PAYLOAD_LEN,
     ))
+}
+
+/// A fresh salt for [`first_key_secret`].
+pub fn new_key_salt() -> String {
+    random_base62(PAYLOAD_LEN)
 }
 
 fn with_checksum(payload: String) -> Secret {

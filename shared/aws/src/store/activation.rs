@@ -24,6 +24,9 @@ pub struct ActivationRecord {
     /// The owner key the token bought, set with `used_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// The salt of that key's secret (`keys::first_key_secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_salt: Option<String>,
 }
 
 /// What a token redeemed.
@@ -32,8 +35,9 @@ pub enum Redeemed {
     /// The account is activated now: its first key and the key's event.
     New(KeyRecord, Envelope),
     /// The token was used within [`token::ACTIVATION_REPEAT_WINDOW`]: the
-    /// key it bought, still usable, for the caller to answer again.
-    Repeat(KeyRecord),
+    /// key it bought, still usable, and the salt of its secret, for the
+    /// caller to answer again.
+    Repeat(KeyRecord, String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,7 @@ impl Store {
                 expires_at: expires_at.timestamp(),
                 used_at: None,
                 key_id: None,
+                key_salt: None,
             },
         )?;
         Ok((token, expires_at, write))
@@ -102,6 +107,7 @@ impl Store {
     pub async fn redeem_activation(
         &self,
         token_hash: &str,
+        key_salt: &str,
         now: DateTime<Utc>,
         first_key: impl FnOnce(&str) -> (KeyRecord, Envelope),
     ) -> Result<Redeemed, RedeemError> {
@@ -118,12 +124,13 @@ impl Store {
             .table_name(&self.table)
             .key(k::PK, s(k::activation_pk(token_hash)))
             .key(k::SK, s(k::ACTIVATION_SK))
-            .update_expression("SET used_at = :now, key_id = :key")
+            .update_expression("SET used_at = :now, key_id = :key, key_salt = :salt")
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(used_at) AND expires_at > :epoch",
             )
             .expression_attribute_values(":now", s(now.to_rfc3339()))
             .expression_attribute_values(":key", s(&key.id))
+            .expression_attribute_values(":salt", s(key_salt))
             .expression_attribute_values(":epoch", n(now.timestamp()))
             .build()
             .map_err(StoreError::sdk)?;
@@ -186,7 +193,9 @@ impl Store {
         record: ActivationRecord,
         now: DateTime<Utc>,
     ) -> Result<Redeemed, RedeemError> {
-        let (Some(used_at), Some(key_id)) = (record.used_at, record.key_id) else {
+        let (Some(used_at), Some(key_id), Some(salt)) =
+            (record.used_at, record.key_id, record.key_salt)
+        else {
             return Err(RedeemError::Invalid);
         };
         if !token::repeat_allowed(used_at, now) {
@@ -197,7 +206,7 @@ impl Store {
                 if key.account_id == record.account_id
                     && keys::is_usable(key.status, key.expires, now) =>
             {
-                Ok(Redeemed::Repeat(key))
+                Ok(Redeemed::Repeat(key, salt))
             }
             _ => Err(RedeemError::Invalid),
         }

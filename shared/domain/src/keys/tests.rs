@@ -47,17 +47,21 @@ fn generated_secret_shape() {
 }
 
 #[test]
-fn a_first_key_secret_is_a_valid_secret_of_its_token_only() {
+fn a_first_key_secret_takes_its_token_and_its_salt() {
     let token = crate::token::generate_activation_token();
-    let secret = first_key_secret(token.expose());
+    let salt = new_key_salt();
+    let secret = first_key_secret(token.expose(), &salt);
     let s = secret.expose();
     assert_eq!(s.len(), SECRET_LEN);
     assert!(s.starts_with(SECRET_PREFIX) && checksum_ok(s));
-    assert_eq!(first_key_secret(token.expose()).expose(), s);
+    assert_eq!(first_key_secret(token.expose(), &salt).expose(), s);
     let other = crate::token::generate_activation_token();
-    assert_ne!(first_key_secret(other.expose()).expose(), s);
-    // Nothing of the token shows in the secret.
-    assert!(!s.contains(&token.expose()[7..15]));
+    assert_ne!(first_key_secret(other.expose(), &salt).expose(), s);
+    assert_ne!(
+        first_key_secret(token.expose(), &new_key_salt()).expose(),
+        s
+    );
+    assert_ne!(new_key_salt(), salt);
 }
 
 #[test]
