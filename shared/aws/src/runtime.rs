@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use lambda_http::IntoResponse;
+use lambda_http::{IntoResponse, Service};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 use crate::http::{Request, Response};
@@ -17,7 +17,7 @@ where
     Fut: Future<Output = Response> + Send,
 {
     crate::metrics::install();
-    lambda_http::run(service_fn(|request: Request| {
+    let mut adapter = lambda_http::Adapter::from(service_fn(|request: Request| {
         // Boxed: a handler's future nests one future per route and SDK call,
         // deep enough to overflow the compiler's layout query depth inline.
         let fut: Pin<Box<dyn Future<Output = Response> + Send + '_>> = Box::pin(handler(request));
@@ -26,8 +26,43 @@ where
             crate::metrics::flush();
             Ok::<_, Error>(Finished(response))
         }
-    }))
+    }));
+    lambda_runtime::run(service_fn(
+        move |mut event: LambdaEvent<lambda_http::request::LambdaRequest>| {
+            encode_raw_query(&mut event.payload);
+            adapter.call(event)
+        },
+    ))
     .await
+}
+
+/// `lambda_http` builds the request's URI from `rawQueryString` as the
+/// client sent it, and panics ("failed to build request") on bytes a URI
+/// cannot hold, such as a raw `"` or space: the invocation would crash
+/// before any handler, and the client get the gateway's 500. Such a query
+/// is percent-encoded first, as a careful client would have sent it; its
+/// parameters decode to the same text.
+fn encode_raw_query(payload: &mut lambda_http::request::LambdaRequest) {
+    let lambda_http::request::LambdaRequest::ApiGatewayV2(event) = payload else {
+        return;
+    };
+    let Some(query) = event.raw_query_string.as_mut() else {
+        return;
+    };
+    // RFC 3986's query characters, `%` included (escapes pass as sent).
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
+    if query.bytes().all(allowed) {
+        return;
+    }
+    let mut encoded = String::with_capacity(query.len() * 3);
+    for b in query.bytes() {
+        if allowed(b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    *query = encoded;
 }
 
 /// An answer whose body is already what API Gateway gets: UTF-8 JSON text,
@@ -235,4 +270,47 @@ pub fn stop_by(
         .and_then(chrono::DateTime::from_timestamp_millis)
         .unwrap_or(now + chrono::Duration::minutes(1))
         - margin
+}
+
+#[cfg(test)]
+mod tests {
+    use lambda_http::RequestExt;
+    use lambda_http::request::LambdaRequest;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn event_with_query(query: &str) -> LambdaRequest {
+        let mut event: serde_json::Value =
+            serde_json::from_str(include_str!("../../../events/keys/list-keys.json")).unwrap();
+        event["rawQueryString"] = query.into();
+        serde_json::from_value(event).unwrap()
+    }
+
+    fn request_of(query: &str) -> Request {
+        let mut payload = event_with_query(query);
+        encode_raw_query(&mut payload);
+        payload.into()
+    }
+
+    #[test]
+    fn a_raw_query_a_uri_cannot_hold_reaches_the_handler_as_sent() {
+        let request = request_of("limit=\"5\"&name=caf\u{e9} au lait&bad=%zz&ok=a%20b");
+        let query = request.query_string_parameters();
+        assert_eq!(query.first("limit"), Some("\"5\""));
+        assert_eq!(query.first("name"), Some("caf\u{e9} au lait"));
+        assert_eq!(query.first("bad"), Some("%zz"));
+        assert_eq!(query.first("ok"), Some("a b"));
+        // A query a URI can hold is left exactly as sent.
+        let request = request_of("limit=5&cursor=eyJwayI6IkEifQ");
+        assert_eq!(request.uri().query(), Some("limit=5&cursor=eyJwayI6IkEifQ"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_raw_query_becomes_a_request(query in "\\PC{0,40}") {
+            let request = request_of(&query);
+            let _ = request.query_string_parameters();
+        }
+    }
 }
