@@ -27,7 +27,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{Store, StoreError, holds, n, s};
+use crate::store::{Store, StoreError, condition_failed, holds, n, put_refused, s};
 use crate::table_keys as k;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,12 +204,8 @@ impl Store {
         };
         match put.send().await {
             Ok(_) => Ok(None),
-            Err(e) => match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
-                    failed,
-                )) => Ok(Some(failed.item().cloned())),
-                _ => Err(StoreError::sdk(e)),
-            },
+            Err(e) if condition_failed(&e) => Ok(Some(put_refused(&e))),
+            Err(e) => Err(StoreError::sdk(e)),
         }
     }
 

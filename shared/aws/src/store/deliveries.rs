@@ -170,13 +170,14 @@ impl Store {
             // (A later attempt may find no item: its earlier attempts expired
             // with their delivery item; nothing says it was made, so make it.)
             Ok(_) => Ok(AttemptClaim::Acquired),
-            Err(e) if refused_by_itself(update_refused(&e).as_ref(), &write_id) => {
-                Ok(AttemptClaim::Acquired)
-            }
-            Err(e) if condition_failed(&e) => {
-                let state: Option<DeliveryState> = update_refused(&e)
-                    .map(serde_dynamo::from_item)
-                    .transpose()?;
+            Err(e) if !condition_failed(&e) => Err(StoreError::sdk(e)),
+            Err(e) => {
+                let refused = update_refused(&e);
+                if refused_by_itself(refused.as_ref(), &write_id) {
+                    return Ok(AttemptClaim::Acquired);
+                }
+                let state: Option<DeliveryState> =
+                    refused.map(serde_dynamo::from_item).transpose()?;
                 Ok(match state {
                     Some(state) if state.status == Some(DeliveryStatus::Pending) => {
                         if state.attempts + 1 == attempt {
@@ -188,7 +189,6 @@ impl Store {
                     _ => AttemptClaim::Done,
                 })
             }
-            Err(e) => Err(StoreError::sdk(e)),
         }
     }
 

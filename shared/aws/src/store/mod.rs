@@ -298,13 +298,7 @@ impl Store {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    let refused = match e.as_service_error() {
-                        Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(failed)) => failed.item().cloned(),
-                        _ => None,
-                    };
-                    (refused, condition_failed(&e), StoreError::sdk(e))
-                })
+                .map_err(|e| (put_refused(&e), condition_failed(&e), StoreError::sdk(e)))
         } else {
             return Ok(self.transact_checked(vec![item]).await?.map_err(|_| ()));
         };
@@ -606,6 +600,20 @@ pub(crate) fn update_refused(
     match err.as_service_error() {
         Some(
             aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+                failed,
+            ),
+        ) => failed.item().cloned(),
+        _ => None,
+    }
+}
+
+/// [`update_refused`] for a put.
+pub(crate) fn put_refused(
+    err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError>,
+) -> Option<Item> {
+    match err.as_service_error() {
+        Some(
+            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
                 failed,
             ),
         ) => failed.item().cloned(),

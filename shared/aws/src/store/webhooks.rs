@@ -297,21 +297,15 @@ impl Store {
             Ok(out) => Ok(Some(serde_dynamo::from_item(
                 out.attributes.unwrap_or_default(),
             )?)),
-            // The SDK's retry of this very rotation, whose first attempt
-            // applied: the new secret is already the current one.
-            Err(e)
-                if holds(
-                    update_refused(&e).as_ref(),
-                    "sealed_secret",
-                    new_sealed_secret,
-                ) =>
-            {
-                Ok(Some(serde_dynamo::from_item(
-                    update_refused(&e).unwrap_or_default(),
-                )?))
-            }
-            Err(e) if condition_failed(&e) => Ok(None),
-            Err(e) => Err(StoreError::sdk(e)),
+            Err(e) => match update_refused(&e) {
+                // The SDK's retry of this very rotation, whose first attempt
+                // applied: the new secret is already the current one.
+                Some(item) if holds(Some(&item), "sealed_secret", new_sealed_secret) => {
+                    Ok(Some(serde_dynamo::from_item(item)?))
+                }
+                _ if condition_failed(&e) => Ok(None),
+                _ => Err(StoreError::sdk(e)),
+            },
         }
     }
 
