@@ -510,3 +510,31 @@ async fn a_retried_secret_rotation_answers_its_own_rotation() {
         .unwrap();
     assert!(refused.is_none());
 }
+
+/// A delete whose first attempt was applied but not answered is retried by
+/// the SDK: the caller still learns that it deleted the item, rather than
+/// that there was none (a `DELETE` answering 404 for its own deletion).
+#[tokio::test]
+async fn a_retried_delete_finds_its_own_deletion() {
+    use nuvem_aws::table_keys as k;
+    let (proxy, store, direct, _stop) =
+        stores_with_lost_answers("deletes", "dynamodb:DeleteItem+dynamodb:TransactWriteItems")
+            .await;
+    let db = aws_sdk_dynamodb::Client::new(&emulator().await.sdk_config().await);
+    for n in 0..30 {
+        let account = format!("acc_01jd00000000000000000000{n:02}");
+        db.put_item()
+            .table_name(direct.table())
+            .item("pk", AttributeValue::S(k::account_pk(&account)))
+            .item("sk", AttributeValue::S(k::WHATSAPP_NOTICES_SK.into()))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            store.delete_whatsapp_notices(&account).await.unwrap(),
+            "delete {n} found nothing to delete"
+        );
+        assert!(!direct.delete_whatsapp_notices(&account).await.unwrap());
+    }
+    assert!(proxy.stats.counts().retries > 0);
+}

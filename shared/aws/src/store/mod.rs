@@ -251,6 +251,13 @@ impl Store {
     /// Writes one item alone (a plain write: half the cost of a
     /// transaction) or several all or nothing; `Err(())` when a condition
     /// refused it.
+    ///
+    /// A delete (or condition check) alone still goes as a one-item
+    /// transaction: a deleted item keeps no mark to tell its own retry by,
+    /// while the transaction's `ClientRequestToken`, kept by the SDK across
+    /// retries, is answered as done by DynamoDB. A plain conditional delete
+    /// retried after its first attempt applied would report the caller's own
+    /// deletion as "there was none".
     pub(crate) async fn write_all(
         &self,
         mut items: Vec<TransactWriteItem>,

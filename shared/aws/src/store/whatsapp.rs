@@ -525,16 +525,11 @@ impl Store {
 
     /// `false` when the account had chosen none.
     pub async fn delete_whatsapp_notices(&self, account_id: &str) -> Result<bool, StoreError> {
-        let out = self
-            .db
-            .delete_item()
-            .table_name(&self.table)
-            .key(k::PK, s(k::account_pk(account_id)))
-            .key(k::SK, s(k::WHATSAPP_NOTICES_SK))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        Ok(out.attributes.is_some())
+        let delete = self.delete_item(
+            k::account_pk(account_id),
+            k::WHATSAPP_NOTICES_SK.into(),
+            "attribute_exists(pk)",
+        )?;
+        Ok(self.write_all(vec![delete]).await?.is_ok())
     }
 }
