@@ -8,7 +8,9 @@ use nuvem_aws::queue::ACTIVATION_TOKEN_ATTRIBUTE;
 use nuvem_aws::store::{AccountRecord, Store};
 use nuvem_domain::account::{AccountStatus, Locale};
 use nuvem_domain::events::{Envelope, EventType};
-use nuvem_testkit::fixtures::{fixture, sqs_batch, sqs_message};
+use nuvem_testkit::fixtures::{
+    failed_ids, failed_ids_without_dead_letter_queue, fixture, sqs_batch, sqs_message,
+};
 use nuvem_testkit::{Emulator, SentEmail, TestStack};
 use serde_json::json;
 
@@ -101,11 +103,7 @@ async fn approval_sends_one_portuguese_activation_email_however_often_it_is_deli
         record("m2", &event, Some(token)),
     ]);
     let answer = fanout::handle(&deps, first).await;
-    let failed: Vec<_> = answer
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
+    let failed = failed_ids(&answer);
     assert!(failed.is_empty(), "{failed:?}");
     let again = fanout::handle(&deps, sqs_batch(vec![record("m3", &event, Some(token))])).await;
     assert!(again.batch_item_failures.is_empty());
@@ -258,23 +256,10 @@ async fn a_poison_record_is_set_aside_and_a_failing_one_fails_alone() {
     ghost.account_id = "acc_01jd0000000000000000000404".into();
     orphan.body = Some(serde_json::to_string(&ghost).unwrap());
     let answer = fanout::handle(&deps, sqs_batch(vec![poison, good, orphan])).await;
-    let mut failed: Vec<_> = answer
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
-    failed.sort();
-    assert_eq!(failed, vec!["orphan".to_owned()]);
+    assert_eq!(failed_ids(&answer), ["orphan"]);
     assert_eq!(mails_to(emu, &account.email).await.len(), 1);
-    let unset = std::sync::OnceLock::from(None);
-    let answer = nuvem_aws::runtime::set_aside(answer, &unset).await;
-    let failed: Vec<_> = answer
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
     assert_eq!(
-        failed,
+        failed_ids_without_dead_letter_queue(answer).await,
         ["orphan", "poison"],
         "without a queue to go to, it comes back"
     );

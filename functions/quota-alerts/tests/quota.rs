@@ -41,11 +41,7 @@ fn message(id: &str, body: String) -> SqsMessage {
 async fn deliver(env: &Env, messages: Vec<SqsMessage>) -> Vec<String> {
     let answer =
         quota_alerts::handle(&env.deps, nuvem_testkit::fixtures::sqs_batch(messages)).await;
-    answer
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect()
+    nuvem_testkit::fixtures::failed_ids(&answer)
 }
 
 async fn usage(env: &Env) -> (i64, u64, u64) {
@@ -179,14 +175,8 @@ async fn test_events_and_unknown_buckets_are_acknowledged_and_garbage_is_set_asi
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(usage(&env).await, (0, 0, 0));
     // Without a dead-letter queue to go to, they come back.
-    let unset = std::sync::OnceLock::from(None);
-    let answer = nuvem_aws::runtime::set_aside(Default::default(), &unset).await;
-    let mut failed: Vec<_> = answer
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    failed.sort();
+    let failed =
+        nuvem_testkit::fixtures::failed_ids_without_dead_letter_queue(Default::default()).await;
     assert_eq!(failed, ["garbage", "not-json"]);
 }
 

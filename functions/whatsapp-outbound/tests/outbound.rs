@@ -448,12 +448,6 @@ async fn unreadable_jobs_go_to_the_dead_letter_queue_at_once() {
     assert_eq!(bodies, ["not json", r#"{"account_id": "acc_1"}"#]);
 
     let response = whatsapp_outbound::handle(&w.deps, batch()).await;
-    let nowhere = OnceLock::from(None);
-    let failed: Vec<String> = set_aside(response, &nowhere)
-        .await
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
+    let failed = nuvem_testkit::fixtures::failed_ids_without_dead_letter_queue(response).await;
     assert_eq!(failed, ["m1", "m2"]);
 }

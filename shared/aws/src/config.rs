@@ -257,6 +257,35 @@ mod tests {
     }
 
     #[test]
+    fn logs_at_rust_log_then_lambdas_level_then_info() {
+        use lambda_runtime::tracing::Level;
+        use lambda_runtime::tracing::subscriber::filter::LevelFilter;
+        let filter = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            log_filter(&move |name: &str| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+        };
+        let default = filter(&[]);
+        assert!(default.would_enable("nuvem_aws", &Level::INFO));
+        assert!(!default.would_enable("nuvem_aws", &Level::DEBUG));
+        let lambda = filter(&[("AWS_LAMBDA_LOG_LEVEL", "WARN")]);
+        assert_eq!(lambda.default_level(), Some(LevelFilter::WARN));
+        let rust_log = filter(&[("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("RUST_LOG", "debug")]);
+        assert_eq!(rust_log.default_level(), Some(LevelFilter::DEBUG));
+        let targets = filter(&[("RUST_LOG", "aws_smithy_runtime=trace,error")]);
+        assert!(targets.would_enable("aws_smithy_runtime::client", &Level::TRACE));
+        assert!(!targets.would_enable("nuvem_aws", &Level::WARN));
+        assert!(targets.would_enable("nuvem_aws", &Level::ERROR));
+        // Not a filter: Lambda's level (or info) rather than nothing logged.
+        let garbage = filter(&[("RUST_LOG", "==="), ("AWS_LAMBDA_LOG_LEVEL", "error")]);
+        assert_eq!(garbage.default_level(), Some(LevelFilter::ERROR));
+    }
+
+    #[test]
     fn an_empty_or_blank_optional_variable_takes_the_default() {
         for set in ["", "  "] {
             let lookup = |_: &str| Some(set.to_owned());
@@ -272,7 +301,43 @@ mod tests {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// Logs as JSON lines without ANSI colours, as CloudWatch wants them.
+/// Logs to stdout for CloudWatch: JSON lines when Lambda's log format is
+/// JSON (`AWS_LAMBDA_LOG_FORMAT`, the template's `LoggingConfig`), plain
+/// text otherwise; no time stamp (CloudWatch records one), no target.
+///
+/// Why not `lambda_runtime::tracing::init_default_subscriber`, which does
+/// the same: its `EnvFilter` links a regex engine (`regex-automata`,
+/// `regex-syntax`: about 0.2 MB of every function) for directives we never
+/// use. [`log_filter`] reads the same variables into a `Targets` filter.
 pub fn init_tracing() {
-    lambda_runtime::tracing::init_default_subscriber();
+    use lambda_runtime::tracing::subscriber::{self, prelude::*};
+    let lookup = |name: &str| std::env::var(name).ok();
+    let json = lookup("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let format = subscriber::fmt::layer()
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stdout);
+    let registry = subscriber::registry().with(log_filter(&lookup));
+    if json {
+        registry.with(format.json()).init();
+    } else {
+        registry.with(format).init();
+    }
+}
+
+/// What to log, as `lambda_runtime` reads it: `RUST_LOG` (the template's
+/// `LogLevel`: a level, or `target=level` pairs) when it parses, else the
+/// level of `AWS_LAMBDA_LOG_LEVEL` (Lambda's `ApplicationLogLevel`), else
+/// `info`.
+pub fn log_filter(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> lambda_runtime::tracing::subscriber::filter::Targets {
+    use lambda_runtime::tracing::subscriber::filter::{LevelFilter, Targets};
+    let level = lookup("AWS_LAMBDA_LOG_LEVEL")
+        .and_then(|l| l.trim().parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    lookup("RUST_LOG")
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.trim().parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(level))
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayV2httpRequestContext,
 };
@@ -181,4 +181,23 @@ pub fn sqs_batch(records: Vec<SqsMessage>) -> SqsEvent {
     let mut event = SqsEvent::default();
     event.records = records;
     event
+}
+
+/// The message ids a consumer's answer asks SQS to deliver again, sorted.
+pub fn failed_ids(answer: &SqsBatchResponse) -> Vec<String> {
+    let mut ids: Vec<String> = answer
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// [`failed_ids`] once the records the invocation set aside
+/// ([`nuvem_aws::runtime::set_aside`]) found no dead-letter queue to go to:
+/// they come back as failures, to be delivered again.
+pub async fn failed_ids_without_dead_letter_queue(answer: SqsBatchResponse) -> Vec<String> {
+    let nowhere = std::sync::OnceLock::from(None);
+    failed_ids(&nuvem_aws::runtime::set_aside(answer, &nowhere).await)
 }
