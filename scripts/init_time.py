@@ -8,7 +8,8 @@ its first event. Also reads the process's peak RSS (VmHWM) at that moment.
 Each binary is started RUNS times, the binaries taking turns so that the
 machine's load drifts over all of them alike; the median and the worst are
 reported, and with --floor each median as a multiple of the floor's (a bare
-`lambda_runtime` hello, measured in the same run).
+`lambda_runtime` hello, measured in the same run). It fails when a binary
+is over the README's budgets: 8 MB stripped, 15 ms init median.
 
 --check-no-cert-reads starts each binary once with SSL_CERT_FILE and
 SSL_CERT_DIR pointing at a FIFO and a folder holding one, and fails if any
@@ -34,6 +35,9 @@ READY = threading.Event()
 READY_AT = [0.0]
 # Generous: only a binary that hangs at init should ever reach it.
 HANG_CAP_SECONDS = 120
+# The README's budgets for every function: stripped size and init median.
+SIZE_BUDGET_BYTES = 8_000_000
+INIT_BUDGET_MS = 15.0
 
 
 class RuntimeApi(http.server.BaseHTTPRequestHandler):
@@ -199,6 +203,14 @@ def main():
         print(f"| {os.path.basename(binary)} | {size:.1f} MB | {median:.1f} ms "
               f"| {max(inits[binary]):.1f} ms | {max(rss[binary]):.1f} MB{ratio} |")
     server.shutdown()
+    over = [f"{os.path.basename(b)} ({os.path.getsize(b) / 1e6:.2f} MB, "
+            f"{statistics.median(inits[b]):.1f} ms)"
+            for b in binaries
+            if os.path.getsize(b) > SIZE_BUDGET_BYTES
+            or statistics.median(inits[b]) > INIT_BUDGET_MS]
+    if over:
+        sys.exit(f"over the budgets (8 MB stripped, {INIT_BUDGET_MS:g} ms init): "
+                 + ", ".join(over))
 
 
 if __name__ == "__main__":
