@@ -123,6 +123,8 @@ test: venv lint
 	$(PY) scripts/bench_transactions.py --check
 	$(MAKE) --no-print-directory schemathesis SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES_TEST)
 	$(PY) scripts/init_time.py --check-no-cert-reads $(addprefix target/debug/,$(notdir $(wildcard functions/*)))
+	$(PY) scripts/init_time.py --check-no-cert-reads --ahead-of-requests \
+	  $(addprefix target/debug/,$(filter-out fallback,$(notdir $(wildcard functions/*))))
 	cargo test --workspace --no-run
 	@mkdir -p .local; rm -f .local/chaos-test.rc; \
 	{ cargo test -p nuvem-local --test chaos > .local/chaos-test.log 2>&1 \

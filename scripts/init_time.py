@@ -11,6 +11,11 @@ reported, and with --floor each median as a multiple of the floor's (a bare
 `lambda_runtime` hello, measured in the same run). It fails when a binary
 is over the README's budgets: 8 MB stripped, 15 ms init median.
 
+--check-no-cert-reads --ahead-of-requests starts them as provisioned
+concurrency does, and fails if any does NOT read its roots at init (there
+init delays no request, so clients are built in full; nuvem_aws::config::
+init_ahead_of_requests).
+
 --check-no-cert-reads starts each binary once with SSL_CERT_FILE and
 SSL_CERT_DIR pointing at a FIFO and a folder holding one, and fails if any
 opens them before asking for its first event: trust roots are for the first
@@ -131,8 +136,11 @@ def fifo_has_reader(fifo):
     return True
 
 
-def check_no_cert_reads(binaries, port):
-    """Fails if a binary opens its trust roots before asking for an event."""
+def check_no_cert_reads(binaries, port, ahead=False):
+    """Fails if a binary opens its trust roots before asking for an event.
+
+    With `ahead`, started as provisioned concurrency starts it (init ahead of
+    any request), it fails if a binary does not open them at init."""
     with tempfile.TemporaryDirectory() as tmp:
         cert_dir = os.path.join(tmp, "certs")
         os.mkdir(cert_dir)
@@ -143,6 +151,8 @@ def check_no_cert_reads(binaries, port):
         for binary in binaries:
             env = lambda_env(binary, port)
             env.update({"SSL_CERT_FILE": fifos[0], "SSL_CERT_DIR": cert_dir})
+            if ahead:
+                env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "provisioned-concurrency"
             READY.clear()
             proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
@@ -164,8 +174,10 @@ def check_no_cert_reads(binaries, port):
             proc.wait()
             name = os.path.basename(binary)
             print(f"{name}: {verdict}")
-            if verdict != "ok":
+            if verdict != ("opens its trust roots at init" if ahead else "ok"):
                 failed.append(name)
+        if failed and ahead:
+            sys.exit(f"trust roots not read at an init ahead of requests: {', '.join(failed)}")
         if failed:
             sys.exit(f"trust roots read at init (or no init): {', '.join(failed)}")
 
@@ -175,13 +187,16 @@ def main():
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--floor", help="the bare lambda_runtime hello to compare with")
     parser.add_argument("--check-no-cert-reads", action="store_true")
+    parser.add_argument("--ahead-of-requests", action="store_true",
+                        help="with --check-no-cert-reads: as provisioned concurrency "
+                             "starts them, and expect the reads at init")
     parser.add_argument("binaries", nargs="+")
     args = parser.parse_args()
     server = Server(("127.0.0.1", 0), RuntimeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
     if args.check_no_cert_reads:
-        check_no_cert_reads(args.binaries, port)
+        check_no_cert_reads(args.binaries, port, ahead=args.ahead_of_requests)
         server.shutdown()
         return
     binaries = ([args.floor] if args.floor else []) + args.binaries

@@ -3,12 +3,16 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
+use aws_sdk_dynamodb::config::ConfigBag;
 use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::runtime_components::{
+    RuntimeComponents, RuntimeComponentsBuilder,
+};
 
 /// SDK configuration for tools run by people (`nuvem-admin`): the standard
 /// credential chain, profiles and region, and `AWS_ENDPOINT_URL` when set,
@@ -62,6 +66,23 @@ pub fn lambda_sdk_config_from(lookup: &dyn Fn(&str) -> Option<String>) -> aws_co
     config.build()
 }
 
+/// Whether this instance's init runs ahead of any request, so that work done
+/// now delays nobody: Lambda says how it started the execution environment
+/// in `AWS_LAMBDA_INITIALIZATION_TYPE`; provisioned concurrency and managed
+/// instances initialise before requests arrive, while an on-demand init has
+/// a request waiting for it. Clients are then built, and their trust roots
+/// read, at init; otherwise by the first event that needs them.
+pub fn init_ahead_of_requests() -> bool {
+    initialised_ahead(&|name| std::env::var(name).ok())
+}
+
+fn initialised_ahead(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
+    matches!(
+        lookup("AWS_LAMBDA_INITIALIZATION_TYPE").as_deref(),
+        Some("provisioned-concurrency" | "lambda-managed-instances")
+    )
+}
+
 /// The longest an AWS call of a function may take, retries included, when
 /// `SDK_TIMEOUT_MS` does not say: well under the template's default
 /// function timeout (10 s), so that a slow dependency fails the call, and
@@ -91,18 +112,25 @@ fn sdk_timeouts(operation_ms: Option<u64>) -> aws_config::timeout::TimeoutConfig
 /// are built by the first request that needs them (and cached by the inner
 /// client, as before). No crate offers this; it is one trait method left at
 /// its default.
+///
+/// When init runs ahead of requests ([`init_ahead_of_requests`]), the roots
+/// are read when a client is built, as the SDK does.
 #[derive(Debug)]
-pub struct FirstUseHttpClient(SharedHttpClient);
+pub struct FirstUseHttpClient {
+    inner: SharedHttpClient,
+    roots_at_construction: bool,
+}
 
 impl FirstUseHttpClient {
     pub fn new() -> Self {
-        FirstUseHttpClient(
-            aws_smithy_http_client::Builder::new()
+        FirstUseHttpClient {
+            inner: aws_smithy_http_client::Builder::new()
                 .tls_provider(tls::Provider::Rustls(
                     tls::rustls_provider::CryptoMode::AwsLc,
                 ))
                 .build_https(),
-        )
+            roots_at_construction: init_ahead_of_requests(),
+        }
     }
 }
 
@@ -118,14 +146,25 @@ impl HttpClient for FirstUseHttpClient {
         settings: &HttpConnectorSettings,
         components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        self.0.http_connector(settings, components)
+        self.inner.http_connector(settings, components)
     }
 
-    // `validate_base_client_config` stays the trait's no-op: the inner
-    // client's would build a connector (and read the roots) right away.
+    /// The inner client's builds a connector (and reads the roots) right
+    /// away, when a client is constructed: only ahead of requests.
+    fn validate_base_client_config(
+        &self,
+        components: &RuntimeComponentsBuilder,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.roots_at_construction {
+            self.inner.validate_base_client_config(components, cfg)
+        } else {
+            Ok(())
+        }
+    }
 
     fn connector_metadata(&self) -> Option<ConnectorMetadata> {
-        self.0.connector_metadata()
+        self.inner.connector_metadata()
     }
 }
 
@@ -254,6 +293,22 @@ mod tests {
         assert_eq!(timeout(Some("10000")), (ms(10_000), ms(3_100)));
         assert_eq!(timeout(Some("soon")), (ms(2_000), ms(2_000)));
         assert_eq!(timeout(Some("")), (ms(2_000), ms(2_000)));
+    }
+
+    #[test]
+    fn only_provisioned_and_managed_instances_initialise_ahead_of_requests() {
+        let ahead = |kind: Option<&str>| {
+            let kind = kind.map(str::to_owned);
+            initialised_ahead(&move |name: &str| {
+                assert_eq!(name, "AWS_LAMBDA_INITIALIZATION_TYPE");
+                kind.clone()
+            })
+        };
+        assert!(ahead(Some("provisioned-concurrency")));
+        assert!(ahead(Some("lambda-managed-instances")));
+        assert!(!ahead(Some("on-demand")));
+        assert!(!ahead(Some("snap-start")));
+        assert!(!ahead(None));
     }
 
     #[test]

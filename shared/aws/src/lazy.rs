@@ -8,10 +8,12 @@ use std::sync::{Arc, OnceLock};
 /// Why: constructing a client of a service crate makes that crate parse its
 /// own copy of AWS's partition table (JSON, with a regex per partition) —
 /// about 0.4 M instructions, more than a bare runtime's whole init — and
-/// each crate has its own copy. Only the table client is needed by every
-/// event of every function, so it alone is built at init (where Lambda gives
-/// full CPU); a queue, mail, KMS or S3 client is paid for by the first event
-/// that uses it, and never by the events that do not.
+/// each crate has its own copy. When a request is waiting for the init
+/// (on-demand), building a client there or in the first event costs that
+/// request the same; built on first use, a client is never paid for by the
+/// events that do not use it (a refused key, a forged signature). When init
+/// runs ahead of any request ([`crate::config::init_ahead_of_requests`]),
+/// the table's store builds its client at init instead ([`Self::built`]).
 pub struct OnFirstUse<C> {
     sdk: aws_config::SdkConfig,
     build: fn(&aws_config::SdkConfig) -> C,
@@ -40,6 +42,25 @@ impl<C> OnFirstUse<C> {
     pub fn get(&self) -> &C {
         self.client.get_or_init(|| (self.build)(&self.sdk))
     }
+
+    /// Builds the client now rather than on first use.
+    pub fn built(self) -> Self {
+        self.get();
+        self
+    }
+
+    /// Whether the client has been built yet.
+    pub fn is_built(&self) -> bool {
+        self.client.get().is_some()
+    }
+}
+
+impl<C> std::ops::Deref for OnFirstUse<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        self.get()
+    }
 }
 
 impl<C> Clone for OnFirstUse<C> {
@@ -55,7 +76,7 @@ impl<C> Clone for OnFirstUse<C> {
 impl<C> std::fmt::Debug for OnFirstUse<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnFirstUse")
-            .field("built", &self.client.get().is_some())
+            .field("built", &self.is_built())
             .finish_non_exhaustive()
     }
 }
@@ -77,8 +98,18 @@ mod tests {
             0,
             "nothing built at construction"
         );
+        assert!(!lazy.is_built());
         assert_eq!(*twin.get(), 1);
-        assert_eq!(*lazy.get(), 1);
+        assert_eq!(*lazy, 1, "through Deref, the same client");
+        assert!(lazy.is_built());
         assert_eq!(BUILT.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn built_builds_at_once() {
+        let sdk = aws_config::SdkConfig::builder().build();
+        let eager = OnFirstUse::new(&sdk, |_| 7).built();
+        assert!(eager.is_built());
+        assert_eq!(*eager, 7);
     }
 }

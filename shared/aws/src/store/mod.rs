@@ -64,6 +64,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nuvem_domain::events::Envelope;
 use serde::Serialize;
 
+use crate::lazy::OnFirstUse;
 use crate::table_keys as k;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -153,7 +154,7 @@ impl ListError {
 /// DynamoDB adapter bound to the table; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub(crate) db: Client,
+    pub(crate) db: OnFirstUse<Client>,
     pub(crate) table: String,
     /// How long events and delivery attempts are kept (DynamoDB TTL).
     pub(crate) retention: chrono::Duration,
@@ -163,8 +164,20 @@ pub struct Store {
 pub const DEFAULT_RETENTION_DAYS: i64 = 30;
 
 impl Store {
+    /// A store whose client is built by the first call that needs it, or at
+    /// once when this init runs ahead of any request
+    /// ([`crate::config::init_ahead_of_requests`]; see [`OnFirstUse`]).
     pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self::from_client(Client::new(config), table)
+        Self::built_when(config, table, crate::config::init_ahead_of_requests())
+    }
+
+    pub(crate) fn built_when(
+        config: &aws_config::SdkConfig,
+        table: impl Into<String>,
+        now: bool,
+    ) -> Self {
+        let db = OnFirstUse::new(config, Client::new);
+        Self::with_client(if now { db.built() } else { db }, table)
     }
 
     /// How long events and delivery attempts are kept (`RETENTION_DAYS`).
@@ -176,6 +189,10 @@ impl Store {
     /// A store over a client configured by the caller (e.g. with an
     /// interceptor that counts requests, in `quota-alerts`' bench).
     pub fn from_client(db: Client, table: impl Into<String>) -> Self {
+        Self::with_client(OnFirstUse::ready(db), table)
+    }
+
+    fn with_client(db: OnFirstUse<Client>, table: impl Into<String>) -> Self {
         Store {
             db,
             table: table.into(),
@@ -747,7 +764,14 @@ impl AsTransactionCancel
 
 #[cfg(test)]
 mod tests {
-    use super::marked;
+    use super::{Store, marked};
+
+    #[test]
+    fn the_table_client_is_built_at_construction_only_ahead_of_requests() {
+        let sdk = crate::config::lambda_sdk_config_from(&|_| None);
+        assert!(!Store::built_when(&sdk, "t", false).db.is_built());
+        assert!(Store::built_when(&sdk, "t", true).db.is_built());
+    }
 
     #[test]
     fn a_marked_update_sets_its_write_id_in_every_shape_of_expression() {
