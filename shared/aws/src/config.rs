@@ -110,11 +110,10 @@ fn sdk_timeouts(operation_ms: Option<u64>) -> aws_config::timeout::TimeoutConfig
 /// and every file of `/etc/ssl/certs` during a Lambda's init, for all of the
 /// few milliseconds a cold start has. Here the connector, and so the roots,
 /// are built by the first request that needs them (and cached by the inner
-/// client, as before). No crate offers this; it is one trait method left at
-/// its default.
-///
-/// When init runs ahead of requests ([`init_ahead_of_requests`]), the roots
-/// are read when a client is built, as the SDK does.
+/// client, as before). No crate offers this; it is one trait method
+/// (`validate_base_client_config`) that does nothing, except when init runs
+/// ahead of requests ([`init_ahead_of_requests`]): then the roots are read
+/// when a client is built, as the SDK does.
 #[derive(Debug)]
 pub struct FirstUseHttpClient {
     inner: SharedHttpClient,
