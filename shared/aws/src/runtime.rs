@@ -49,21 +49,36 @@ fn encode_raw_query(payload: &mut lambda_http::request::LambdaRequest) {
     let Some(query) = event.raw_query_string.as_mut() else {
         return;
     };
-    // RFC 3986's query characters, `%` included (escapes pass as sent).
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
-    if query.bytes().all(allowed) {
-        return;
+    if let std::borrow::Cow::Owned(encoded) =
+        percent_encoding::utf8_percent_encode(query, NOT_QUERY).into()
+    {
+        *query = encoded;
     }
-    let mut encoded = String::with_capacity(query.len() * 3);
-    for b in query.bytes() {
-        if allowed(b) {
-            encoded.push(char::from(b));
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
-    *query = encoded;
 }
+
+/// What a query may not hold as is: every byte but RFC 3986's query
+/// characters and `%` (escapes pass as sent); non-ASCII bytes always.
+const NOT_QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'/')
+    .remove(b'?')
+    .remove(b'%');
 
 /// An answer whose body is already what API Gateway gets: UTF-8 JSON text,
 /// or nothing. `lambda_http`'s own `IntoResponse` for `http::Response`
